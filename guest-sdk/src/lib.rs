@@ -1,0 +1,112 @@
+//! # easyrpc-guest: write EasyRpc functions in Rust
+//!
+//! This crate is what a guest module depends on. It owns the guest half of EasyRpc's WIT
+//! conventions (the `json` type, the `@default` / `@varargs` / `@kwargs` doc annotations) and the
+//! `embed_wit!` macro that hands the module's WIT docs to the host. It must not grow host-side
+//! logic: everything here compiles to `wasm32-wasip2`.
+//!
+//! ## From `cargo new` to a deployed function
+//!
+//! 1. `cargo new --lib hello && cd hello`, then in `Cargo.toml`:
+//!    ```toml
+//!    [lib]
+//!    crate-type = ["cdylib"]
+//!    [dependencies]
+//!    easyrpc-guest = { path = "../guest-sdk" }   # or the published version
+//!    ```
+//! 2. Copy EasyRpc's `wit/guest/types.wit` to `wit/deps/easyrpc-guest/types.wit` and write
+//!    `wit/world.wit`:
+//!    ```wit
+//!    package me:hello;
+//!    world hello {
+//!        use easyrpc:guest/types@0.1.0.{json};
+//!        /// Greet someone.
+//!        /// @default greeting = "hello"
+//!        export greet: func(name: string, greeting: string) -> string;
+//!    }
+//!    ```
+//! 3. In `src/lib.rs`:
+//!    ```ignore
+//!    easyrpc_guest::wit_bindgen::generate!({
+//!        world: "hello",
+//!        path: "wit",
+//!        runtime_path: "easyrpc_guest::wit_bindgen::rt",
+//!    });
+//!    easyrpc_guest::embed_wit!(include_str!("../wit/world.wit"));
+//!
+//!    struct Hello;
+//!    impl Guest for Hello {
+//!        fn greet(name: String, greeting: String) -> String { format!("{greeting}, {name}!") }
+//!    }
+//!    export!(Hello);
+//!    ```
+//! 4. `cargo build --release --target wasm32-wasip2` (`rustup target add wasm32-wasip2` once).
+//! 5. `easyrpc inspect target/wasm32-wasip2/release/hello.wasm` shows
+//!    `greet(name: string, greeting: string = "hello") -> string`; serve it with the host and a
+//!    Python caller sees `greet(name: str, greeting: str = 'hello') -> str`.
+//!
+//! ## Any-JSON values
+//! A `json` parameter arrives as its JSON text (a `String`); [`from_json`] turns it into any serde
+//! type and [`to_json`] back. Echoing needs no parsing at all: return the string you were given.
+
+pub use serde_json;
+pub use wit_bindgen;
+
+/// Name of the custom section that carries the module's WIT source (docs and `@` annotations).
+/// The host looks for exactly this name.
+pub const WIT_SECTION: &str = "easyrpc-wit";
+
+/// Parses a `json` argument into any deserializable type, e.g. `serde_json::Value`.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("invalid JSON argument: {e}"))
+}
+
+/// Serializes a value into the text of a `json` result.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    // Serializing plain data into a String cannot fail; a non-string map key would, and then the
+    // caller gets JSON null rather than a trap.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Builds a JSON object from already-encoded JSON texts without re-parsing them, so values such
+/// as big integers or NaN pass through untouched: `json_object([("a", &a), ("kwargs", &kw)])`.
+pub fn json_object<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value_json)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&to_json(key));
+        out.push(':');
+        out.push_str(value_json);
+    }
+    out.push('}');
+    out
+}
+
+#[doc(hidden)]
+pub const fn __bytes<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
+/// Stores the module's WIT source in the `easyrpc-wit` custom section, where the host reads doc
+/// comments and `@default` / `@varargs` / `@kwargs` annotations. Call it once per module:
+/// `easyrpc_guest::embed_wit!(include_str!("../wit/world.wit"));`
+#[macro_export]
+macro_rules! embed_wit {
+    ($text:expr) => {
+        const _: () = {
+            const TEXT: &str = $text;
+            #[link_section = "easyrpc-wit"]
+            #[used]
+            static EASYRPC_WIT: [u8; TEXT.len()] = $crate::__bytes::<{ TEXT.len() }>(TEXT);
+        };
+    };
+}

@@ -1,0 +1,34 @@
+//! The `easyrpc` command line: one file per subcommand, doc comments are the `--help` text.
+//!
+//! Owns flag parsing and printing only; every subcommand calls into the library.
+
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+/// EasyRpc: serve WebAssembly component functions to easyrpc callers.
+#[derive(Parser, Debug)]
+#[command(name = "easyrpc", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Inspect(inspect::InspectArgs),
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,15 @@
+//! The `easyrpc` binary: parse flags, hand over to the library.
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    easyrpc::cli::init_logging();
+    let cli = easyrpc::cli::Cli::parse();
+    match easyrpc::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

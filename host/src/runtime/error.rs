@@ -1,0 +1,84 @@
+//! Typed errors of the runtime: why a module did not load, why a call did not return a value.
+//!
+//! Callers match on these (the server turns a [`CallError`] into the wire's error string, tests
+//! assert the kind). Each message says what happened and, where it helps, what to do. The
+//! wasmtime error is kept as the source where there is one.
+
+use crate::signature::BindError;
+use crate::value::Value;
+use std::time::Duration;
+
+pub use super::convert::ValueError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read module {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{name} is not a WebAssembly file (it does not start with the \\0asm header)")]
+    NotWasm { name: String },
+    #[error("{name} is a core WebAssembly module, not a component: build it for wasm32-wasip2 (see guest-sdk) or wrap it with `wasm-tools component new`")]
+    CoreModule { name: String },
+    #[error("{name} failed to compile: {source:#}")]
+    Compile { name: String, source: anyhow::Error },
+    #[error("{name} needs imports this host does not provide (only WASI is available): {source:#}")]
+    Link { name: String, source: anyhow::Error },
+    #[error("{name}: {message}")]
+    Describe { name: String, message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no function `{name}` in module {module}")]
+    UnknownFunction { module: String, name: String },
+    #[error("bad arguments for {function}: {source}")]
+    BadArguments { function: String, source: BindError },
+    #[error("bad argument for {function}: {source}")]
+    BadValue { function: String, source: ValueError },
+    #[error("{function} exceeded its deadline of {deadline:?} and was stopped")]
+    Timeout { function: String, deadline: Duration },
+    #[error("{function} ran out of memory: it tried to grow past its limit of {limit} bytes")]
+    OutOfMemory { function: String, limit: usize },
+    #[error("{function} overflowed its stack (unbounded recursion?)")]
+    StackOverflow { function: String },
+    #[error("{function} panicked: {message}")]
+    Panic { function: String, message: String },
+    #[error("{function} trapped: {message}")]
+    Trap {
+        function: String,
+        message: String,
+        #[source]
+        source: anyhow::Error,
+    },
+    /// The function returned the `err` case of its `result` (the guest's own error).
+    #[error("{function} failed: {}", describe_error_value(.error))]
+    Failed { function: String, error: Value },
+    #[error("host is at its limit of concurrent sandboxes, try again shortly")]
+    Busy,
+    #[error("{function} returned a value that breaks its own signature: {source}")]
+    BadResult { function: String, source: ValueError },
+}
+
+fn describe_error_value(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl CallError {
+    /// A short machine-friendly name of the error kind, used in logs and wire error strings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::UnknownFunction { .. } => "UnknownFunction",
+            CallError::BadArguments { .. } | CallError::BadValue { .. } => "TypeError",
+            CallError::Timeout { .. } => "Timeout",
+            CallError::OutOfMemory { .. } => "OutOfMemory",
+            CallError::StackOverflow { .. } => "StackOverflow",
+            CallError::Panic { .. } => "Panic",
+            CallError::Trap { .. } => "Trap",
+            CallError::Failed { .. } => "Error",
+            CallError::Busy => "Busy",
+            CallError::BadResult { .. } => "BadResult",
+        }
+    }
+}

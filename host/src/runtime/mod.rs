@@ -1,0 +1,306 @@
+//! The WASM runtime: turns `.wasm` component files into described, callable, sandboxed
+//! functions.
+//!
+//! Owns the one shared wasmtime [`Engine`] (pooling allocator, epoch interruption, async calls so
+//! sleeping or busy guests yield to tokio), the epoch ticker thread, the linker (WASI only, with
+//! nothing granted), loading and caching of components, and the per-call limits. It must not
+//! know about namespaces, the wire protocol or sessions: the registry decides which module serves
+//! a name; the runtime only loads and runs.
+//!
+//! Submodules: `describe` (component types -> descriptors), `witdoc` (embedded WIT docs),
+//! `convert` (values), `sandbox` (one instance and its calls), `cache` (compiled components on
+//! disk), `error` (typed errors).
+
+mod cache;
+pub mod convert;
+mod describe;
+mod error;
+mod sandbox;
+pub mod witdoc;
+
+pub use cache::{content_hash, CacheOutcome};
+pub use error::{CallError, LoadError, ValueError};
+pub use sandbox::Sandbox;
+
+use crate::signature::{bind_arguments, FunctionDescriptor};
+use crate::value::Value;
+use cache::ComponentCache;
+use sandbox::CallState;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How long one call may run (wall clock, including time asleep in WASI) before it is stopped.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(10);
+/// Linear memory one call's instance may grow to.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+/// Ceiling for any configured memory limit: the size of one pooling-allocator memory slot.
+pub const MAX_MEMORY_LIMIT: usize = 1 << 30;
+/// Bytes of stdout and of stderr kept per call for the log; the rest is counted and dropped.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 64 << 10;
+/// Instances alive at once across the host (pooling allocator slots); beyond it calls are busy.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+/// Epoch tick: how often a running guest checks its deadline and yields to other tasks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Limits applied to one call (later set per namespace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallLimits {
+    pub deadline: Duration,
+    pub memory: usize,
+    pub output: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self { deadline: DEFAULT_CALL_DEADLINE, memory: DEFAULT_MEMORY_LIMIT, output: DEFAULT_OUTPUT_LIMIT }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Directory for compiled components; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub max_instances: u32,
+    pub max_memory: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { cache_dir: None, max_instances: DEFAULT_MAX_INSTANCES, max_memory: MAX_MEMORY_LIMIT }
+    }
+}
+
+/// The shared engine and everything modules are loaded with. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<ComponentCache>,
+    max_memory: usize,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances)
+            .total_stacks(config.max_instances)
+            .max_memory_size(config.max_memory);
+        let mut wasm = Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .wasm_component_model(true);
+        let engine = Engine::new(&wasm)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(ComponentCache::new(&engine, dir)?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Self {
+            inner: Arc::new(RuntimeInner { engine, linker, cache, max_memory: config.max_memory, ticker_stop }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The largest memory limit a call may be given.
+    pub fn max_memory(&self) -> usize {
+        self.inner.max_memory
+    }
+
+    /// Loads a component file; the module is named after the file stem.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<Module>, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        self.load_bytes(&name, &bytes)
+    }
+
+    /// Loads a component from memory: check it is a component, compile (or take it from the
+    /// cache), link against WASI and describe its exports.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
+        let name = name.to_owned();
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(LoadError::NotWasm { name });
+        }
+        if bytes[6..8] != [1, 0] {
+            return Err(LoadError::CoreModule { name });
+        }
+        let hash = content_hash(bytes);
+        let engine = &self.inner.engine;
+        let started = Instant::now();
+        let (component, cache_outcome) = match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(engine, &hash, bytes),
+            None => Component::new(engine, bytes).map(|c| (c, CacheOutcome::Compiled)).map_err(anyhow::Error::from),
+        }
+        .map_err(|source| LoadError::Compile { name: name.clone(), source })?;
+        let compile_time = started.elapsed();
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|source| LoadError::Link { name: name.clone(), source: source.into() })?;
+        let docs = witdoc::embedded_wit(bytes).map(|text| witdoc::scan(&text)).unwrap_or_default();
+        let described = describe::describe(engine, &component, &docs)
+            .map_err(|message| LoadError::Describe { name: name.clone(), message })?;
+        let mut functions = Vec::with_capacity(described.len());
+        for (descriptor, path) in described {
+            let iface_index = match &path.interface {
+                Some(iface) => Some(component.get_export_index(None, iface.as_str()).ok_or_else(|| {
+                    LoadError::Describe { name: name.clone(), message: format!("export {iface} not found") }
+                })?),
+                None => None,
+            };
+            let index = component.get_export_index(iface_index.as_ref(), path.function.as_str()).ok_or_else(|| {
+                LoadError::Describe { name: name.clone(), message: format!("export {} not found", path.function) }
+            })?;
+            let result_count = usize::from(descriptor.result.is_some());
+            functions.push(ExportedFunction { descriptor, index, result_count });
+        }
+        let by_name = functions.iter().enumerate().map(|(i, f)| (f.descriptor.name.clone(), i)).collect();
+        tracing::debug!(module = %name, %hash, ?cache_outcome, ?compile_time, functions = functions.len(), "loaded module");
+        Ok(Arc::new(Module {
+            name,
+            hash,
+            functions,
+            by_name,
+            instance_pre,
+            runtime: self.inner.clone(),
+            cache_outcome,
+            compile_time,
+        }))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the runtime is dropped. A plain
+/// thread, not a tokio task: it must keep ticking while every worker runs guest code.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("easyrpc-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    })?;
+    Ok(())
+}
+
+/// One exported function: its descriptor and where to find it in an instance.
+pub struct ExportedFunction {
+    pub descriptor: FunctionDescriptor,
+    index: ComponentExportIndex,
+    result_count: usize,
+}
+
+impl ExportedFunction {
+    fn export_index(&self) -> &ComponentExportIndex {
+        &self.index
+    }
+}
+
+/// A loaded component: described and ready to instantiate.
+pub struct Module {
+    name: String,
+    hash: String,
+    functions: Vec<ExportedFunction>,
+    by_name: HashMap<String, usize>,
+    instance_pre: InstancePre<CallState>,
+    runtime: Arc<RuntimeInner>,
+    cache_outcome: CacheOutcome,
+    compile_time: Duration,
+}
+
+impl Module {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Hex SHA-256 of the module's bytes.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Whether loading compiled the module or took it from the cache, and how long that took.
+    pub fn load_info(&self) -> (CacheOutcome, Duration) {
+        (self.cache_outcome, self.compile_time)
+    }
+
+    pub fn descriptors(&self) -> impl Iterator<Item = &FunctionDescriptor> {
+        self.functions.iter().map(|f| &f.descriptor)
+    }
+
+    pub fn function(&self, name: &str) -> Option<&ExportedFunction> {
+        self.by_name.get(name).map(|&i| &self.functions[i])
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.runtime.engine
+    }
+
+    fn instance_pre(&self) -> InstancePre<CallState> {
+        self.instance_pre.clone()
+    }
+
+    /// Binds `args`/`kwargs` to `name`'s parameters and converts them, without calling: the
+    /// check a caller's arguments must pass.
+    pub fn prepare(&self, name: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Vec<Val>, CallError> {
+        let function = self.function(name).ok_or_else(|| CallError::UnknownFunction {
+            module: self.name.clone(),
+            name: name.to_owned(),
+        })?;
+        let d = &function.descriptor;
+        let bound = bind_arguments(&d.params, args, kwargs)
+            .map_err(|source| CallError::BadArguments { function: d.name.clone(), source })?;
+        bound
+            .iter()
+            .zip(&d.params)
+            .map(|(v, p)| convert::to_val(v, &p.ty, &p.name))
+            .collect::<Result<_, _>>()
+            .map_err(|source| CallError::BadValue { function: d.name.clone(), source })
+    }
+
+    /// Calls `name` in a fresh sandboxed instance with `limits`.
+    pub async fn call(
+        self: &Arc<Self>,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+        limits: CallLimits,
+    ) -> Result<Value, CallError> {
+        let params = self.prepare(name, args, kwargs)?;
+        let function = self.function(name).ok_or_else(|| CallError::UnknownFunction {
+            module: self.name.clone(),
+            name: name.to_owned(),
+        })?;
+        self.sandbox(limits).call(function, &params).await
+    }
+
+    /// A sandbox for several calls on one instance (generators, benchmarks). Its memory limit
+    /// is capped at the runtime's maximum.
+    pub fn sandbox(self: &Arc<Self>, mut limits: CallLimits) -> Sandbox {
+        limits.memory = limits.memory.min(self.runtime.max_memory);
+        Sandbox::new(self.clone(), limits)
+    }
+}

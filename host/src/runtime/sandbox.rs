@@ -1,0 +1,322 @@
+//! One sandboxed instance of a module and the calls made on it.
+//!
+//! Owns the per-instance state wasmtime needs ([`CallState`]): a WASI context with nothing
+//! granted (no files, network, environment or arguments; stdout/stderr captured and bounded),
+//! the memory limiter, and the call deadline that the epoch callback enforces. It also turns
+//! wasmtime's errors into [`CallError`]s. It does not pick limits (the caller passes
+//! [`CallLimits`]) and does not bind arguments (the module does that before calling).
+
+use super::convert::from_val;
+use super::error::CallError;
+use super::{CallLimits, ExportedFunction, Module};
+use crate::signature::WitType;
+use crate::value::Value;
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use wasmtime::component::{Instance, ResourceTable, Val};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Largest table a guest may grow to; Rust guests use a few hundred entries.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Store data of one sandboxed instance.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    /// When the running call must stop; checked on every epoch tick while the guest runs.
+    deadline: Instant,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Refuses memory growth beyond the call's limit and remembers that it did, so the resulting
+/// trap (Rust guests abort on allocation failure) is reported as out-of-memory.
+struct MemoryLimiter {
+    limit: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A guest's stdout or stderr: kept in memory up to a bound, the rest counted and dropped. The
+/// guest never sees a write error, so chatty guests are not broken by the bound.
+#[derive(Clone)]
+pub struct OutputCapture {
+    inner: Arc<Mutex<CaptureBuffer>>,
+}
+
+struct CaptureBuffer {
+    bytes: Vec<u8>,
+    dropped: u64,
+    limit: usize,
+}
+
+impl OutputCapture {
+    fn new(limit: usize) -> Self {
+        Self { inner: Arc::new(Mutex::new(CaptureBuffer { bytes: Vec::new(), dropped: 0, limit })) }
+    }
+
+    fn append(&self, data: &[u8]) {
+        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = buf.limit.saturating_sub(buf.bytes.len());
+        let kept = data.len().min(room);
+        buf.bytes.extend_from_slice(&data[..kept]);
+        buf.dropped += (data.len() - kept) as u64;
+    }
+
+    /// The captured text and how many bytes were dropped beyond the bound; empties the buffer.
+    fn take(&self) -> (String, u64) {
+        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&buf.bytes).into_owned();
+        buf.bytes.clear();
+        (text, std::mem::take(&mut buf.dropped))
+    }
+
+    fn peek(&self) -> String {
+        let buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buf.bytes).into_owned()
+    }
+}
+
+impl IsTerminal for OutputCapture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for OutputCapture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for OutputCapture {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for OutputCapture {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for OutputCapture {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A live instance of a module. [`Module::call`] makes a fresh one per call; keeping one for
+/// several calls is for generators (an instance lives as long as its stream) and benchmarks.
+pub struct Sandbox {
+    store: Store<CallState>,
+    instance: Option<Instance>,
+    stdout: OutputCapture,
+    stderr: OutputCapture,
+    module: Arc<Module>,
+    limits: CallLimits,
+    /// Set once a call trapped or was cut off: the instance's state can no longer be trusted.
+    poisoned: bool,
+}
+
+impl Sandbox {
+    /// Creates the store for an instance of `module`; instantiation happens on the first call
+    /// (inside the deadline, so a guest whose start-up never ends is stopped too).
+    pub(super) fn new(module: Arc<Module>, limits: CallLimits) -> Self {
+        let stdout = OutputCapture::new(limits.output);
+        let stderr = OutputCapture::new(limits.output);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: limits.memory, exceeded: false },
+            deadline: Instant::now() + limits.deadline,
+        };
+        let mut store = Store::new(module.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield at every tick: a busy guest then shares its tokio worker fairly.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Self { store, instance: None, stdout, stderr, module, limits, poisoned: false }
+    }
+
+    /// Calls `function` (already bound and converted arguments) within the sandbox's limits.
+    pub async fn call(&mut self, function: &ExportedFunction, params: &[Val]) -> Result<Value, CallError> {
+        let name = &function.descriptor.name;
+        if self.poisoned {
+            return Err(CallError::Trap {
+                function: name.clone(),
+                message: "the instance was stopped by an earlier failure".to_owned(),
+                source: anyhow::anyhow!("poisoned sandbox"),
+            });
+        }
+        self.store.data_mut().deadline = Instant::now() + self.limits.deadline;
+        self.store.set_epoch_deadline(1);
+        let mut results = vec![Val::Bool(false); function.result_count];
+        let pre = self.module.instance_pre();
+        let run = async {
+            let instance = match self.instance {
+                Some(i) => i,
+                None => {
+                    let i = pre.instantiate_async(&mut self.store).await?;
+                    self.instance = Some(i);
+                    i
+                }
+            };
+            let func = instance
+                .get_func(&mut self.store, function.export_index())
+                .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
+            func.call_async(&mut self.store, params, &mut results).await
+        };
+        let outcome = tokio::time::timeout(self.limits.deadline, run).await;
+        self.log_output(name);
+        let error = match outcome {
+            Ok(Ok(())) => return self.convert_result(function, results),
+            Ok(Err(e)) => self.classify(name, e),
+            Err(_elapsed) => CallError::Timeout { function: name.clone(), deadline: self.limits.deadline },
+        };
+        self.poisoned = true;
+        Err(error)
+    }
+
+    fn convert_result(&self, function: &ExportedFunction, mut results: Vec<Val>) -> Result<Value, CallError> {
+        let name = &function.descriptor.name;
+        let bad = |source| CallError::BadResult { function: name.clone(), source };
+        match (&function.descriptor.result, results.pop()) {
+            (None, _) | (_, None) => Ok(Value::None),
+            (Some(WitType::Result { ok, err }), Some(Val::Result(r))) => match r {
+                Ok(payload) => match (payload, ok) {
+                    (Some(p), Some(t)) => from_val(&p, t).map_err(bad),
+                    _ => Ok(Value::None),
+                },
+                Err(payload) => {
+                    let error = match (payload, err) {
+                        (Some(p), Some(t)) => from_val(&p, t).map_err(bad)?,
+                        _ => Value::None,
+                    };
+                    Err(CallError::Failed { function: name.clone(), error })
+                }
+            },
+            (Some(ty), Some(v)) => from_val(&v, ty).map_err(bad),
+        }
+    }
+
+    fn classify(&self, function: &str, error: wasmtime::Error) -> CallError {
+        let function = function.to_owned();
+        if self.store.data().limiter.exceeded {
+            return CallError::OutOfMemory { function, limit: self.limits.memory };
+        }
+        if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+            return CallError::Busy;
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::Timeout { function, deadline: self.limits.deadline },
+            Some(Trap::StackOverflow) => CallError::StackOverflow { function },
+            Some(trap) => match panic_message(&self.stderr.peek()) {
+                Some(message) if *trap == Trap::UnreachableCodeReached => CallError::Panic { function, message },
+                _ => CallError::Trap { function, message: trap.to_string(), source: error.into() },
+            },
+            None => CallError::Trap { function, message: format!("{error:#}"), source: error.into() },
+        }
+    }
+
+    /// Sends what the guest printed to the log, tagged with module and function.
+    fn log_output(&self, function: &str) {
+        for (stream, capture) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (text, dropped) = capture.take();
+            if !text.is_empty() || dropped > 0 {
+                tracing::info!(
+                    target: "easyrpc::guest",
+                    module = %self.module.name(),
+                    function,
+                    stream,
+                    dropped_bytes = dropped,
+                    "{}",
+                    text.trim_end()
+                );
+            }
+        }
+    }
+}
+
+/// The message of a Rust guest's panic, from what its panic hook wrote to stderr:
+/// `thread '<unnamed>' panicked at src/lib.rs:3:5:\n<message>\nnote: ...`.
+fn panic_message(stderr: &str) -> Option<String> {
+    let at = stderr.find("panicked at ")?;
+    let (_, rest) = stderr[at..].split_once('\n')?;
+    let lines: Vec<&str> = rest.lines().take_while(|l| !l.starts_with("note: ")).collect();
+    Some(lines.join("\n").trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_panic_messages() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:77:9:\nboom\nsecond line\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).as_deref(), Some("boom\nsecond line"));
+        assert_eq!(panic_message("memory allocation of 5 bytes failed"), None);
+    }
+
+    #[test]
+    fn capture_is_bounded_and_counts_the_rest() {
+        let c = OutputCapture::new(4);
+        c.append(b"abc");
+        c.append(b"defg");
+        assert_eq!(c.take(), ("abcd".to_owned(), 3));
+        assert_eq!(c.take(), (String::new(), 0));
+    }
+}

@@ -1,0 +1,135 @@
+//! The dynamic value every call argument and result passes through.
+//!
+//! Owns [`Value`], the host's one data model between the wire (json or pickle frames) and the
+//! WASM runtime (component values). It is wider than JSON where the wire needs it (integers of
+//! any size, NaN and infinities, bytes from pickle) and keeps dict order. It knows nothing about
+//! WIT types: checking a value against a parameter type is `runtime::convert`'s job.
+
+pub mod json;
+
+use std::fmt;
+
+/// A caller's argument or a function's result, independent of serialization.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    None,
+    Bool(bool),
+    /// Any integer that fits i128 (so every s64 and u64 exactly).
+    Int(i128),
+    /// An integer beyond i128, kept as its decimal digits (optional leading `-`) so it
+    /// round-trips exactly through pass-through functions.
+    BigInt(String),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    /// A JSON object / Python dict with string keys, in insertion order.
+    Dict(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// The Python-ish name of the value's kind, used in error messages ("expected s32, got str").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::BigInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Bytes(_) => "bytes",
+            Value::List(_) => "list",
+            Value::Dict(_) => "dict",
+        }
+    }
+
+    /// Looks up a key of a dict value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Dict(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Compact JSON text of the value (Python-compatible: `NaN`/`Infinity` tokens, raw UTF-8).
+    pub fn to_json(&self) -> String {
+        json::to_string(self)
+    }
+}
+
+impl fmt::Display for Value {
+    /// Shows the value as JSON text, shortened for error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX_SHOWN: usize = 80;
+        let text = self.to_json();
+        if text.len() <= MAX_SHOWN {
+            f.write_str(&text)
+        } else {
+            let mut cut = MAX_SHOWN;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            write!(f, "{}...", &text[..cut])
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i.into())
+    }
+}
+impl From<f64> for Value {
+    fn from(x: f64) -> Self {
+        Value::Float(x)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(items: Vec<T>) -> Self {
+        Value::List(items.into_iter().map(Into::into).collect())
+    }
+}
+
+impl From<&serde_json::Value> for Value {
+    fn from(v: &serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Value::None,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Value::Int(i.into())
+                } else if let Some(u) = n.as_u64() {
+                    Value::Int(u.into())
+                } else {
+                    Value::Float(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(items) => Value::List(items.iter().map(Value::from).collect()),
+            serde_json::Value::Object(map) => {
+                Value::Dict(map.iter().map(|(k, v)| (k.clone(), Value::from(v))).collect())
+            }
+        }
+    }
+}

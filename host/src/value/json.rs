@@ -1,0 +1,440 @@
+//! JSON text <-> [`Value`], with the dialect easyrpc's Python peers speak.
+//!
+//! Owns parsing and printing only. Differences from strict JSON, all required on the wire
+//! (spec quirk Q5): `NaN`, `Infinity` and `-Infinity` are accepted and printed, and integers of
+//! any size keep every digit. Output is compact with raw UTF-8, like the Python server's.
+//! Nesting is bounded so hostile input cannot exhaust the stack.
+
+use super::Value;
+use std::fmt::Write;
+
+/// Deepest nesting of lists/objects accepted; deeper input is an error, not a stack overflow.
+pub const MAX_DEPTH: usize = 512;
+
+/// A parse failure with the byte offset where it was found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid JSON at byte {offset}: {message}")]
+pub struct JsonError {
+    pub offset: usize,
+    pub message: String,
+}
+
+/// Parses one JSON document (surrounding whitespace allowed).
+pub fn parse(text: &str) -> Result<Value, JsonError> {
+    let mut p = Parser { bytes: text.as_bytes(), text, pos: 0, depth: 0 };
+    p.skip_ws();
+    let v = p.value()?;
+    p.skip_ws();
+    if p.pos != p.bytes.len() {
+        return Err(p.error("trailing characters after the value"));
+    }
+    Ok(v)
+}
+
+/// Prints a value as compact JSON text.
+pub fn to_string(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+/// Appends the compact JSON text of `value` to `out`.
+pub fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::None => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::BigInt(digits) => out.push_str(digits),
+        Value::Float(x) => write_float(out, *x),
+        Value::Str(s) => write_str(out, s),
+        Value::Bytes(bytes) => {
+            // JSON has no bytes; a list of ints keeps the content.
+            out.push('[');
+            for (i, b) in bytes.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{b}");
+            }
+            out.push(']');
+        }
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Dict(entries) => {
+            out.push('{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, k);
+                out.push(':');
+                write_value(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_float(out: &mut String, x: f64) {
+    if x.is_nan() {
+        out.push_str("NaN");
+    } else if x.is_infinite() {
+        out.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        // Debug prints the shortest text that round-trips and always marks a float
+        // ("1.0", "1e100"), so Python reads it back as a float.
+        let _ = write!(out, "{x:?}");
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn error(&self, message: &str) -> JsonError {
+        JsonError { offset: self.pos, message: message.to_owned() }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat_literal(&mut self, lit: &str, v: Value) -> Result<Value, JsonError> {
+        if self.bytes[self.pos..].starts_with(lit.as_bytes()) {
+            self.pos += lit.len();
+            Ok(v)
+        } else {
+            Err(self.error("unexpected token"))
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, JsonError> {
+        match self.bytes.get(self.pos) {
+            None => Err(self.error("unexpected end of input")),
+            Some(b'n') => self.eat_literal("null", Value::None),
+            Some(b't') => self.eat_literal("true", Value::Bool(true)),
+            Some(b'f') => self.eat_literal("false", Value::Bool(false)),
+            Some(b'N') => self.eat_literal("NaN", Value::Float(f64::NAN)),
+            Some(b'I') => self.eat_literal("Infinity", Value::Float(f64::INFINITY)),
+            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'[') => self.list(),
+            Some(b'{') => self.object(),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.error("unexpected character")),
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), JsonError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        self.pos += 1;
+        self.skip_ws();
+        Ok(())
+    }
+
+    fn list(&mut self) -> Result<Value, JsonError> {
+        self.enter()?;
+        let mut items = Vec::new();
+        if self.bytes.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(Value::List(items));
+        }
+        loop {
+            items.push(self.value()?);
+            self.skip_ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(Value::List(items));
+                }
+                _ => return Err(self.error("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn object(&mut self) -> Result<Value, JsonError> {
+        self.enter()?;
+        let mut entries = Vec::new();
+        if self.bytes.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(Value::Dict(entries));
+        }
+        loop {
+            if self.bytes.get(self.pos) != Some(&b'"') {
+                return Err(self.error("expected a string key"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.bytes.get(self.pos) != Some(&b':') {
+                return Err(self.error("expected ':'"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let value = self.value()?;
+            // Like Python's json: a repeated key keeps the last value.
+            if let Some(slot) = entries.iter_mut().find(|(k, _): &&mut (String, Value)| *k == key) {
+                slot.1 = value;
+            } else {
+                entries.push((key, value));
+            }
+            self.skip_ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(Value::Dict(entries));
+                }
+                _ => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, JsonError> {
+        let start = self.pos;
+        if self.bytes[self.pos] == b'-' {
+            self.pos += 1;
+            if self.bytes[self.pos..].starts_with(b"Infinity") {
+                self.pos += "Infinity".len();
+                return Ok(Value::Float(f64::NEG_INFINITY));
+            }
+        }
+        let digits_start = self.pos;
+        while let Some(b'0'..=b'9') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+        if self.pos == digits_start {
+            return Err(self.error("expected digits"));
+        }
+        let mut is_float = false;
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            is_float = true;
+            self.pos += 1;
+            let frac_start = self.pos;
+            while let Some(b'0'..=b'9') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            if self.pos == frac_start {
+                return Err(self.error("expected digits after '.'"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
+            is_float = true;
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            let exp_start = self.pos;
+            while let Some(b'0'..=b'9') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            if self.pos == exp_start {
+                return Err(self.error("expected exponent digits"));
+            }
+        }
+        let text = &self.text[start..self.pos];
+        if is_float {
+            text.parse::<f64>().map(Value::Float).map_err(|_| self.error("invalid number"))
+        } else {
+            Ok(int_from_digits(text))
+        }
+    }
+
+    fn string(&mut self) -> Result<String, JsonError> {
+        self.pos += 1; // opening quote
+        let mut out = String::new();
+        loop {
+            let run_start = self.pos;
+            while let Some(&b) = self.bytes.get(self.pos) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            out.push_str(&self.text[run_start..self.pos]);
+            match self.bytes.get(self.pos) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let c = match self.bytes.get(self.pos) {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            self.pos += 1;
+                            let c = self.unicode_escape()?;
+                            out.push(c);
+                            continue;
+                        }
+                        _ => return Err(self.error("invalid escape")),
+                    };
+                    out.push(c);
+                    self.pos += 1;
+                }
+                Some(_) => return Err(self.error("control character in string")),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let hex = self.bytes.get(self.pos..self.pos + 4).ok_or_else(|| self.error("short \\u escape"))?;
+        let hex = std::str::from_utf8(hex).map_err(|_| self.error("invalid \\u escape"))?;
+        let v = u32::from_str_radix(hex, 16).map_err(|_| self.error("invalid \\u escape"))?;
+        self.pos += 4;
+        Ok(v)
+    }
+
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let first = self.hex4()?;
+        if (0xD800..0xDC00).contains(&first) {
+            if self.bytes[self.pos..].starts_with(b"\\u") {
+                self.pos += 2;
+                let second = self.hex4()?;
+                if (0xDC00..0xE000).contains(&second) {
+                    let c = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                    return char::from_u32(c).ok_or_else(|| self.error("invalid surrogate pair"));
+                }
+            }
+            // A lone surrogate (Python can emit one) cannot live in a Rust string.
+            return Ok('\u{FFFD}');
+        }
+        Ok(char::from_u32(first).unwrap_or('\u{FFFD}'))
+    }
+}
+
+/// An integer literal as [`Value::Int`] when it fits i128, else as exact [`Value::BigInt`] digits.
+pub fn int_from_digits(text: &str) -> Value {
+    match text.parse::<i128>() {
+        Ok(i) => Value::Int(i),
+        Err(_) => {
+            let (sign, digits) = text.strip_prefix('-').map_or(("", text), |d| ("-", d));
+            let digits = digits.trim_start_matches('0');
+            Value::BigInt(format!("{sign}{digits}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_python_dialect() {
+        let v = parse(r#"{"a": [NaN, Infinity, -Infinity], "b": 1180591620717411303424, "c": -5}"#).unwrap();
+        let Value::List(xs) = v.get("a").unwrap() else { panic!() };
+        assert!(matches!(xs[0], Value::Float(x) if x.is_nan()));
+        assert_eq!(xs[1], Value::Float(f64::INFINITY));
+        assert_eq!(xs[2], Value::Float(f64::NEG_INFINITY));
+        assert_eq!(v.get("b"), Some(&Value::Int(1180591620717411303424)));
+        assert_eq!(v.get("c"), Some(&Value::Int(-5)));
+    }
+
+    #[test]
+    fn big_integers_keep_every_digit() {
+        let big = "-2".to_owned() + &"0".repeat(60);
+        let v = parse(&big).unwrap();
+        assert_eq!(v, Value::BigInt(big.clone()));
+        assert_eq!(to_string(&v), big);
+        let max = u64::MAX.to_string();
+        assert_eq!(to_string(&parse(&max).unwrap()), max);
+    }
+
+    #[test]
+    fn strings_and_escapes_round_trip() {
+        let v = parse(r#""h\u00e9llo \u2603 \ud83d\ude00 \n\t\"\\ /""#).unwrap();
+        assert_eq!(v, Value::Str("héllo ☃ 😀 \n\t\"\\ /".into()));
+        assert_eq!(to_string(&v), "\"héllo ☃ 😀 \\n\\t\\\"\\\\ /\"");
+        assert_eq!(to_string(&Value::Str("\u{1}".into())), "\"\\u0001\"");
+    }
+
+    #[test]
+    fn floats_print_as_floats() {
+        assert_eq!(to_string(&Value::Float(1.0)), "1.0");
+        assert_eq!(to_string(&Value::Float(1e100)), "1e100");
+        assert_eq!(to_string(&Value::Float(f64::NAN)), "NaN");
+        assert_eq!(parse("1e100").unwrap(), Value::Float(1e100));
+        assert_eq!(parse("2.5E-3").unwrap(), Value::Float(2.5e-3));
+    }
+
+    #[test]
+    fn rejects_malformed_and_too_deep_input() {
+        for bad in ["", "[1,", "{\"a\" 1}", "01x", "\"abc", "[1] 2", "{1: 2}", "-", "1.", "tru"] {
+            assert!(parse(bad).is_err(), "{bad:?} should fail");
+        }
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert!(parse(&deep).unwrap_err().message.contains("nesting"));
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn objects_keep_order_and_last_duplicate() {
+        let v = parse(r#"{"z": 1, "a": 2, "z": 3}"#).unwrap();
+        assert_eq!(v, Value::Dict(vec![("z".into(), Value::Int(3)), ("a".into(), Value::Int(2))]));
+        assert_eq!(to_string(&v), r#"{"z":3,"a":2}"#);
+    }
+}

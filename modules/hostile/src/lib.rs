@@ -1,0 +1,95 @@
+//! Hostile behaviours for the sandbox tests: infinite loop, memory bomb, unbounded recursion,
+//! panic, huge output, and attempts to reach files, environment and network.
+easyrpc_guest::wit_bindgen::generate!({
+    world: "hostile",
+    path: "wit",
+    runtime_path: "easyrpc_guest::wit_bindgen::rt",
+});
+easyrpc_guest::embed_wit!(include_str!("../wit/world.wit"));
+
+use std::io::Write;
+
+struct Hostile;
+
+#[inline(never)]
+fn deeper(depth: u64, pad: &mut [u64; 16]) -> u64 {
+    // The array keeps a real frame on the stack so the recursion cannot be turned into a loop.
+    if depth == u64::MAX {
+        return 0;
+    }
+    pad[(depth % 16) as usize] = depth;
+    let mut next = *pad;
+    std::hint::black_box(&mut next);
+    1 + deeper(depth + 1, &mut next) + next[0]
+}
+
+impl Guest for Hostile {
+    fn ok() -> String {
+        "ok".to_owned()
+    }
+
+    fn spin() -> u64 {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+
+    fn memory_bomb() -> u64 {
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let chunk = vec![1u8; 1 << 20];
+            total += chunk.len() as u64;
+            held.push(std::hint::black_box(chunk));
+            if total > (1 << 40) {
+                return total;
+            }
+        }
+    }
+
+    fn recurse(depth: u64) -> u64 {
+        let mut pad = [0u64; 16];
+        deeper(depth, &mut pad)
+    }
+
+    fn panic(msg: String) {
+        panic!("{msg}");
+    }
+
+    fn shout(mib: u32) -> u64 {
+        let line = [b'x'; 1023];
+        let mut written = 0u64;
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        for _ in 0..(mib as u64 * 1024) {
+            let _ = out.write_all(&line).and_then(|_| out.write_all(b"\n"));
+            let _ = err.write_all(&line).and_then(|_| err.write_all(b"\n"));
+            written += 2048;
+        }
+        written
+    }
+
+    fn read_file(path: String) -> Result<String, String> {
+        std::fs::read_to_string(&path).map_err(|e| e.to_string())
+    }
+
+    fn read_env(name: String) -> (Option<String>, Vec<String>, Vec<String>) {
+        let all = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+        (std::env::var(&name).ok(), all, std::env::args().collect())
+    }
+
+    fn list_root() -> Result<Vec<String>, String> {
+        std::fs::read_dir("/")
+            .map_err(|e| e.to_string())
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
+    }
+
+    fn connect(port: u16) -> Result<String, String> {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|_| "connected".to_owned())
+            .map_err(|e| e.to_string())
+    }
+}
+
+export!(Hostile);
