@@ -2,7 +2,8 @@
 //!
 //! Owns the cache directory layout: one file per (module bytes, engine configuration), named
 //! `<sha256 of the .wasm>-<engine compatibility hash>.cwasm`, written atomically (temp file +
-//! rename) so a crash never leaves a half-written entry that a later start would trust. A
+//! rename) so a crash never leaves a half-written entry that a later start would trust, and read
+//! into memory (never memory-mapped) so an entry changed under a running host cannot crash it. A
 //! corrupt or stale entry is recompiled and overwritten, never fatal. Only files this cache
 //! wrote are ever deserialized, which is what makes wasmtime's unsafe `deserialize` sound here.
 
@@ -51,11 +52,13 @@ impl ComponentCache {
     /// and stores the result. A failure to store is logged, not returned.
     pub fn load_or_compile(&self, engine: &Engine, hash: &str, bytes: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(hash);
-        if path.exists() {
+        // Read into memory rather than `deserialize_file`: a memory-mapped entry that someone
+        // truncates or rewrites in place would crash the host with SIGBUS.
+        if let Ok(serialized) = std::fs::read(&path) {
             // SAFETY: the file was written by `store` below from `Component::serialize` of this
             // engine configuration (the engine tag is in the name); wasmtime additionally checks
-            // the header and rejects incompatible artifacts with an error.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            // the header and rejects incompatible or truncated artifacts with an error.
+            match unsafe { Component::deserialize(engine, &serialized) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cache entry"),
             }

@@ -232,6 +232,16 @@ pub struct Module {
     compile_time: Duration,
 }
 
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .field("functions", &self.by_name.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 impl Module {
     pub fn name(&self) -> &str {
         &self.name

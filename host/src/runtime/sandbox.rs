@@ -221,14 +221,20 @@ impl Sandbox {
             func.call_async(&mut self.store, params, &mut results).await
         };
         let outcome = tokio::time::timeout(self.limits.deadline, run).await;
-        self.log_output(name);
+        // Classify before logging: a panic's message is read from the captured stderr.
         let error = match outcome {
-            Ok(Ok(())) => return self.convert_result(function, results),
-            Ok(Err(e)) => self.classify(name, e),
-            Err(_elapsed) => CallError::Timeout { function: name.clone(), deadline: self.limits.deadline },
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(self.classify(name, e)),
+            Err(_elapsed) => Some(CallError::Timeout { function: name.clone(), deadline: self.limits.deadline }),
         };
-        self.poisoned = true;
-        Err(error)
+        self.log_output(name);
+        match error {
+            None => self.convert_result(function, results),
+            Some(error) => {
+                self.poisoned = true;
+                Err(error)
+            }
+        }
     }
 
     fn convert_result(&self, function: &ExportedFunction, mut results: Vec<Val>) -> Result<Value, CallError> {
@@ -264,10 +270,17 @@ impl Sandbox {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout { function, deadline: self.limits.deadline },
             Some(Trap::StackOverflow) => CallError::StackOverflow { function },
-            Some(trap) => match panic_message(&self.stderr.peek()) {
-                Some(message) if *trap == Trap::UnreachableCodeReached => CallError::Panic { function, message },
-                _ => CallError::Trap { function, message: trap.to_string(), source: error.into() },
+            Some(Trap::UnreachableCodeReached) if let Some(message) = panic_message(&self.stderr.peek()) => {
+                CallError::Panic { function, message }
+            }
+            // A Rust guest that overflows its linear-memory (shadow) stack wraps below address 0.
+            Some(Trap::MemoryOutOfBounds) => CallError::Trap {
+                function,
+                message: "out of bounds memory access (also what a guest whose in-memory stack overflowed sees)"
+                    .to_owned(),
+                source: error.into(),
             },
+            Some(trap) => CallError::Trap { function, message: trap.to_string(), source: error.into() },
             None => CallError::Trap { function, message: format!("{error:#}"), source: error.into() },
         }
     }

@@ -11,16 +11,26 @@ use std::io::Write;
 
 struct Hostile;
 
+/// Recursion whose frames live on the wasm stack (no address-taken locals), so it runs into
+/// the engine's stack limit rather than the guest's linear-memory stack.
 #[inline(never)]
-fn deeper(depth: u64, pad: &mut [u64; 16]) -> u64 {
-    // The array keeps a real frame on the stack so the recursion cannot be turned into a loop.
+fn deeper(depth: u64) -> u64 {
     if depth == u64::MAX {
         return 0;
     }
-    pad[(depth % 16) as usize] = depth;
+    std::hint::black_box(deeper(std::hint::black_box(depth + 1))).wrapping_add(depth)
+}
+
+/// Recursion with a large address-taken frame: overflows the linear-memory stack first.
+#[inline(never)]
+fn deeper_in_memory(depth: u64, pad: &mut [u64; 64]) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    pad[(depth % 64) as usize] = depth;
     let mut next = *pad;
     std::hint::black_box(&mut next);
-    1 + deeper(depth + 1, &mut next) + next[0]
+    deeper_in_memory(depth + 1, &mut next).wrapping_add(next[0])
 }
 
 impl Guest for Hostile {
@@ -49,8 +59,12 @@ impl Guest for Hostile {
     }
 
     fn recurse(depth: u64) -> u64 {
-        let mut pad = [0u64; 16];
-        deeper(depth, &mut pad)
+        deeper(depth)
+    }
+
+    fn recurse_in_memory(depth: u64) -> u64 {
+        let mut pad = [0u64; 64];
+        deeper_in_memory(depth, &mut pad)
     }
 
     fn panic(msg: String) {

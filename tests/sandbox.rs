@@ -1,0 +1,134 @@
+//! The sandbox against the `hostile` module: every misbehaviour stops with its typed error, the
+//! guest sees no files, environment or network, and a normal call succeeds right after each.
+
+use easyrpc::runtime::{CallError, CallLimits, Module};
+use easyrpc::value::Value;
+use easyrpc_tests::{j, load, v};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn limits(deadline_ms: u64, memory_mib: usize) -> CallLimits {
+    CallLimits { deadline: Duration::from_millis(deadline_ms), memory: memory_mib << 20, ..CallLimits::default() }
+}
+
+async fn call(m: &Arc<Module>, name: &str, args: &str, limits: CallLimits) -> Result<Value, CallError> {
+    let Value::List(args) = v(args) else { panic!("args must be a list") };
+    m.call(name, args, vec![], limits).await
+}
+
+async fn still_serves(m: &Arc<Module>) {
+    assert_eq!(call(m, "ok", "[]", CallLimits::default()).await.unwrap(), Value::Str("ok".into()));
+}
+
+#[tokio::test]
+async fn infinite_loop_stops_within_twice_its_deadline() {
+    let hostile = load("hostile");
+    let started = Instant::now();
+    let e = call(&hostile, "spin", "[]", limits(300, 64)).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, CallError::Timeout { .. }), "{e}");
+    assert!(took < Duration::from_millis(600), "stopped after {took:?}");
+    assert!(e.to_string().contains("exceeded its deadline of 300ms"), "{e}");
+    still_serves(&hostile).await;
+}
+
+#[tokio::test]
+async fn memory_bomb_stops_at_its_cap() {
+    let hostile = load("hostile");
+    let e = call(&hostile, "memory_bomb", "[]", limits(5000, 32)).await.unwrap_err();
+    match &e {
+        CallError::OutOfMemory { limit, .. } => assert_eq!(*limit, 32 << 20),
+        other => panic!("expected out of memory, got {other}"),
+    }
+    still_serves(&hostile).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_stack_overflow() {
+    let hostile = load("hostile");
+    let e = call(&hostile, "recurse", "[0]", limits(5000, 64)).await.unwrap_err();
+    assert!(matches!(e, CallError::StackOverflow { .. }), "{e}");
+    still_serves(&hostile).await;
+    // Frames in linear memory overflow the guest's own stack first: a trap, reported as such.
+    let e = call(&hostile, "recurse_in_memory", "[0]", limits(5000, 64)).await.unwrap_err();
+    assert!(e.to_string().contains("stack overflowed"), "{e}");
+    still_serves(&hostile).await;
+}
+
+#[tokio::test]
+async fn a_panic_reports_its_message() {
+    let hostile = load("hostile");
+    let e = call(&hostile, "panic", r#"["the guest gave up"]"#, CallLimits::default()).await.unwrap_err();
+    match &e {
+        CallError::Panic { message, .. } => assert_eq!(message, "the guest gave up"),
+        other => panic!("expected a panic, got {other}"),
+    }
+    assert_eq!(e.to_string(), "panic panicked: the guest gave up");
+    still_serves(&hostile).await;
+}
+
+#[tokio::test]
+async fn the_guest_sees_no_files_environment_or_network() {
+    let hostile = load("hostile");
+    std::env::set_var("EASYRPC_SECRET_FOR_TEST", "leak");
+    let e = call(&hostile, "read_file", r#"["/etc/passwd"]"#, CallLimits::default()).await.unwrap_err();
+    assert!(matches!(e, CallError::Failed { .. }), "{e}");
+    let e = call(&hostile, "list_root", "[]", CallLimits::default()).await.unwrap_err();
+    assert!(matches!(e, CallError::Failed { .. }), "{e}");
+    let env = call(&hostile, "read_env", r#"["EASYRPC_SECRET_FOR_TEST"]"#, CallLimits::default()).await.unwrap();
+    assert_eq!(j(&env), "[null,[],[]]");
+    let e = call(&hostile, "connect", "[9]", CallLimits::default()).await.unwrap_err();
+    assert!(matches!(e, CallError::Failed { .. }), "{e}");
+    still_serves(&hostile).await;
+}
+
+/// Collects formatted log lines so the test can read what the host logged.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn huge_output_is_captured_bounded_and_tagged() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let hostile = load("hostile");
+    let limits = CallLimits { output: 16 << 10, ..CallLimits::default() };
+    // 4 MiB to each stream; the guest must not notice the bound.
+    let written = call(&hostile, "shout", "[4]", limits).await.unwrap();
+    assert_eq!(written, Value::Int(8 << 20));
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let stdout_line = text.lines().find(|l| l.contains("stream=\"stdout\"")).expect("stdout logged");
+    assert!(stdout_line.contains("module=hostile") && stdout_line.contains("function=\"shout\""), "{stdout_line}");
+    assert!(stdout_line.contains(&format!("dropped_bytes={}", (4 << 20) - (16 << 10))), "{stdout_line}");
+    assert!(text.len() < 3 * (16 << 10) + 4096, "log holds {} bytes", text.len());
+    still_serves(&hostile).await;
+}
+
+#[tokio::test]
+async fn many_hostile_calls_at_once_leave_the_host_serving() {
+    let hostile = load("hostile");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let h = hostile.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = ["spin", "memory_bomb", "recurse", "panic"][i % 4];
+            let args = if name == "recurse" { "[0]" } else if name == "panic" { r#"["x"]"# } else { "[]" };
+            call(&h, name, args, limits(300, 16)).await
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().is_err());
+    }
+    still_serves(&hostile).await;
+}
