@@ -23,3 +23,4 @@ pub mod cli;
 pub mod runtime;
 pub mod signature;
 pub mod value;
+pub mod wire;

@@ -1,0 +1,103 @@
+//! Runtime benchmark (run with `cargo bench -p easyrpc-tests --bench runtime`):
+//! * ns per call of `add`: a fresh sandboxed instance per call (what the host does) vs one
+//!   reused instance, median and p99 over many sequential calls, measured in one run;
+//! * per module: compile time vs load from the on-disk cache.
+//! Prints figures; asserts nothing (machines here are shared and noisy).
+
+use easyrpc::runtime::{CallLimits, Module, Runtime, RuntimeConfig};
+use easyrpc::value::Value;
+use easyrpc_tests::module_path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WARMUP: usize = 2_000;
+const CALLS: usize = 50_000;
+const LOADS: usize = 20;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summarize(label: &str, mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    let median = percentile(&samples, 0.5);
+    println!(
+        "{label:<44} median {:>8.2} µs   p99 {:>8.2} µs",
+        median.as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6
+    );
+    median
+}
+
+async fn fresh_calls(module: &Arc<Module>, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let args = vec![Value::Int(i as i128 % 1000), Value::Int(1)];
+        let t = Instant::now();
+        let r = module.call("add", args, vec![], CallLimits::default()).await;
+        samples.push(t.elapsed());
+        assert!(r.is_ok());
+    }
+    samples
+}
+
+async fn reused_calls(module: &Arc<Module>, n: usize) -> Vec<Duration> {
+    let mut sandbox = module.sandbox(CallLimits::default());
+    let function = module.function("add").expect("add exported");
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let args = vec![Value::Int(i as i128 % 1000), Value::Int(1)];
+        let t = Instant::now();
+        let params = module.prepare("add", args, vec![]).expect("valid arguments");
+        let r = sandbox.call(function, &params).await;
+        samples.push(t.elapsed());
+        assert!(r.is_ok());
+    }
+    samples
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    rt.block_on(async {
+        let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+        let math = runtime.load_file(module_path("math")).expect("math loads");
+
+        println!("== call of math.add(i, 1), {CALLS} sequential calls after {WARMUP} warm-up");
+        fresh_calls(&math, WARMUP).await;
+        let fresh = summarize("fresh sandboxed instance per call", fresh_calls(&math, CALLS).await);
+        reused_calls(&math, WARMUP).await;
+        let reused = summarize("one reused instance", reused_calls(&math, CALLS).await);
+        println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
+
+        println!("\n== load per module, median of {LOADS}");
+        let cache_dir = std::env::temp_dir().join(format!("easyrpc-bench-cache-{}", std::process::id()));
+        let cached = Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..Default::default() }).expect("runtime");
+        for name in ["math", "peer", "hostile"] {
+            let bytes = std::fs::read(module_path(name)).expect("module built");
+            let mut compile = Vec::new();
+            for _ in 0..LOADS {
+                let t = Instant::now();
+                runtime.load_bytes(name, &bytes).expect("loads");
+                compile.push(t.elapsed());
+            }
+            cached.load_bytes(name, &bytes).expect("stores in cache");
+            let mut from_cache = Vec::new();
+            for _ in 0..LOADS {
+                let t = Instant::now();
+                cached.load_bytes(name, &bytes).expect("loads from cache");
+                from_cache.push(t.elapsed());
+            }
+            compile.sort();
+            from_cache.sort();
+            let (c, l) = (percentile(&compile, 0.5), percentile(&from_cache, 0.5));
+            println!(
+                "{name:<8} {:>7} KiB   compile {:>8.2} ms   from cache {:>7.2} ms   speed-up {:>5.1}x",
+                bytes.len() / 1024,
+                c.as_secs_f64() * 1e3,
+                l.as_secs_f64() * 1e3,
+                c.as_secs_f64() / l.as_secs_f64()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&cache_dir);
+    });
+}
