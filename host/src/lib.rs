@@ -20,7 +20,11 @@
 //! later), `server`, `client`.
 
 pub mod cli;
+pub mod config;
+pub mod registry;
 pub mod runtime;
+pub mod server;
+pub mod session;
 pub mod signature;
 pub mod value;
 pub mod wire;

@@ -3,6 +3,7 @@
 //! Owns flag parsing and printing only; every subcommand calls into the library.
 
 mod inspect;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -17,12 +18,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Inspect(inspect::InspectArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Serve(args) => serve::run(args).await,
     }
 }
 

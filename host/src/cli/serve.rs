@@ -1,0 +1,157 @@
+//! `easyrpc serve`: load modules into namespaces and serve them over easyrpc's websocket
+//! protocol until ctrl-c or SIGTERM.
+
+use crate::config::{load_registry, ConfigFile, ModuleSource};
+use crate::registry::Registry;
+use crate::runtime::{CallLimits, Runtime, RuntimeConfig};
+use crate::server::{self, ConnectionLimits, PathConfig, ServerConfig, DEFAULT_PATH, DEFAULT_PORT};
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Environment variable read for the secret when neither --secret nor the config gives one.
+pub const SECRET_ENV: &str = "EASYRPC_SECRET";
+/// The secret of `--demo` (the one easyrpc's README uses). Never used without --demo.
+pub const DEMO_SECRET: &str = "abcd1234";
+/// Where `cargo xtask modules` puts the bundled modules, relative to the project root.
+pub const BUNDLED_MODULES: &str = "modules/target/wasm32-wasip2/release";
+
+/// Serve WebAssembly component functions to easyrpc clients.
+///
+/// With no --modules, --config modules or files, serves the bundled example modules (built by
+/// `cargo xtask modules`), each in a namespace named after it (math, peer, hostile).
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on (default 8220).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Websocket path to serve; repeat for several (default /ws/easy).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Shared secret clients sign their setup with (or EASYRPC_SECRET, or the config's).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// TOML config file (see the `config` module docs and the README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory of modules: DIR/*.wasm serve namespace DEFAULT, DIR/<ns>/*.wasm namespace <ns>.
+    #[arg(long = "modules")]
+    pub modules_dirs: Vec<PathBuf>,
+    /// Module files, each served in the namespace named after the file.
+    pub files: Vec<PathBuf>,
+    /// Directory for compiled components, so restarts skip compilation.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Requests arrive wrapped in JWTs (easyrpc's encryption_enabled) on the --path paths.
+    #[arg(long)]
+    pub encryption: bool,
+    /// Demo mode: allow the well-known demo secret when no secret is configured (printed).
+    #[arg(long)]
+    pub demo: bool,
+    /// Per-call deadline in milliseconds.
+    #[arg(long)]
+    pub call_deadline_ms: Option<u64>,
+    /// Per-call memory limit in MiB.
+    #[arg(long)]
+    pub memory_mib: Option<usize>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::read(path)?,
+        None => ConfigFile::default(),
+    };
+    let secret = match args.secret.clone().or(file.secret.clone()).or_else(|| std::env::var(SECRET_ENV).ok()) {
+        Some(s) if !s.is_empty() => s,
+        _ if args.demo => {
+            eprintln!("easyrpc: demo mode, using the demo secret {DEMO_SECRET:?} (set --secret for anything real)");
+            DEMO_SECRET.to_owned()
+        }
+        _ => bail!("no secret: pass --secret, set {SECRET_ENV}, or put `secret` in the config (or use --demo)"),
+    };
+
+    let mut paths: Vec<PathConfig> = file
+        .paths
+        .iter()
+        .map(|p| PathConfig { path: p.path.clone(), secret: p.secret.clone().unwrap_or_else(|| secret.clone()), encryption: p.encryption })
+        .collect();
+    paths.extend(args.paths.iter().map(|p| PathConfig { path: p.clone(), secret: secret.clone(), encryption: args.encryption }));
+    if paths.is_empty() {
+        paths.push(PathConfig { path: DEFAULT_PATH.to_owned(), secret: secret.clone(), encryption: args.encryption });
+    }
+
+    let mut sources: Vec<ModuleSource> = file.modules_dirs.iter().cloned().map(ModuleSource::Dir).collect();
+    sources.extend(file.modules.iter().map(|m| ModuleSource::File { path: m.file.clone(), namespaces: m.namespaces.clone() }));
+    sources.extend(args.modules_dirs.iter().cloned().map(ModuleSource::Dir));
+    for f in &args.files {
+        let ns = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        sources.push(ModuleSource::File { path: f.clone(), namespaces: vec![ns] });
+    }
+    if sources.is_empty() {
+        sources = bundled_modules()?;
+    }
+
+    let cache_dir = args.cache_dir.clone().or(file.cache_dir.clone());
+    let runtime = Runtime::new(RuntimeConfig { cache_dir, ..Default::default() }).context("starting the WASM runtime")?;
+    let mut limits = CallLimits::default();
+    if let Some(ms) = args.call_deadline_ms {
+        limits.deadline = std::time::Duration::from_millis(ms);
+    }
+    if let Some(mib) = args.memory_mib {
+        limits.memory = mib << 20;
+    }
+    let (snapshot, failures) = load_registry(&runtime, &sources, limits)?;
+    if snapshot.namespaces().next().is_none() {
+        bail!("no module could be loaded ({} failed)", failures.len());
+    }
+    let registry = Arc::new(Registry::new(snapshot));
+
+    let host = args.host.clone().or(file.host.clone()).unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = args.port.or(file.port).unwrap_or(DEFAULT_PORT);
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await.with_context(|| format!("listening on {host}:{port}"))?;
+    let config = ServerConfig { paths, limits: ConnectionLimits::default(), server_id: uuid::Uuid::new_v4().to_string() };
+    server::run(listener, config, registry, shutdown_signal()).await
+}
+
+/// The bundled example modules, each in the namespace named after it.
+fn bundled_modules() -> anyhow::Result<Vec<ModuleSource>> {
+    let dir = PathBuf::from(BUNDLED_MODULES);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "wasm")).collect())
+        .unwrap_or_default();
+    if files.is_empty() {
+        bail!("no modules given and the bundled modules are not built in {BUNDLED_MODULES}: run `cargo xtask modules` (or `cargo xtask serve`), or pass --modules DIR");
+    }
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|path| {
+            let ns = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            ModuleSource::File { path, namespaces: vec![ns] }
+        })
+        .collect())
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

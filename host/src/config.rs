@@ -1,0 +1,208 @@
+//! Where modules come from and which namespaces they serve in: `--modules DIR` folders and the
+//! TOML config file.
+//!
+//! Owns reading that configuration and loading the modules into a [`RegistrySnapshot`]. A
+//! module that fails to load is reported and skipped: one bad file must not keep the others
+//! from being served. It does not listen or parse frames.
+//!
+//! Directory layout (`--modules DIR`): `DIR/*.wasm` go to the `DEFAULT` namespace and
+//! `DIR/<ns>/*.wasm` to namespace `<ns>`. Config file (`--config FILE`), paths relative to it:
+//!
+//! ```toml
+//! host = "127.0.0.1"
+//! port = 8220
+//! secret = "change-me"          # or --secret, or the EASYRPC_SECRET environment variable
+//! cache_dir = "cache"           # compiled components (optional)
+//! modules_dirs = ["modules"]    # scanned as with --modules (optional)
+//!
+//! [[path]]                      # optional; default: /ws/easy with the top-level secret
+//! path = "/ws/easy"
+//! encryption = false            # easyrpc's encryption_enabled
+//!
+//! [[module]]
+//! file = "wasm/peer.wasm"
+//! namespaces = ["peer", "public"]   # a module may serve several namespaces
+//! ```
+
+use crate::registry::{RegistrySnapshot, DEFAULT_NAMESPACE};
+use crate::runtime::{CallLimits, Module, Runtime};
+use anyhow::Context;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub secret: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub modules_dirs: Vec<PathBuf>,
+    #[serde(default, rename = "path")]
+    pub paths: Vec<PathEntry>,
+    #[serde(default, rename = "module")]
+    pub modules: Vec<ModuleEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathEntry {
+    pub path: String,
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub encryption: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleEntry {
+    pub file: PathBuf,
+    pub namespaces: Vec<String>,
+}
+
+impl ConfigFile {
+    /// Reads a config file; relative paths in it become relative to the file's directory.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let mut config: ConfigFile = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        config.cache_dir.iter_mut().for_each(rebase);
+        config.modules_dirs.iter_mut().for_each(rebase);
+        config.modules.iter_mut().for_each(|m| rebase(&mut m.file));
+        Ok(config)
+    }
+}
+
+/// One source of modules.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModuleSource {
+    /// A directory scanned by the layout rule above.
+    Dir(PathBuf),
+    /// One file served in the given namespaces.
+    File { path: PathBuf, namespaces: Vec<String> },
+}
+
+/// Every (file, namespace) pair the sources name, in a stable order.
+pub fn placements(sources: &[ModuleSource]) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for source in sources {
+        match source {
+            ModuleSource::File { path, namespaces } => {
+                out.extend(namespaces.iter().map(|ns| (path.clone(), ns.clone())));
+            }
+            ModuleSource::Dir(dir) => {
+                let entries = std::fs::read_dir(dir).with_context(|| format!("reading modules directory {}", dir.display()))?;
+                let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                entries.sort();
+                for entry in entries {
+                    if entry.is_dir() {
+                        let ns = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        let mut files: Vec<PathBuf> = std::fs::read_dir(&entry)?
+                            .filter_map(|e| e.ok().map(|e| e.path()))
+                            .filter(|p| is_wasm(p))
+                            .collect();
+                        files.sort();
+                        out.extend(files.into_iter().map(|f| (f, ns.clone())));
+                    } else if is_wasm(&entry) {
+                        out.push((entry, DEFAULT_NAMESPACE.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_wasm(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
+}
+
+/// Loads every module the sources name into a new snapshot. Each file is loaded once, however
+/// many namespaces it serves. Failures are logged and returned alongside, not fatal.
+pub fn load_registry(
+    runtime: &Runtime,
+    sources: &[ModuleSource],
+    limits: CallLimits,
+) -> anyhow::Result<(RegistrySnapshot, Vec<String>)> {
+    let mut snapshot = RegistrySnapshot::default();
+    let mut loaded: HashMap<PathBuf, Option<Arc<Module>>> = HashMap::new();
+    let mut failures = Vec::new();
+    for (file, namespace) in placements(sources)? {
+        let module = loaded.entry(file.clone()).or_insert_with(|| match runtime.load_file(&file) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "module not loaded");
+                failures.push(e.to_string());
+                None
+            }
+        });
+        if let Some(module) = module {
+            tracing::info!(module = %module.name(), %namespace, functions = module.descriptors().count(), "serving module");
+            snapshot.add_module(&namespace, module, limits);
+        }
+    }
+    Ok((snapshot, failures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_layout_maps_to_namespaces() {
+        let dir = std::env::temp_dir().join(format!("easyrpc-layout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("public")).unwrap();
+        for f in ["top.wasm", "notes.txt", "public/a.wasm", "public/b.wasm"] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let got = placements(&[ModuleSource::Dir(dir.clone())]).unwrap();
+        let got: Vec<(String, String)> = got
+            .into_iter()
+            .map(|(p, ns)| (p.strip_prefix(&dir).unwrap().display().to_string(), ns))
+            .collect();
+        assert_eq!(got, vec![
+            ("public/a.wasm".to_owned(), "public".to_owned()),
+            ("public/b.wasm".to_owned(), "public".to_owned()),
+            ("top.wasm".to_owned(), "DEFAULT".to_owned()),
+        ]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn config_file_parses_and_rebases() {
+        let dir = std::env::temp_dir().join(format!("easyrpc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("easyrpc.toml");
+        std::fs::write(
+            &file,
+            r#"
+port = 9000
+secret = "s"
+[[path]]
+path = "/ws/a"
+encryption = true
+[[module]]
+file = "peer.wasm"
+namespaces = ["peer", "public"]
+"#,
+        )
+        .unwrap();
+        let c = ConfigFile::read(&file).unwrap();
+        assert_eq!(c.port, Some(9000));
+        assert!(c.paths[0].encryption);
+        assert_eq!(c.modules[0].file, dir.join("peer.wasm"));
+        std::fs::write(&file, "prot = 1").unwrap();
+        assert!(ConfigFile::read(&file).is_err(), "unknown keys are errors");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
