@@ -20,6 +20,7 @@
 //! later), `server`, `client`.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod registry;
 pub mod runtime;

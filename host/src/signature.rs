@@ -349,9 +349,11 @@ mod value_as_json {
         }
     }
 
+    /// Called only when the field is present (an absent field is `None` through
+    /// `#[serde(default)]`), so a JSON null is a default of none, not "no default".
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-        let v = Option::<serde_json::Value>::deserialize(d)?;
-        Ok(v.as_ref().map(Value::from))
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(Some(Value::from(&v)))
     }
 }
 
@@ -435,5 +437,10 @@ mod tests {
         assert_eq!(json["params"][1]["default"], "-");
         let back: FunctionDescriptor = serde_json::from_value(json).unwrap();
         assert_eq!(back, d);
+        // A default of none survives the trip (it is not "no default").
+        let mut maybe = d.clone();
+        maybe.params[1].default = Some(Value::None);
+        let back: FunctionDescriptor = serde_json::from_value(serde_json::to_value(&maybe).unwrap()).unwrap();
+        assert_eq!(back, maybe);
     }
 }

@@ -3,6 +3,7 @@
 //! Owns flag parsing and printing only; every subcommand calls into the library.
 
 mod inspect;
+mod remote;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     Inspect(inspect::InspectArgs),
     Serve(serve::ServeArgs),
+    List(remote::ListArgs),
+    Call(remote::CallArgs),
 }
 
 /// Runs the parsed command line.
@@ -26,6 +29,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Serve(args) => serve::run(args).await,
+        Command::List(args) => remote::list(args).await,
+        Command::Call(args) => remote::call(args).await,
     }
 }
 

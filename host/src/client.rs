@@ -1,0 +1,317 @@
+//! The Rust client proxy: the same wire, seen from outside.
+//!
+//! Owns one connection to an easyrpc host (ours or a Python one): setup, listing, calls in
+//! flight matched by request id, failing in-flight calls at once when the connection drops and
+//! reconnecting on the next call. Arguments are checked against the function's descriptor with
+//! the host's own conversion before anything is sent, so a wrong type, a missing or extra
+//! argument or an unknown keyword fails locally with an error naming the parameter. It does not
+//! run functions or know about namespaces beyond the one it connected to.
+
+use crate::runtime::convert::to_val;
+use crate::signature::{bind_arguments, FunctionDescriptor};
+use crate::value::Value;
+use crate::wire::{self, auth, Frame, Message, Serialization};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// How long connecting (TCP, websocket upgrade, setup and listing) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for the writer before callers wait.
+const OUTBOUND_QUEUE: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `ws://host:port/path`
+    pub url: String,
+    pub secret: String,
+    pub namespace: String,
+    pub serialization: Serialization,
+    pub connect_timeout: Duration,
+    /// Give up on a call after this long (none: wait as long as the connection lives).
+    pub call_timeout: Option<Duration>,
+    /// The host path has easyrpc's `encryption_enabled`: wrap every request in a JWT.
+    pub encryption: bool,
+}
+
+impl ClientConfig {
+    pub fn new(url: &str, secret: &str, namespace: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            namespace: namespace.to_owned(),
+            serialization: Serialization::Json,
+            connect_timeout: CONNECT_TIMEOUT,
+            call_timeout: None,
+            encryption: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("the server refused the connection: {0} (is the secret right?)")]
+    Auth(String),
+    #[error("no function `{name}` in namespace {namespace}")]
+    UnknownFunction { name: String, namespace: String },
+    #[error("bad arguments for {function}: {reason}")]
+    BadArguments { function: String, reason: String },
+    /// The function failed on the server; the text is the server's error string.
+    #[error("{0}")]
+    Remote(String),
+    #[error("the connection closed before the call completed")]
+    Disconnected,
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<(Value, bool), ClientError>>>>>;
+
+/// One live websocket to the host.
+struct Connection {
+    tx: mpsc::Sender<WsMessage>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    server_id: String,
+    serialization: Serialization,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A proxy for the functions of one namespace on one host.
+pub struct EasyRpcProxy {
+    config: ClientConfig,
+    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    functions: Mutex<Arc<Vec<FunctionDescriptor>>>,
+}
+
+fn fail_all(pending: &Pending, error: ClientError) {
+    let waiting: Vec<_> = pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+    for (_, tx) in waiting {
+        let _ = tx.send(Err(error.clone()));
+    }
+}
+
+impl EasyRpcProxy {
+    /// Connects with json serialization and lists the namespace's functions.
+    pub async fn connect(url: &str, secret: &str, namespace: &str) -> Result<Self, ClientError> {
+        Self::connect_with(ClientConfig::new(url, secret, namespace)).await
+    }
+
+    pub async fn connect_with(config: ClientConfig) -> Result<Self, ClientError> {
+        let proxy = Self { config, connection: tokio::sync::Mutex::new(None), functions: Mutex::new(Arc::new(Vec::new())) };
+        proxy.connection().await?;
+        Ok(proxy)
+    }
+
+    /// The functions listed at the last (re)connect or [`refresh`](Self::refresh).
+    pub fn functions(&self) -> Arc<Vec<FunctionDescriptor>> {
+        self.functions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn function(&self, name: &str) -> Option<FunctionDescriptor> {
+        self.functions().iter().find(|d| d.name == name).cloned()
+    }
+
+    /// The server's id from its auth reply.
+    pub async fn server_id(&self) -> Result<String, ClientError> {
+        Ok(self.connection().await?.server_id.clone())
+    }
+
+    /// Lists the namespace's functions again (picks up deployed and changed signatures).
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        let conn = self.connection().await?;
+        self.list(&conn).await
+    }
+
+    /// Calls `name` with Python-style `args` and `kwargs` after checking them against the
+    /// function's signature. A function's error comes back as [`ClientError::Remote`].
+    pub async fn call(&self, name: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, ClientError> {
+        let conn = self.connection().await?;
+        let descriptor = self.function(name).ok_or_else(|| ClientError::UnknownFunction {
+            name: name.to_owned(),
+            namespace: self.config.namespace.clone(),
+        })?;
+        check_arguments(&descriptor, &args, &kwargs)?;
+        let (value, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
+        if is_error {
+            return Err(ClientError::Remote(match value {
+                Value::Str(s) => s,
+                other => other.to_json(),
+            }));
+        }
+        if let Some(error) = value.get("error").and_then(Value::as_str) {
+            if matches!(&value, Value::Dict(e) if e.len() == 1) && error.starts_with("no action") {
+                return Err(ClientError::Remote(error.to_owned()));
+            }
+        }
+        Ok(value)
+    }
+
+    /// The current connection, connecting (and listing) again when there is none or it died.
+    async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(conn) = slot.as_ref().filter(|c| c.alive.load(Ordering::Acquire)) {
+            return Ok(conn.clone());
+        }
+        let conn = tokio::time::timeout(self.config.connect_timeout, self.open())
+            .await
+            .map_err(|_| ClientError::Connect { url: self.config.url.clone(), reason: "timed out".to_owned() })??;
+        let conn = Arc::new(conn);
+        self.list(&conn).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn open(&self) -> Result<Connection, ClientError> {
+        let url = &self.config.url;
+        let connect_error = |reason: String| ClientError::Connect { url: url.clone(), reason };
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| connect_error(e.to_string()))?;
+        let claims = auth::SetupClaims {
+            kind: auth::PROXY.to_owned(),
+            id: uuid::Uuid::new_v4().to_string(),
+            namespace: self.config.namespace.clone(),
+            serialization: self.config.serialization,
+        };
+        let mut setup = String::from(r#"{"setup":"#);
+        crate::value::json::write_str(&mut setup, &auth::sign_setup(&claims, &self.config.secret));
+        setup.push('}');
+        ws.send(WsMessage::text(setup)).await.map_err(|e| connect_error(e.to_string()))?;
+        let reply = loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(t))) => break t.as_str().to_owned(),
+                Some(Ok(WsMessage::Close(_))) | None => return Err(ClientError::Auth("connection closed during setup".to_owned())),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(connect_error(e.to_string())),
+            }
+        };
+        let reply = crate::value::json::parse(&reply).map_err(|e| ClientError::Protocol(format!("auth reply: {e}")))?;
+        if let Some(error) = reply.get("error").and_then(Value::as_str) {
+            return Err(ClientError::Auth(error.to_owned()));
+        }
+        let server_id = reply
+            .get("server_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::Protocol("auth reply without server_id".to_owned()))?
+            .to_owned();
+
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = mpsc::channel::<WsMessage>(OUTBOUND_QUEUE);
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let alive = Arc::new(AtomicBool::new(true));
+        let writer_alive = alive.clone();
+        let writer_pending = pending.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut ok = sink.feed(first).await.is_ok();
+                while let (true, Ok(next)) = (ok, rx.try_recv()) {
+                    ok = sink.feed(next).await.is_ok();
+                }
+                if !ok || sink.flush().await.is_err() {
+                    break;
+                }
+            }
+            writer_alive.store(false, Ordering::Release);
+            fail_all(&writer_pending, ClientError::Disconnected);
+        });
+        let reader_alive = alive.clone();
+        let reader_pending = pending.clone();
+        let ser = self.config.serialization;
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let frame = match msg {
+                    WsMessage::Text(t) => Frame::Text(t.as_str().to_owned()),
+                    WsMessage::Binary(b) => Frame::Binary(b.to_vec()),
+                    WsMessage::Close(_) => break,
+                    _ => continue,
+                };
+                let Ok(decoded) = wire::decode(ser, &frame) else { continue };
+                if let Message::Response { request_id, response, is_error } = wire::parse_message(decoded.value) {
+                    let waiter = reader_pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(Ok((response, is_error)));
+                    }
+                }
+            }
+            // Mark dead before failing the waiters, so their retry reconnects.
+            reader_alive.store(false, Ordering::Release);
+            fail_all(&reader_pending, ClientError::Disconnected);
+        });
+        Ok(Connection { tx, pending, alive, server_id, serialization: ser, tasks: vec![reader, writer] })
+    }
+
+    async fn list(&self, conn: &Connection) -> Result<(), ClientError> {
+        let request = Value::Dict(vec![
+            ("action".to_owned(), Value::Str("get_registered_functions".to_owned())),
+            ("args".to_owned(), Value::List(vec![Value::Str(self.config.namespace.clone())])),
+            (
+                "kwargs".to_owned(),
+                Value::Dict(vec![
+                    ("upstream".to_owned(), Value::Bool(true)),
+                    ("all_functions".to_owned(), Value::Bool(true)),
+                    ("trigger".to_owned(), Value::None),
+                ]),
+            ),
+        ]);
+        let (listing, _) = self.request(conn, request).await?;
+        let functions = wire::listing::parse_listing(&listing).map_err(ClientError::Protocol)?;
+        *self.functions.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(functions);
+        Ok(())
+    }
+
+    async fn request(&self, conn: &Connection, request: Value) -> Result<(Value, bool), ClientError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let request = if self.config.encryption {
+            Value::Str(auth::wrap_request(request, &self.config.secret))
+        } else {
+            request
+        };
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        let frame = match wire::request(conn.serialization, &id, request, true) {
+            Frame::Text(t) => WsMessage::text(t),
+            Frame::Binary(b) => WsMessage::binary(b),
+        };
+        if conn.tx.send(frame).await.is_err() || !conn.alive.load(Ordering::Acquire) {
+            conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            return Err(ClientError::Disconnected);
+        }
+        let outcome = match self.config.call_timeout {
+            Some(limit) => match tokio::time::timeout(limit, rx).await {
+                Ok(r) => r,
+                Err(_) => {
+                    conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    return Err(ClientError::Timeout(limit));
+                }
+            },
+            None => rx.await,
+        };
+        outcome.unwrap_or(Err(ClientError::Disconnected))
+    }
+}
+
+/// Checks arguments as the host will: binding by Python's rules, then each value against its
+/// parameter's type. Nothing is sent when this fails.
+pub fn check_arguments(d: &FunctionDescriptor, args: &[Value], kwargs: &[(String, Value)]) -> Result<(), ClientError> {
+    let bad = |reason: String| ClientError::BadArguments { function: d.name.clone(), reason };
+    let bound = bind_arguments(&d.params, args.to_vec(), kwargs.to_vec()).map_err(|e| bad(e.to_string()))?;
+    for (value, param) in bound.iter().zip(&d.params) {
+        to_val(value, &param.ty, &param.name).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The server with the Rust client: every example function over the wire, argument checks
+//! before sending, errors, namespaces, concurrency, big payloads, dropped connections,
+//! wrong secrets, encryption_enabled and graceful shutdown. Real server on 127.0.0.1.
+
+use easyrpc::client::{ClientConfig, ClientError, EasyRpcProxy};
+use easyrpc::registry::RegistrySnapshot;
+use easyrpc::runtime::CallLimits;
+use easyrpc::server::ServerConfig;
+use easyrpc::value::Value;
+use easyrpc::wire::Serialization;
+use easyrpc_tests::{j, load, v, TestServer, PATH, SECRET};
+use std::time::{Duration, Instant};
+
+fn args(text: &str) -> Vec<Value> {
+    match v(text) {
+        Value::List(items) => items,
+        _ => panic!("args must be a list"),
+    }
+}
+
+async fn proxy(server: &TestServer, namespace: &str, ser: Serialization) -> EasyRpcProxy {
+    let mut config = ClientConfig::new(&server.url(), SECRET, namespace);
+    config.serialization = ser;
+    EasyRpcProxy::connect_with(config).await.expect("client connects")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_function_over_the_wire() {
+    let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
+    for ser in [Serialization::Json, Serialization::Pickle] {
+        let peer = proxy(&server, "peer", ser).await;
+        let names: Vec<String> = peer.functions().iter().map(|d| d.name.clone()).collect();
+        assert_eq!(names, ["echo", "add", "concat", "kwecho", "maybe", "sum_list", "fail", "slow"]);
+        assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
+        assert_eq!(peer.call("add", args("[1]"), vec![("b".into(), 5.into())]).await.unwrap(), Value::Int(6));
+        assert_eq!(peer.call("concat", args(r#"["a","b"]"#), vec![]).await.unwrap(), Value::Str("a-b".into()));
+        let kw = peer.call("kwecho", args("[1]"), vec![("z".into(), 2.into())]).await.unwrap();
+        assert_eq!(j(&kw), r#"{"a":1,"kwargs":{"z":2}}"#);
+        assert_eq!(peer.call("maybe", vec![], vec![]).await.unwrap(), Value::None);
+        assert_eq!(peer.call("sum_list", args("[[1,2,3]]"), vec![]).await.unwrap(), Value::Int(6));
+        assert_eq!(peer.call("slow", args(r#"[0.01, "t"]"#), vec![]).await.unwrap(), Value::Str("t".into()));
+        let big = v("1180591620717411303424");
+        assert_eq!(peer.call("echo", vec![big.clone()], vec![]).await.unwrap(), big);
+        let nan = peer.call("echo", args("[NaN]"), vec![]).await.unwrap();
+        assert!(matches!(nan, Value::Float(x) if x.is_nan()));
+
+        let math = proxy(&server, "math", ser).await;
+        assert_eq!(math.call("add", args("[2, 40]"), vec![]).await.unwrap(), Value::Int(42));
+        let d = math.call("distance", args(r#"[{"x":0,"y":0},{"x":3,"y":4}]"#), vec![]).await.unwrap();
+        assert_eq!(d, Value::Float(5.0));
+        let area = math.call("shapes.area", args(r#"[{"rect":[2,3]}]"#), vec![]).await.unwrap();
+        assert_eq!(area, Value::Float(6.0));
+        let max = math.call("kinds.echo_u64", args("[18446744073709551615]"), vec![]).await.unwrap();
+        assert_eq!(j(&max), "18446744073709551615");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_are_checked_before_sending() {
+    let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
+    let peer = proxy(&server, "peer", Serialization::Json).await;
+    let bad = |r: Result<Value, ClientError>| match r {
+        Err(ClientError::BadArguments { reason, .. }) => reason,
+        other => panic!("expected a local argument error, got {other:?}"),
+    };
+    assert_eq!(bad(peer.call("add", args(r#"["x"]"#), vec![]).await), r#"a: expected s64, got "x""#);
+    assert_eq!(bad(peer.call("add", vec![], vec![]).await), "missing a required argument: 'a'");
+    assert_eq!(bad(peer.call("add", args("[1,2,3]"), vec![]).await), "too many positional arguments");
+    assert_eq!(bad(peer.call("add", args("[1]"), vec![("z".into(), 2.into())]).await), "got an unexpected keyword argument 'z'");
+    assert_eq!(bad(peer.call("sum_list", args(r#"[[1,"a"]]"#), vec![]).await), r#"xs[1]: expected s64, got "a""#);
+    assert_eq!(bad(peer.call("concat", args(r#"["a", 1]"#), vec![]).await), "parts[1]: expected string, got 1");
+    let math = proxy(&server, "math", Serialization::Json).await;
+    assert_eq!(bad(math.call("distance", args(r#"[{"x":1,"y":"a"},{"x":0,"y":0}]"#), vec![]).await), r#"a.y: expected f64, got "a""#);
+    assert!(matches!(peer.call("nope", vec![], vec![]).await, Err(ClientError::UnknownFunction { .. })));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_errors_and_namespaces() {
+    let server = TestServer::start(&[("peer", &["peer", "shared"]), ("math", &["math", "shared"]), ("hostile", &["hostile"])]).await;
+    let peer = proxy(&server, "peer", Serialization::Json).await;
+    match peer.call("fail", args(r#"["kaput"]"#), vec![]).await {
+        Err(ClientError::Remote(text)) => assert_eq!(text, "Error('kaput')"),
+        other => panic!("expected the function's error, got {other:?}"),
+    }
+    let hostile = proxy(&server, "hostile", Serialization::Pickle).await;
+    match hostile.call("panic", args(r#"["it's over"]"#), vec![]).await {
+        Err(ClientError::Remote(text)) => assert_eq!(text, r#"Panic("panic panicked: it's over")"#),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    // A module in two namespaces; later modules win a name clash (math.add over peer.add).
+    let shared = proxy(&server, "shared", Serialization::Json).await;
+    assert!(shared.function("echo").is_some() && shared.function("distance").is_some());
+    assert_eq!(shared.call("add", args("[1, 2]"), vec![]).await.unwrap(), Value::Int(3));
+    // Namespaces do not see each other; an unknown namespace lists nothing.
+    assert!(peer.function("distance").is_none());
+    let nowhere = proxy(&server, "nowhere", Serialization::Json).await;
+    assert!(nowhere.functions().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_calls_in_flight_complete_out_of_order() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let peer = std::sync::Arc::new(proxy(&server, "peer", Serialization::Json).await);
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for i in 0..200i64 {
+        let peer = peer.clone();
+        calls.push(tokio::spawn(async move {
+            if i % 10 == 0 {
+                // Slow calls first in each group: later quick calls overtake them.
+                let tag = format!("slow-{i}");
+                let r = peer.call("slow", vec![Value::Float(0.3), Value::Str(tag.clone())], vec![]).await;
+                (r, Value::Str(tag))
+            } else {
+                (peer.call("add", vec![i.into()], vec![("b".into(), 1000.into())]).await, Value::Int(i as i128 + 1000))
+            }
+        }));
+    }
+    for c in calls {
+        let (got, expected) = c.await.unwrap();
+        assert_eq!(got.unwrap(), expected);
+    }
+    // 20 calls sleeping 0.3 s each ran concurrently, not one after another (6 s).
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_megabyte_payloads() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    for ser in [Serialization::Json, Serialization::Pickle] {
+        let peer = proxy(&server, "peer", ser).await;
+        let text = Value::Str("é".repeat(500_000));
+        assert_eq!(peer.call("echo", vec![text.clone()], vec![]).await.unwrap(), text);
+        let list = Value::List((0..100_000).map(|i| Value::Int(i * 7)).collect());
+        assert_eq!(peer.call("echo", vec![list.clone()], vec![]).await.unwrap(), list);
+        // Over the 4 MiB response limit of easyrpc clients: an error, not a dropped connection.
+        let huge = Value::Str("x".repeat(5 << 20));
+        match peer.call("echo", vec![huge], vec![]).await {
+            Err(ClientError::Remote(text)) => assert!(text.starts_with("ResultTooLarge("), "{text}"),
+            other => panic!("expected ResultTooLarge, got {other:?}"),
+        }
+        assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_fails_fast_with_a_clear_error() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let started = Instant::now();
+    let r = EasyRpcProxy::connect(&server.url(), "not-the-secret", "peer").await;
+    match r {
+        Err(ClientError::Auth(text)) => assert!(text.contains("server_secret may not match"), "{text}"),
+        Err(other) => panic!("expected an auth error, got {other:?}"),
+        Ok(_) => panic!("connected with a wrong secret"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let bad_path = EasyRpcProxy::connect(&format!("ws://{}/ws/other", server.addr), SECRET, "peer").await;
+    assert!(matches!(bad_path, Err(ClientError::Connect { .. })));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_fails_calls_at_once_and_the_next_call_reconnects() {
+    let mut snapshot = RegistrySnapshot::default();
+    snapshot.add_module("peer", &load("peer"), CallLimits::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot));
+    let first = tokio::spawn(easyrpc::server::run(listener, ServerConfig::single(PATH, SECRET), registry.clone(), std::future::pending()));
+    let url = format!("ws://{addr}{PATH}");
+    let peer = std::sync::Arc::new(EasyRpcProxy::connect(&url, SECRET, "peer").await.unwrap());
+    let in_flight = {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.call("slow", args(r#"[30, "never"]"#), vec![]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.abort(); // the host dies: its sockets close without a goodbye
+    let started = Instant::now();
+    let r = in_flight.await.unwrap();
+    assert_eq!(r, Err(ClientError::Disconnected));
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    // The host comes back on the same port; the next call reconnects by itself.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let second = tokio::spawn(easyrpc::server::run(listener, ServerConfig::single(PATH, SECRET), registry, std::future::pending()));
+    assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
+    second.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_enabled_paths_unwrap_requests() {
+    let mut snapshot = RegistrySnapshot::default();
+    snapshot.add_module("peer", &load("peer"), CallLimits::default());
+    let mut config = ServerConfig::single(PATH, SECRET);
+    config.paths[0].encryption = true;
+    let server = TestServer::with_config(snapshot, config).await;
+    let mut client = ClientConfig::new(&server.url(), SECRET, "peer");
+    client.encryption = true;
+    let peer = EasyRpcProxy::connect_with(client).await.unwrap();
+    assert_eq!(peer.call("add", args("[1]"), vec![("b".into(), 5.into())]).await.unwrap(), Value::Int(6));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_running_calls_finish() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let url = server.url();
+    let peer = std::sync::Arc::new(proxy(&server, "peer", Serialization::Json).await);
+    let running = {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.call("slow", args(r#"[0.5, "done"]"#), vec![]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.stop().await; // returns once every connection is closed
+    assert_eq!(running.await.unwrap().unwrap(), Value::Str("done".into()));
+    assert!(EasyRpcProxy::connect(&url, SECRET, "peer").await.is_err(), "no new connections after shutdown");
+}
