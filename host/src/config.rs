@@ -26,6 +26,7 @@
 
 use crate::registry::{RegistrySnapshot, DEFAULT_NAMESPACE};
 use crate::runtime::{CallLimits, Module, Runtime};
+use crate::server::PathConfig;
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -79,6 +80,27 @@ impl ConfigFile {
         config.modules_dirs.iter_mut().for_each(rebase);
         config.modules.iter_mut().for_each(|m| rebase(&mut m.file));
         Ok(config)
+    }
+}
+
+impl ConfigFile {
+    /// The `[[path]]` entries; a path without its own secret uses `default_secret`.
+    pub fn path_configs(&self, default_secret: &str) -> Vec<PathConfig> {
+        self.paths
+            .iter()
+            .map(|p| PathConfig {
+                path: p.path.clone(),
+                secret: p.secret.clone().unwrap_or_else(|| default_secret.to_owned()),
+                encryption: p.encryption,
+            })
+            .collect()
+    }
+
+    /// `modules_dirs` and `[[module]]` entries as module sources.
+    pub fn module_sources(&self) -> Vec<ModuleSource> {
+        let mut sources: Vec<ModuleSource> = self.modules_dirs.iter().cloned().map(ModuleSource::Dir).collect();
+        sources.extend(self.modules.iter().map(|m| ModuleSource::File { path: m.file.clone(), namespaces: m.namespaces.clone() }));
+        sources
     }
 }
 

@@ -63,20 +63,27 @@ impl Value {
     }
 }
 
-impl fmt::Display for Value {
-    /// Shows the value as JSON text, shortened for error messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Value {
+    /// The value as JSON text shortened to a readable length, for error messages.
+    pub fn brief(&self) -> String {
         const MAX_SHOWN: usize = 80;
-        let text = self.to_json();
-        if text.len() <= MAX_SHOWN {
-            f.write_str(&text)
-        } else {
+        let mut text = self.to_json();
+        if text.len() > MAX_SHOWN {
             let mut cut = MAX_SHOWN;
             while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            write!(f, "{}...", &text[..cut])
+            text.truncate(cut);
+            text.push_str("...");
         }
+        text
+    }
+}
+
+impl fmt::Display for Value {
+    /// The value as compact JSON text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
     }
 }
 

@@ -42,14 +42,24 @@ pub fn ensure_wasm_target() -> Result<(), String> {
 /// Builds every module in `modules/` (release, wasm32-wasip2) and returns the directory that
 /// holds the `.wasm` files. Cargo makes this a no-op when nothing changed.
 pub fn build_modules() -> Result<PathBuf, String> {
+    build_guest_workspace("modules")
+}
+
+/// Builds the guest crates of `examples/` the same way, into their own target directory (so
+/// `easyrpc serve` with no arguments serves only the bundled modules).
+pub fn build_examples() -> Result<PathBuf, String> {
+    build_guest_workspace("examples")
+}
+
+fn build_guest_workspace(dir: &str) -> Result<PathBuf, String> {
     ensure_wasm_target()?;
     let root = project_root();
-    let target_dir = root.join("modules").join("target");
+    let target_dir = root.join(dir).join("target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .current_dir(&root)
         .args(["build", "--quiet", "--release", "--target", WASM_TARGET, "--manifest-path"])
-        .arg(root.join("modules").join("Cargo.toml"))
+        .arg(root.join(dir).join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
         // Settings meant for the host build must not leak into the guest build.
@@ -58,9 +68,9 @@ pub fn build_modules() -> Result<PathBuf, String> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
-        .map_err(|e| format!("cannot run cargo to build the modules: {e}"))?;
+        .map_err(|e| format!("cannot run cargo to build {dir}/: {e}"))?;
     if !status.success() {
-        return Err(format!("building the guest modules failed ({status})"));
+        return Err(format!("building the guest crates in {dir}/ failed ({status})"));
     }
     Ok(target_dir.join(WASM_TARGET).join("release"))
 }
@@ -74,4 +84,11 @@ pub fn modules_dir() -> Result<&'static Path, String> {
 /// Path of a built module, e.g. `module_path("math")`.
 pub fn module_path(name: &str) -> Result<PathBuf, String> {
     Ok(modules_dir()?.join(format!("{name}.wasm")))
+}
+
+/// [`build_examples`] once per process; the path of one built example guest.
+pub fn example_path(name: &str) -> Result<PathBuf, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(build_examples).as_ref().map_err(Clone::clone)?;
+    Ok(dir.join(format!("{name}.wasm")))
 }

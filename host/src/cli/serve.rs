@@ -73,18 +73,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => bail!("no secret: pass --secret, set {SECRET_ENV}, or put `secret` in the config (or use --demo)"),
     };
 
-    let mut paths: Vec<PathConfig> = file
-        .paths
-        .iter()
-        .map(|p| PathConfig { path: p.path.clone(), secret: p.secret.clone().unwrap_or_else(|| secret.clone()), encryption: p.encryption })
-        .collect();
+    let mut paths = file.path_configs(&secret);
     paths.extend(args.paths.iter().map(|p| PathConfig { path: p.clone(), secret: secret.clone(), encryption: args.encryption }));
     if paths.is_empty() {
         paths.push(PathConfig { path: DEFAULT_PATH.to_owned(), secret: secret.clone(), encryption: args.encryption });
     }
 
-    let mut sources: Vec<ModuleSource> = file.modules_dirs.iter().cloned().map(ModuleSource::Dir).collect();
-    sources.extend(file.modules.iter().map(|m| ModuleSource::File { path: m.file.clone(), namespaces: m.namespaces.clone() }));
+    let mut sources = file.module_sources();
     sources.extend(args.modules_dirs.iter().cloned().map(ModuleSource::Dir));
     for f in &args.files {
         let ns = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

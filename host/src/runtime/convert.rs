@@ -27,7 +27,7 @@ pub struct ValueError {
 }
 
 fn mismatch(path: &str, ty: &WitType, got: &Value) -> ValueError {
-    ValueError { path: path.to_owned(), message: format!("expected {ty}, got {got}") }
+    ValueError { path: path.to_owned(), message: format!("expected {ty}, got {}", got.brief()) }
 }
 
 /// Converts a caller's value for a parameter of type `ty`; `path` starts as the parameter name.
@@ -120,7 +120,7 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
                 (Some(pty), None) => return Err(ValueError { path: case_path, message: format!("missing {pty} payload") }),
                 (None, None) | (None, Some(Value::None)) => None,
                 (None, Some(p)) => {
-                    return Err(ValueError { path: case_path, message: format!("case has no payload, got {p}") })
+                    return Err(ValueError { path: case_path, message: format!("case has no payload, got {}", p.brief()) })
                 }
             };
             Val::Variant(case.name.clone(), payload)
@@ -141,7 +141,7 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
                 _ => {
                     return Err(ValueError {
                         path: path.to_owned(),
-                        message: format!("expected null or {{\"some\": ...}} for {ty}, got {value}"),
+                        message: format!("expected null or {{\"some\": ...}} for {ty}, got {}", value.brief()),
                     })
                 }
             },
@@ -169,7 +169,7 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
                 match found {
                     Some(f) if !set.contains(f) => set.push(f.clone()),
                     Some(_) => {}
-                    None => return Err(ValueError { path: path.to_owned(), message: format!("unknown flag {item} for {ty}") }),
+                    None => return Err(ValueError { path: path.to_owned(), message: format!("unknown flag {} for {ty}", item.brief()) }),
                 }
             }
             Val::Flags(set)

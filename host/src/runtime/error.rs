@@ -61,7 +61,7 @@ pub enum CallError {
 fn describe_error_value(v: &Value) -> String {
     match v {
         Value::Str(s) => s.clone(),
-        other => other.to_string(),
+        other => other.brief(),
     }
 }
 

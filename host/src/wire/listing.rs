@@ -133,7 +133,7 @@ pub fn listing<'a>(descriptors: impl IntoIterator<Item = &'a FunctionDescriptor>
 /// the Python client.
 pub fn parse_listing(listing: &Value) -> Result<Vec<FunctionDescriptor>, String> {
     let Some(Value::List(entries)) = listing.get("funcs") else {
-        return Err(format!("listing has no funcs: {listing}"));
+        return Err(format!("listing has no funcs: {}", listing.brief()));
     };
     let mut out: Vec<FunctionDescriptor> = Vec::new();
     for entry in entries {

@@ -1,0 +1,135 @@
+//! The `easyrpc` binary end to end: `serve` on a --modules directory, `list` and `call` against
+//! it (exit codes and error text), the secret requirement, and shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const EASYRPC: &str = env!("CARGO_BIN_EXE_easyrpc");
+
+/// A modules directory: peer in namespace `peer`, math at the top (namespace DEFAULT).
+fn modules_dir() -> PathBuf {
+    let built = xtask::modules_dir().expect("modules build");
+    let dir = std::env::temp_dir().join(format!("easyrpc-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("peer")).unwrap();
+    std::fs::copy(built.join("peer.wasm"), dir.join("peer").join("peer.wasm")).unwrap();
+    std::fs::copy(built.join("math.wasm"), dir.join("math.wasm")).unwrap();
+    dir
+}
+
+/// Starts `easyrpc serve` on a free port and returns it with its URL.
+fn serve(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(EASYRPC)
+        .args(["serve", "--secret", "cli-secret", "--port", "0", "--modules"])
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("easyrpc serve starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        assert!(Instant::now() < deadline, "server did not report its address");
+        let line = lines.next().expect("server still running").unwrap();
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("ws://{address}/ws/easy"))
+}
+
+fn easyrpc(args: &[&str]) -> Output {
+    Command::new(EASYRPC).args(args).env_remove("EASYRPC_SECRET").output().expect("easyrpc runs")
+}
+
+fn easyrpc_owned(command: &str, args: Vec<String>) -> Output {
+    Command::new(EASYRPC).arg(command).args(args).env_remove("EASYRPC_SECRET").output().expect("easyrpc runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn serve_list_call_and_stop() {
+    let dir = modules_dir();
+    let (mut server, url) = serve(&dir);
+    let url_arg = url.clone();
+    let remote = move |extra: &[&'static str]| -> Vec<String> {
+        let mut args = vec!["--url".to_owned(), url_arg.clone(), "--secret".to_owned(), "cli-secret".to_owned()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    let out = easyrpc_owned("list", remote(&["-n", "peer"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    assert!(listing.contains("add(a: s64, b: s64 = 2) -> s64\n    Return a + b."), "{listing}");
+
+    let out = easyrpc_owned("call", remote(&["-n", "peer", "add", "1", "--kw", "b=5"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "6\n");
+
+    let out = easyrpc_owned("call", remote(&["-n", "peer", "concat", "a", "b", "--kw", "sep=\"+\""]));
+    assert_eq!(text(&out.stdout), "\"a+b\"\n");
+
+    // Top-level modules serve namespace DEFAULT, the default of --namespace.
+    let out = easyrpc_owned("call", remote(&["add", "2", "3"]));
+    assert_eq!(text(&out.stdout), "5\n", "{}", text(&out.stderr));
+
+    // Errors: non-zero exit and the error text.
+    let out = easyrpc_owned("call", remote(&["-n", "peer", "fail", "kaput"]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("Error('kaput')"), "{}", text(&out.stderr));
+    let out = easyrpc_owned("call", remote(&["-n", "peer", "add", "\"x\""]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("a: expected s64, got \"x\""), "{}", text(&out.stderr));
+    let out = easyrpc(&["call", "--url", &url, "--secret", "wrong", "-n", "peer", "add", "1"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("server_secret may not match"), "{}", text(&out.stderr));
+
+    // SIGTERM: the server stops by itself, cleanly.
+    let status = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "server ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "server exit status {exit}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_refuses_to_run_without_a_secret() {
+    let out = Command::new(EASYRPC)
+        .args(["serve", "--port", "0"])
+        .env_remove("EASYRPC_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no secret"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn inspect_prints_signatures_and_json() {
+    let math = xtask::module_path("math").unwrap();
+    let out = easyrpc(&["inspect", math.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("shapes.area(s: shape) -> f64\n    The area of a shape."));
+    let out = easyrpc(&["inspect", "--json", math.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["math"][0]["name"], "add");
+    let out = easyrpc(&["inspect", "/nonexistent.wasm"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot read module"));
+}
