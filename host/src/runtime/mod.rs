@@ -44,6 +44,14 @@ pub const MAX_MEMORY_LIMIT: usize = 1 << 30;
 pub const DEFAULT_OUTPUT_LIMIT: usize = 64 << 10;
 /// Instances alive at once across the host (pooling allocator slots); beyond it calls are busy.
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+/// Bytes at the start of each linear memory (and table) that are zeroed in place when an
+/// instance ends instead of being given back to the kernel: the next instance in the slot then
+/// starts without page faults. A guest built with a 64 KiB stack (as modules/ are, see
+/// .cargo/config.toml) keeps its stack, data and first heap pages within this; measured:
+/// a fresh call drops from ~17 to ~8.5 µs.
+pub const KEEP_RESIDENT: usize = 128 << 10;
+/// Slots whose memory is decommitted together, one batch of syscalls instead of one per call.
+pub const DECOMMIT_BATCH: usize = 64;
 /// Epoch tick: how often a running guest checks its deadline and yields to other tasks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
@@ -103,7 +111,10 @@ impl Runtime {
             .total_memories(config.max_instances)
             .total_tables(config.max_instances)
             .total_stacks(config.max_instances)
-            .max_memory_size(config.max_memory);
+            .max_memory_size(config.max_memory)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .decommit_batch_size(DECOMMIT_BATCH);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
