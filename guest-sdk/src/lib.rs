@@ -45,6 +45,12 @@
 //!    `greet(name: string, greeting: string = "hello") -> string`; serve it with the host and a
 //!    Python caller sees `greet(name: str, greeting: str = 'hello') -> str`.
 //!
+//! ## Generators
+//! A function returning a resource that has a `next: func() -> option<T>` method is a
+//! generator: callers iterate it (`async for` in Python, a `Stream` in Rust). Resources live in
+//! interfaces, so put the generator in an exported interface and give it a top-level name with
+//! `/// @name`. [`Generator`] turns any iterator into the resource's state.
+//!
 //! ## Any-JSON values
 //! A `json` parameter arrives as its JSON text (a `String`); [`from_json`] turns it into any serde
 //! type and [`to_json`] back. Echoing needs no parsing at all: return the string you were given.
@@ -82,6 +88,44 @@ pub fn json_object<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) ->
     }
     out.push('}');
     out
+}
+
+/// The state behind a generator resource: wraps any iterator so the resource's `next` method is
+/// one line. WIT (a generator is a function returning a resource with `next`):
+///
+/// ```wit
+/// interface counting {
+///     resource numbers { next: func() -> option<s64>; }
+///     /// @name count
+///     count: func(n: s64) -> numbers;
+/// }
+/// ```
+///
+/// Rust:
+///
+/// ```ignore
+/// use exports::me::demo::counting::{Guest, GuestNumbers, Numbers};
+/// impl Guest for Demo {
+///     type Numbers = easyrpc_guest::Generator<i64>;
+///     fn count(n: i64) -> Numbers { Numbers::new(easyrpc_guest::Generator::new(0..n)) }
+/// }
+/// impl GuestNumbers for easyrpc_guest::Generator<i64> {
+///     fn next(&self) -> Option<i64> { self.next_item() }
+/// }
+/// ```
+pub struct Generator<T> {
+    items: std::cell::RefCell<Box<dyn Iterator<Item = T>>>,
+}
+
+impl<T> Generator<T> {
+    pub fn new(items: impl Iterator<Item = T> + 'static) -> Self {
+        Self { items: std::cell::RefCell::new(Box::new(items)) }
+    }
+
+    /// The next item, none at the end (what the resource's `next` returns).
+    pub fn next_item(&self) -> Option<T> {
+        self.items.borrow_mut().next()
+    }
 }
 
 #[doc(hidden)]

@@ -11,6 +11,7 @@ use crate::runtime::convert::to_val;
 use crate::signature::{bind_arguments, FunctionDescriptor};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, Serialization};
+use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,6 +162,43 @@ impl EasyRpcProxy {
             }
         }
         Ok(value)
+    }
+
+    /// Opens generator `name` and returns its items as a stream, pulled one at a time as the
+    /// stream is polled (like `async for` in Python). A failure mid-stream is one `Err` item,
+    /// after which the stream ends.
+    pub async fn stream(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<BoxStream<'_, Result<Value, ClientError>>, ClientError> {
+        let conn = self.connection().await?;
+        let descriptor = self.function(name).ok_or_else(|| ClientError::UnknownFunction {
+            name: name.to_owned(),
+            namespace: self.config.namespace.clone(),
+        })?;
+        check_arguments(&descriptor, &args, &kwargs)?;
+        let (start, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
+        let id = match (start.get("GENERATOR_START"), is_error) {
+            (Some(Value::Str(id)), false) => id.clone(),
+            (_, true) => return Err(ClientError::Remote(start.as_str().map_or_else(|| start.to_json(), str::to_owned))),
+            _ => return Err(ClientError::Protocol(format!("{name} did not start a generator: {}", start.brief()))),
+        };
+        let next = Value::Dict(vec![
+            ("action".to_owned(), Value::Str("GENERATOR_NEXT".to_owned())),
+            ("generator_id".to_owned(), Value::Str(id)),
+        ]);
+        Ok(futures_util::stream::unfold(Some((conn, next)), move |state| async move {
+            let (conn, next) = state?;
+            match self.request(&conn, next.clone()).await {
+                Ok((Value::Str(s), false)) if s == "GENERATOR_END" => None,
+                Ok((item, false)) => Some((Ok(item), Some((conn, next)))),
+                Ok((error, true)) => Some((Err(ClientError::Remote(error.as_str().map_or_else(|| error.to_json(), str::to_owned))), None)),
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed())
     }
 
     /// The current connection, connecting (and listing) again when there is none or it died.

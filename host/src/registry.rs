@@ -6,7 +6,7 @@
 //! lock-free-to-read pointer swap: a session takes a snapshot per request, so a deploy never
 //! changes the world under a running call. It does not parse frames or run wasm itself.
 
-use crate::runtime::{CallError, CallLimits, Module};
+use crate::runtime::{CallError, CallLimits, GeneratorStream, Module};
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +22,22 @@ pub trait Callable: Send + Sync {
     /// Where the function comes from, for logs and errors (`module peer`, later `link to ...`).
     fn origin(&self) -> String;
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError>;
+    /// Opens a generator (descriptor kind `generator`): a stream of values pulled one by one.
+    async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError>;
+}
+
+/// The items of an open generator, local or (later) behind a link.
+#[async_trait::async_trait]
+pub trait ValueStream: Send {
+    /// The next item; none at the end. After an error the stream is over.
+    async fn next(&mut self) -> Result<Option<Value>, CallError>;
+}
+
+#[async_trait::async_trait]
+impl ValueStream for GeneratorStream {
+    async fn next(&mut self) -> Result<Option<Value>, CallError> {
+        GeneratorStream::next(self).await
+    }
 }
 
 /// A function of a module loaded into this host: each call runs in a fresh sandbox.
@@ -51,6 +67,10 @@ impl Callable for LocalFunction {
     }
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError> {
         self.module.call(&self.descriptor.name, args, kwargs, self.limits).await
+    }
+    async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
+        let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, self.limits).await?;
+        Ok(Box::new(stream))
     }
 }
 

@@ -27,6 +27,13 @@ pub const DEFAULT_MAX_RESPONSE_FRAME: usize = 4 << 20;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Open connections across the host; more are turned away until some close.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Generators one connection may hold open at once.
+pub const DEFAULT_MAX_GENERATORS_PER_CONNECTION: usize = 100;
+/// Generators open across the host; each holds a sandboxed instance, so this stays well below
+/// the runtime's instance pool (runtime::DEFAULT_MAX_INSTANCES).
+pub const DEFAULT_MAX_OPEN_GENERATORS: usize = 500;
+/// A generator nobody pulled from for this long is closed and its instance freed.
+pub const GENERATOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time a new connection has to send its setup frame.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time running calls get to finish when the host shuts down.
@@ -52,6 +59,9 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     pub setup_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub max_generators_per_connection: usize,
+    pub max_open_generators: usize,
+    pub generator_idle_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -63,6 +73,9 @@ impl Default for ConnectionLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             setup_timeout: SETUP_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
+            max_generators_per_connection: DEFAULT_MAX_GENERATORS_PER_CONNECTION,
+            max_open_generators: DEFAULT_MAX_OPEN_GENERATORS,
+            generator_idle_timeout: GENERATOR_IDLE_TIMEOUT,
         }
     }
 }
@@ -90,6 +103,8 @@ impl ServerConfig {
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub registry: Arc<Registry>,
+    /// One permit per generator open anywhere on the host.
+    pub open_generators: Arc<Semaphore>,
 }
 
 /// Serves until `shutdown` completes, then stops accepting, lets sessions finish their calls
@@ -103,7 +118,8 @@ pub async fn run(
     let local = listener.local_addr()?;
     tracing::info!(address = %local, paths = ?config.paths.iter().map(|p| &p.path).collect::<Vec<_>>(), "serving");
     let connections = Arc::new(Semaphore::new(config.limits.max_connections));
-    let shared = Arc::new(Shared { config, registry });
+    let open_generators = Arc::new(Semaphore::new(config.limits.max_open_generators));
+    let shared = Arc::new(Shared { config, registry, open_generators });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);

@@ -3,21 +3,23 @@
 //! Owns the per-connection protocol state: setup and auth (quirks Q1, Q14), the serialization
 //! chosen by the client, the json keep-alive pong (Q7), calls running concurrently and answered
 //! by request id (unlike the Python server, which serialises them), the in-flight bound that
-//! turns into backpressure, and the close (a client that goes away aborts its calls; a host
+//! turns into backpressure, the connection's open generators (limits, idle timeout), and the close (a client that goes away aborts its calls; a host
 //! shutdown lets them finish within the grace period). What a call does is the registry's
 //! business; how frames look is `wire`'s.
 
-use crate::registry::Registry;
+use crate::registry::{Callable, Registry, ValueStream};
+use crate::signature::FunctionKind;
 use crate::runtime::CallError;
 use crate::server::{PathConfig, Shared};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, RequestBody, Serialization};
 use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -41,6 +43,22 @@ struct Session {
     path: Arc<PathConfig>,
     registry: Arc<Registry>,
     max_response_frame: usize,
+    /// This connection's open generators by id. Ids are only looked up here, so no other
+    /// connection (or tenant) can step them, however it guesses.
+    generators: Mutex<HashMap<String, Arc<tokio::sync::Mutex<OpenGenerator>>>>,
+    open_generators: Arc<Semaphore>,
+    max_generators: usize,
+    idle_timeout: Duration,
+}
+
+/// A generator between pulls.
+struct OpenGenerator {
+    /// None once it ended or failed: the next pull answers GENERATOR_END (the Python protocol
+    /// sends an error as an item, then the end).
+    stream: Option<Box<dyn ValueStream>>,
+    last_used: Instant,
+    /// The generator's share of the host-wide limit; released with the stream.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Serves one accepted websocket until it closes or the host shuts down.
@@ -82,6 +100,10 @@ pub(crate) async fn serve(
         path: path.clone(),
         registry: shared.registry.clone(),
         max_response_frame: limits.max_response_frame,
+        generators: Mutex::new(HashMap::new()),
+        open_generators: shared.open_generators.clone(),
+        max_generators: limits.max_generators_per_connection,
+        idle_timeout: limits.generator_idle_timeout,
     });
     let opened = Instant::now();
     tracing::info!(
@@ -113,10 +135,16 @@ pub(crate) async fn serve(
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut calls = JoinSet::new();
     let mut requests: u64 = 0;
+    let mut sweep = tokio::time::interval(GENERATOR_SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutting_down = loop {
         while calls.try_join_next().is_some() {}
         let frame = tokio::select! {
             _ = shutdown.changed() => break true,
+            _ = sweep.tick() => {
+                session.close_idle_generators();
+                continue;
+            }
             frame = stream.next() => frame,
         };
         let frame = match frame {
@@ -159,7 +187,7 @@ pub(crate) async fn serve(
         calls.spawn(async move {
             let expected = request.response_expected;
             let id = request.request_id.clone();
-            let (value, is_error) = session.handle(request, unsupported).await;
+            let (value, is_error) = session.handle(&id, request, unsupported).await;
             if expected {
                 let _ = tx.send(session.encode_response(&id, &value, is_error)).await;
             }
@@ -229,12 +257,16 @@ pub fn error_string(error: &CallError) -> String {
     format!("{}({})", error.kind(), py_repr(&message))
 }
 
-/// Marker strings the Python client interprets inside results (quirk Q8).
+/// Marker strings of the generator protocol (quirks Q3, Q8).
 const GENERATOR_START: &str = "GENERATOR_START";
+const GENERATOR_NEXT: &str = "GENERATOR_NEXT";
+const GENERATOR_END: &str = "GENERATOR_END";
+/// How often idle generators are looked for.
+const GENERATOR_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Session {
     /// Answers one request: the response value and whether it reports an error.
-    async fn handle(&self, request: wire::Request, unsupported: Option<String>) -> (Value, bool) {
+    async fn handle(&self, request_id: &str, request: wire::Request, unsupported: Option<String>) -> (Value, bool) {
         let body = match (request.body, self.path.encryption) {
             (RequestBody::Plain(v), false) => v,
             (RequestBody::Wrapped(token), true) => match auth::unwrap_request(&token, &self.path.secret) {
@@ -252,6 +284,12 @@ impl Session {
             Err(e) => return (error_dict(&e), true),
         };
         let Some(action) = call.action else { return (error_dict("missing expected input: 'action' "), true) };
+        if action == GENERATOR_NEXT {
+            return match call.generator_id {
+                Some(id) => self.pull(&id).await,
+                None => (error_dict("GENERATOR_NEXT needs a generator_id"), true),
+            };
+        }
         let snapshot = self.registry.snapshot();
         let namespace = snapshot.namespace(&self.namespace);
         if action == "get_registered_functions" {
@@ -270,6 +308,9 @@ impl Session {
             );
             return (Value::Str(format!("TypeError({})", py_repr(&message))), true);
         }
+        if function.descriptor().kind == FunctionKind::Generator {
+            return self.open_generator(request_id, &action, function.as_ref(), call.args, call.kwargs).await;
+        }
         let started = Instant::now();
         let result = function.call(call.args, call.kwargs).await;
         match result {
@@ -285,6 +326,87 @@ impl Session {
                 (Value::Str(error_string(&error)), true)
             }
         }
+    }
+
+    /// Opens a generator and answers `{"GENERATOR_START": id}` (quirk Q3). The id is the call's
+    /// request id, as the Python server does, unless this connection already uses it.
+    async fn open_generator(
+        &self,
+        request_id: &str,
+        action: &str,
+        function: &dyn Callable,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> (Value, bool) {
+        let busy = |message: String| (Value::Str(format!("Busy({})", py_repr(&message))), true);
+        if self.generators_lock().len() >= self.max_generators {
+            return busy(format!("this connection already has {} open generators, its limit", self.max_generators));
+        }
+        let Ok(permit) = self.open_generators.clone().try_acquire_owned() else {
+            return busy("the host has too many open generators; try again shortly".to_owned());
+        };
+        let stream = match function.open(args, kwargs).await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::info!(namespace = %self.namespace, function = %action, kind = error.kind(), %error, "generator failed to open");
+                return (Value::Str(error_string(&error)), true);
+            }
+        };
+        let open = OpenGenerator { stream: Some(stream), last_used: Instant::now(), permit: Some(permit) };
+        let mut generators = self.generators_lock();
+        let id = if generators.contains_key(request_id) { uuid::Uuid::new_v4().to_string() } else { request_id.to_owned() };
+        generators.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(open)));
+        tracing::debug!(namespace = %self.namespace, function = %action, generator = %id, "generator opened");
+        (Value::Dict(vec![(GENERATOR_START.to_owned(), Value::Str(id))]), false)
+    }
+
+    /// One `GENERATOR_NEXT`: the next item, an error item, or `"GENERATOR_END"`.
+    async fn pull(&self, id: &str) -> (Value, bool) {
+        let Some(generator) = self.generators_lock().get(id).cloned() else {
+            return (error_dict(&format!("no open generator {id} on this connection")), true);
+        };
+        let mut generator = generator.lock().await;
+        generator.last_used = Instant::now();
+        let outcome = match generator.stream.as_mut() {
+            Some(stream) => stream.next().await,
+            None => Ok(None),
+        };
+        match outcome {
+            Ok(Some(item)) if item.as_str() == Some(GENERATOR_END) => {
+                generator.stream = None;
+                generator.permit = None;
+                let why = "the generator yielded the reserved end marker as an item";
+                (Value::Str(format!("ValueError({})", py_repr(why))), true)
+            }
+            Ok(Some(item)) => (item, false),
+            Ok(None) => {
+                drop(generator);
+                self.generators_lock().remove(id);
+                (Value::Str(GENERATOR_END.to_owned()), false)
+            }
+            Err(error) => {
+                tracing::info!(namespace = %self.namespace, generator = %id, kind = error.kind(), %error, "generator failed");
+                generator.stream = None;
+                generator.permit = None;
+                (Value::Str(error_string(&error)), true)
+            }
+        }
+    }
+
+    /// Frees generators nobody pulled from within the idle timeout (skipping any being pulled).
+    fn close_idle_generators(&self) {
+        let timeout = self.idle_timeout;
+        self.generators_lock().retain(|id, g| match g.try_lock() {
+            Ok(g) if g.last_used.elapsed() >= timeout => {
+                tracing::debug!(generator = %id, "closing idle generator");
+                false
+            }
+            _ => true,
+        });
+    }
+
+    fn generators_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<OpenGenerator>>>> {
+        self.generators.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Encodes a response; a result too large for easyrpc clients (quirk Q9) becomes an error.

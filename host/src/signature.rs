@@ -186,7 +186,8 @@ pub struct FunctionDescriptor {
     /// The function's WIT (kebab-case) name inside its interface or world.
     pub wit_name: String,
     pub params: Vec<ParamDescriptor>,
-    /// The result type; for `result<T, E>` this is the whole result (ok is the return value).
+    /// The result type; for `result<T, E>` this is the whole result (ok is the return value);
+    /// for a generator, the type of each item.
     pub result: Option<WitType>,
     pub kind: FunctionKind,
     /// The WIT doc comment, without `@` annotation lines.
@@ -221,13 +222,11 @@ impl fmt::Display for FunctionDescriptor {
             }
         }
         f.write_str(")")?;
-        if let Some(r) = &self.result {
-            write!(f, " -> {r}")?;
+        match (&self.result, self.kind) {
+            (Some(item), FunctionKind::Generator) => write!(f, " -> generator<{item}>"),
+            (Some(r), FunctionKind::Function) => write!(f, " -> {r}"),
+            (None, _) => Ok(()),
         }
-        if self.kind == FunctionKind::Generator {
-            f.write_str(" (generator)")?;
-        }
-        Ok(())
     }
 }
 

@@ -63,7 +63,8 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 }
 
 /// Call a function: `easyrpc call add 1 --kw b=5`. Arguments are JSON (a bare word that is not
-/// JSON is taken as a string); the result is printed as JSON.
+/// JSON is taken as a string); the result is printed as JSON, a generator's items one per line
+/// as they come.
 #[derive(clap::Args, Debug)]
 pub struct CallArgs {
     #[command(flatten)]
@@ -89,6 +90,15 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         keywords.push((name.to_owned(), parse_arg(value)));
     }
     let proxy = args.connect.connect().await?;
+    let is_generator = proxy.function(&args.function).is_some_and(|d| d.kind == crate::signature::FunctionKind::Generator);
+    if is_generator {
+        // Items are printed as they arrive, one JSON value per line.
+        let mut items = proxy.stream(&args.function, positional, keywords).await?;
+        while let Some(item) = futures_util::StreamExt::next(&mut items).await {
+            println!("{}", item?.to_json());
+        }
+        return Ok(());
+    }
     let result = proxy.call(&args.function, positional, keywords).await?;
     println!("{}", result.to_json());
     Ok(())

@@ -24,6 +24,28 @@ use wasmtime::Engine;
 pub struct ExportPath {
     pub interface: Option<String>,
     pub function: String,
+    /// For a generator: the `[method]<resource>.next` export in the same interface.
+    pub next: Option<String>,
+}
+
+/// EasyRpc's generator convention: a function returning `own<r>` where resource `r` has a
+/// method `next: func() -> option<T>`. Returns that method's export name and `T`.
+fn generator_next(func: &ComponentFunc, funcs: &[(&str, ComponentFunc)]) -> Option<(String, Type)> {
+    let Some(Type::Own(resource)) = func.results().next() else { return None };
+    funcs.iter().find_map(|(name, method)| {
+        if !name.starts_with("[method]") || !name.ends_with(".next") {
+            return None;
+        }
+        let mut params = method.params();
+        let (_, Type::Borrow(self_ty)) = params.next()? else { return None };
+        if self_ty != resource || params.next().is_some() {
+            return None;
+        }
+        match method.results().next()? {
+            Type::Option(o) => Some(((*name).to_owned(), o.ty())),
+            _ => None,
+        }
+    })
 }
 
 /// Describes every exported function of `component`. Errors are messages for `LoadError`.
@@ -37,17 +59,43 @@ pub fn describe(
     for (name, item) in component_type.exports(engine) {
         match item.ty {
             ComponentItem::ComponentFunc(func) => {
-                let d = describe_function(None, name, &func, docs.get(&(None, name.to_owned())))?;
-                out.push((d, ExportPath { interface: None, function: name.to_owned() }));
+                let d = describe_function(None, name, &func, docs.get(&(None, name.to_owned())), None)?;
+                out.push((d, ExportPath { interface: None, function: name.to_owned(), next: None }));
             }
             ComponentItem::ComponentInstance(instance) => {
                 let short = interface_short_name(name).to_owned();
-                for (fname, fitem) in instance.exports(engine) {
-                    if let ComponentItem::ComponentFunc(func) = fitem.ty {
-                        let key = (Some(short.clone()), fname.to_owned());
-                        let d = describe_function(Some(name), fname, &func, docs.get(&key))?;
-                        out.push((d, ExportPath { interface: Some(name.to_owned()), function: fname.to_owned() }));
+                let funcs: Vec<(&str, ComponentFunc)> = instance
+                    .exports(engine)
+                    .filter_map(|(n, item)| match item.ty {
+                        ComponentItem::ComponentFunc(f) => Some((n, f)),
+                        _ => None,
+                    })
+                    .collect();
+                for (fname, func) in &funcs {
+                    // `[constructor]r`, `[method]r.m`, `[static]r.s`: members of a resource, not
+                    // functions of their own.
+                    if fname.starts_with('[') {
+                        continue;
                     }
+                    let next = generator_next(func, &funcs);
+                    let item = next.as_ref().map(|(method, item_ty)| {
+                        let mut item = wit_type(item_ty);
+                        let written = docs.get(&(Some(short.clone()), method.clone())).and_then(|d| d.result_type.as_ref());
+                        if let Some(TypeText { args, .. }) = written.filter(|t| t.name == "option") {
+                            if let Some(inner) = args.first() {
+                                apply_written_type(&mut item, inner);
+                            }
+                        }
+                        item
+                    });
+                    let key = (Some(short.clone()), (*fname).to_owned());
+                    let d = describe_function(Some(name), fname, func, docs.get(&key), item)?;
+                    let path = ExportPath {
+                        interface: Some(name.to_owned()),
+                        function: (*fname).to_owned(),
+                        next: next.map(|(method, _)| method),
+                    };
+                    out.push((d, path));
                 }
             }
             _ => {}
@@ -67,13 +115,21 @@ pub fn describe(
     Ok(out)
 }
 
+/// Describes one function; `generator_item` is the item type when it follows the generator
+/// convention (then the descriptor's result is the item type).
 fn describe_function(
     interface: Option<&str>,
     wit_name: &str,
     func: &ComponentFunc,
     docs: Option<&FunctionDocs>,
+    generator_item: Option<WitType>,
 ) -> Result<FunctionDescriptor, String> {
-    let name = export_name(interface, wit_name);
+    let renamed = docs.and_then(|d| d.annotations.iter().find(|(k, _)| k == "name")).map(|(_, v)| v.trim());
+    let name = match renamed {
+        Some(n) if !n.is_empty() && !n.contains(char::is_whitespace) => n.to_owned(),
+        Some(n) => return Err(format!("{wit_name}: @name needs one word, got {n:?}")),
+        None => export_name(interface, wit_name),
+    };
     let mut params: Vec<ParamDescriptor> = func
         .params()
         .map(|(pname, ty)| {
@@ -84,11 +140,17 @@ fn describe_function(
             ParamDescriptor { name: snake_case(pname), ty, kind: ParamKind::Positional, default: None }
         })
         .collect();
-    let mut results = func.results();
-    let mut result = results.next().map(|t| wit_type(&t));
-    if let (Some(ty), Some(text)) = (result.as_mut(), docs.and_then(|d| d.result_type.as_ref())) {
-        apply_written_type(ty, text);
-    }
+    let kind = if generator_item.is_some() { FunctionKind::Generator } else { FunctionKind::Function };
+    let result = match generator_item {
+        Some(item) => Some(item),
+        None => {
+            let mut result = func.results().next().map(|t| wit_type(&t));
+            if let (Some(ty), Some(text)) = (result.as_mut(), docs.and_then(|d| d.result_type.as_ref())) {
+                apply_written_type(ty, text);
+            }
+            result
+        }
+    };
     if let Some(docs) = docs {
         apply_annotations(&name, &mut params, &docs.annotations)?;
     }
@@ -99,7 +161,7 @@ fn describe_function(
         wit_name: wit_name.to_owned(),
         params,
         result,
-        kind: FunctionKind::Function,
+        kind,
         doc: docs.and_then(|d| d.doc.clone()),
     })
 }
@@ -240,7 +302,10 @@ fn apply_annotations(function: &str, params: &mut [ParamDescriptor], annotations
                 }
                 param.kind = ParamKind::VarKwargs;
             }
-            other => return Err(format!("{function}: unknown annotation @{other} (known: @default, @varargs, @kwargs)")),
+            "name" => {} // applied by describe_function
+            other => {
+                return Err(format!("{function}: unknown annotation @{other} (known: @default, @varargs, @kwargs, @name)"))
+            }
         }
     }
     if params.iter().filter(|p| p.kind == ParamKind::VarArgs).count() > 1 {

@@ -188,8 +188,14 @@ impl Runtime {
             let index = component.get_export_index(iface_index.as_ref(), path.function.as_str()).ok_or_else(|| {
                 LoadError::Describe { name: name.clone(), message: format!("export {} not found", path.function) }
             })?;
+            let next_index = match &path.next {
+                Some(method) => Some(component.get_export_index(iface_index.as_ref(), method.as_str()).ok_or_else(|| {
+                    LoadError::Describe { name: name.clone(), message: format!("export {method} not found") }
+                })?),
+                None => None,
+            };
             let result_count = usize::from(descriptor.result.is_some());
-            functions.push(ExportedFunction { descriptor, index, result_count });
+            functions.push(ExportedFunction { descriptor, index, next_index, result_count });
         }
         let by_name = functions.iter().enumerate().map(|(i, f)| (f.descriptor.name.clone(), i)).collect();
         tracing::debug!(module = %name, %hash, ?cache_outcome, ?compile_time, functions = functions.len(), "loaded module");
@@ -222,12 +228,18 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<
 pub struct ExportedFunction {
     pub descriptor: FunctionDescriptor,
     index: ComponentExportIndex,
+    /// A generator's `next` method.
+    next_index: Option<ComponentExportIndex>,
     result_count: usize,
 }
 
 impl ExportedFunction {
     fn export_index(&self) -> &ComponentExportIndex {
         &self.index
+    }
+
+    fn next_index(&self) -> Option<&ComponentExportIndex> {
+        self.next_index.as_ref()
     }
 }
 
@@ -302,6 +314,29 @@ impl Module {
             .map_err(|source| CallError::BadValue { function: d.name.clone(), source })
     }
 
+    /// Opens generator `name` in a fresh sandboxed instance that lives as long as the returned
+    /// stream; each `next` runs under `limits` (its own deadline).
+    pub async fn open_generator(
+        self: &Arc<Self>,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+        limits: CallLimits,
+    ) -> Result<GeneratorStream, CallError> {
+        let params = self.prepare(name, args, kwargs)?;
+        let index = self.by_name.get(name).copied().ok_or_else(|| CallError::UnknownFunction {
+            module: self.name.clone(),
+            name: name.to_owned(),
+        })?;
+        let function = &self.functions[index];
+        if function.next_index.is_none() {
+            return Err(CallError::UnknownFunction { module: self.name.clone(), name: format!("{name} (not a generator)") });
+        }
+        let mut sandbox = self.sandbox(limits);
+        let stream = sandbox.open(function, &params).await?;
+        Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream) })
+    }
+
     /// Calls `name` in a fresh sandboxed instance with `limits`.
     pub async fn call(
         self: &Arc<Self>,
@@ -323,5 +358,29 @@ impl Module {
     pub fn sandbox(self: &Arc<Self>, mut limits: CallLimits) -> Sandbox {
         limits.memory = limits.memory.min(self.runtime.max_memory);
         Sandbox::new(self.clone(), limits)
+    }
+}
+
+/// An open generator: its sandbox (instance) and stream resource. Dropping it frees both.
+pub struct GeneratorStream {
+    module: Arc<Module>,
+    index: usize,
+    sandbox: Sandbox,
+    /// None once the stream ended or failed.
+    stream: Option<wasmtime::component::ResourceAny>,
+}
+
+impl GeneratorStream {
+    /// The next item, none at the end. After an error or the end, always none.
+    pub async fn next(&mut self) -> Result<Option<Value>, CallError> {
+        let Some(stream) = self.stream else { return Ok(None) };
+        let function = &self.module.functions[self.index];
+        match self.sandbox.next(function, stream).await {
+            Ok(Some(item)) => Ok(Some(item)),
+            other => {
+                self.stream = None;
+                other
+            }
+        }
     }
 }

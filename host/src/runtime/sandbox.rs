@@ -7,7 +7,7 @@
 //! [`CallLimits`]) and does not bind arguments (the module does that before calling).
 
 use super::convert::from_val;
-use super::error::CallError;
+use super::error::{CallError, ValueError};
 use super::{CallLimits, ExportedFunction, Module};
 use crate::signature::WitType;
 use crate::value::Value;
@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
-use wasmtime::component::{Instance, ResourceTable, Val};
+use wasmtime::component::{ComponentExportIndex, Instance, ResourceAny, ResourceTable, Val};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -194,17 +194,63 @@ impl Sandbox {
 
     /// Calls `function` (already bound and converted arguments) within the sandbox's limits.
     pub async fn call(&mut self, function: &ExportedFunction, params: &[Val]) -> Result<Value, CallError> {
+        let results = self.invoke(&function.descriptor.name, function.export_index(), params, function.result_count).await?;
+        self.convert_result(function, results)
+    }
+
+    /// Calls a generator function: the returned resource is its stream, alive as long as this
+    /// sandbox.
+    pub async fn open(&mut self, function: &ExportedFunction, params: &[Val]) -> Result<ResourceAny, CallError> {
         let name = &function.descriptor.name;
+        let mut results = self.invoke(name, function.export_index(), params, 1).await?;
+        match results.pop() {
+            Some(Val::Resource(stream)) => Ok(stream),
+            other => Err(CallError::BadResult {
+                function: name.clone(),
+                source: ValueError { path: "result".into(), message: format!("expected a generator resource, got {other:?}") },
+            }),
+        }
+    }
+
+    /// Pulls the next item of a generator opened by [`open`](Self::open); none at its end.
+    pub async fn next(&mut self, function: &ExportedFunction, stream: ResourceAny) -> Result<Option<Value>, CallError> {
+        let name = &function.descriptor.name;
+        let next = function.next_index().ok_or_else(|| CallError::UnknownFunction {
+            module: self.module.name().to_owned(),
+            name: format!("{name} (not a generator)"),
+        })?;
+        let mut results = self.invoke(name, next, &[Val::Resource(stream)], 1).await?;
+        let item_type = function.descriptor.result.as_ref();
+        match (results.pop(), item_type) {
+            (Some(Val::Option(None)), _) => Ok(None),
+            (Some(Val::Option(Some(v))), Some(ty)) => {
+                from_val(&v, ty).map(Some).map_err(|source| CallError::BadResult { function: name.clone(), source })
+            }
+            (other, _) => Err(CallError::BadResult {
+                function: name.clone(),
+                source: ValueError { path: "next".into(), message: format!("expected an option, got {other:?}") },
+            }),
+        }
+    }
+
+    /// Runs one export (instantiating first if needed) under the deadline; classifies failures.
+    async fn invoke(
+        &mut self,
+        name: &str,
+        index: &ComponentExportIndex,
+        params: &[Val],
+        result_count: usize,
+    ) -> Result<Vec<Val>, CallError> {
         if self.poisoned {
             return Err(CallError::Trap {
-                function: name.clone(),
+                function: name.to_owned(),
                 message: "the instance was stopped by an earlier failure".to_owned(),
                 source: anyhow::anyhow!("poisoned sandbox"),
             });
         }
         self.store.data_mut().deadline = Instant::now() + self.limits.deadline;
         self.store.set_epoch_deadline(1);
-        let mut results = vec![Val::Bool(false); function.result_count];
+        let mut results = vec![Val::Bool(false); result_count];
         let pre = self.module.instance_pre();
         let run = async {
             let instance = match self.instance {
@@ -216,7 +262,7 @@ impl Sandbox {
                 }
             };
             let func = instance
-                .get_func(&mut self.store, function.export_index())
+                .get_func(&mut self.store, index)
                 .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
             func.call_async(&mut self.store, params, &mut results).await
         };
@@ -225,11 +271,11 @@ impl Sandbox {
         let error = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(self.classify(name, e)),
-            Err(_elapsed) => Some(CallError::Timeout { function: name.clone(), deadline: self.limits.deadline }),
+            Err(_elapsed) => Some(CallError::Timeout { function: name.to_owned(), deadline: self.limits.deadline }),
         };
         self.log_output(name);
         match error {
-            None => self.convert_result(function, results),
+            None => Ok(results),
             Some(error) => {
                 self.poisoned = true;
                 Err(error)

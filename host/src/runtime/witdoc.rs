@@ -175,11 +175,15 @@ pub fn scan(text: &str) -> WitDocs {
         };
         let punct = |k: usize, c: char| tokens.get(k) == Some(&Token::Punct(c));
         let container = blocks.last().cloned();
-        let in_function_scope = matches!(container, Some(BlockKind::Interface(_)) | Some(BlockKind::World));
-        // `export name: func(` in a world, `name: func(` in an interface.
+        let in_function_scope = !matches!(container, Some(BlockKind::Other) | None);
+        // `export name: func(` in a world, `name: func(` in an interface or resource.
         let func_start = match (&container, word(i)) {
             (Some(BlockKind::World), Some("export")) if punct(i + 2, ':') && word(i + 3) == Some("func") => Some(i + 1),
-            (Some(BlockKind::Interface(_)), Some(_)) if punct(i + 1, ':') && word(i + 2) == Some("func") => Some(i),
+            (Some(BlockKind::Interface(_) | BlockKind::Resource(..)), Some(_))
+                if punct(i + 1, ':') && word(i + 2) == Some("func") =>
+            {
+                Some(i)
+            }
             _ => None,
         };
         if let (Some(name_at), true) = (func_start, in_function_scope) {
@@ -193,9 +197,10 @@ pub fn scan(text: &str) -> WitDocs {
                 result_type = ty;
                 k = next;
             }
-            let interface = match container {
-                Some(BlockKind::Interface(n)) => Some(n),
-                _ => None,
+            let (interface, name) = match container {
+                Some(BlockKind::Interface(n)) => (Some(n), name),
+                Some(BlockKind::Resource(iface, res)) => (Some(iface), format!("[method]{res}.{name}")),
+                _ => (None, name),
             };
             docs.insert((interface, name), function_docs(std::mem::take(&mut pending_docs), params, result_type));
             i = k;
@@ -206,6 +211,15 @@ pub fn scan(text: &str) -> WitDocs {
             if (kw == "interface" || kw == "world") && punct(i + 2, '{') {
                 let name = word(i + 1).unwrap_or_default().trim_start_matches('%').to_owned();
                 blocks.push(if kw == "interface" { BlockKind::Interface(name) } else { BlockKind::World });
+                pending_docs.clear();
+                i += 3;
+                continue;
+            }
+        }
+        if let (Some("resource"), Some(BlockKind::Interface(iface))) = (word(i), &container) {
+            if punct(i + 2, '{') {
+                let res = word(i + 1).unwrap_or_default().trim_start_matches('%').to_owned();
+                blocks.push(BlockKind::Resource(iface.clone(), res));
                 pending_docs.clear();
                 i += 3;
                 continue;
@@ -223,6 +237,9 @@ pub fn scan(text: &str) -> WitDocs {
 #[derive(Clone, Debug, PartialEq)]
 enum BlockKind {
     Interface(String),
+    /// A resource inside an interface: (interface, resource). Its methods are recorded as
+    /// `[method]<resource>.<name>`, the name of their export.
+    Resource(String, String),
     World,
     Other,
 }
@@ -351,6 +368,8 @@ world w {
         let unlisted = &docs[&(Some("shapes".to_owned()), "unlisted".to_owned())];
         assert_eq!(unlisted.doc, None);
         assert!(!docs.contains_key(&(Some("shapes".to_owned()), "get".to_owned())));
+        let method = &docs[&(Some("shapes".to_owned()), "[method]thing.get".to_owned())];
+        assert_eq!(method.result_type.as_ref().unwrap().name, "u32");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Hostile behaviours for the sandbox tests: infinite loop, memory bomb, unbounded recursion,
 //! panic, huge output, and attempts to reach files, environment and network.
 easyrpc_guest::wit_bindgen::generate!({
-    world: "hostile",
+    world: "easyrpc-modules:hostile/hostile",
     path: "wit",
     runtime_path: "easyrpc_guest::wit_bindgen::rt",
 });
@@ -105,6 +105,60 @@ impl Guest for Hostile {
         std::net::TcpStream::connect(("127.0.0.1", port))
             .map(|_| "connected".to_owned())
             .map_err(|e| e.to_string())
+    }
+}
+
+use exports::easyrpc_modules::hostile::streams::{GuestTicks, Ticks};
+
+/// Ticks up to `count`, then does `after` inside `next`; `ballast` is memory held while open.
+pub struct TickState {
+    next: std::cell::Cell<u32>,
+    count: u32,
+    after: After,
+    _ballast: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+enum After {
+    Panic,
+    Spin,
+    Nothing,
+}
+
+impl exports::easyrpc_modules::hostile::streams::Guest for Hostile {
+    type Ticks = TickState;
+
+    fn ticks_then_panic(n: u32) -> Ticks {
+        Ticks::new(TickState { next: 0.into(), count: n, after: After::Panic, _ballast: Vec::new() })
+    }
+
+    fn ticks_then_spin(n: u32) -> Ticks {
+        Ticks::new(TickState { next: 0.into(), count: n, after: After::Spin, _ballast: Vec::new() })
+    }
+
+    fn endless(mib: u32) -> Ticks {
+        let ballast = vec![7u8; mib as usize * (1 << 20)];
+        Ticks::new(TickState { next: 0.into(), count: u32::MAX, after: After::Nothing, _ballast: ballast })
+    }
+}
+
+impl GuestTicks for TickState {
+    fn next(&self) -> Option<u32> {
+        let i = self.next.get();
+        if i < self.count {
+            self.next.set(i + 1);
+            return Some(i);
+        }
+        match self.after {
+            After::Panic => panic!("ticks gave out after {i}"),
+            After::Spin => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            After::Nothing => None,
+        }
     }
 }
 

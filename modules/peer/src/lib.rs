@@ -49,4 +49,20 @@ impl Guest for Peer {
     }
 }
 
+use exports::easyrpc_modules::peer::generators::{GuestNumbers, Numbers};
+
+impl exports::easyrpc_modules::peer::generators::Guest for Peer {
+    type Numbers = easyrpc_guest::Generator<i64>;
+
+    fn count(n: i64) -> Numbers {
+        Numbers::new(easyrpc_guest::Generator::new(0..n.max(0)))
+    }
+}
+
+impl GuestNumbers for easyrpc_guest::Generator<i64> {
+    fn next(&self) -> Option<i64> {
+        self.next_item()
+    }
+}
+
 export!(Peer);
