@@ -89,7 +89,7 @@ async fn malformed_frames_are_ignored_or_answered_and_the_connection_lives() {
         (r#""request": {"action": "add", "kwargs": [1]}"#, "kwargs must be a dict, got list"),
         (r#""request": {"action": 7}"#, "action must be a str, got int"),
         (r#""request": {"args": []}"#, "missing expected input: 'action' "),
-        (r#""request": {"action": "no_such_function", "args": []}"#, "no action no_such_function registered for origin within ['echo', 'add', 'concat', 'kwecho', 'maybe', 'sum_list', 'fail', 'slow']"),
+        (r#""request": {"action": "no_such_function", "args": []}"#, "no action no_such_function registered for origin within ['echo', 'add', 'concat', 'kwecho', 'maybe', 'sum_list', 'fail', 'slow', 'count']"),
     ];
     for (i, (fields, error)) in cases.iter().enumerate() {
         let id = format!("bad-{i}");
