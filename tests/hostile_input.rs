@@ -2,25 +2,20 @@
 //! server must still serve a good client.
 
 use easyrpc::client::EasyRpcProxy;
-use easyrpc::registry::RegistrySnapshot;
 use easyrpc::runtime::CallLimits;
-use easyrpc::server::ServerConfig;
-use easyrpc::value::{json, Value};
+use easyrpc::value::Value;
 use easyrpc::wire::{self, auth, Serialization};
-use easyrpc_tests::{j, load, TestServer, PATH, SECRET};
-use futures_util::{SinkExt, StreamExt};
+use easyrpc_tests::{j, RawClient, TestServer, SECRET};
+use futures_util::SinkExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn server_with(max_frame: usize, setup_timeout: Duration) -> TestServer {
-    let mut snapshot = RegistrySnapshot::default();
-    snapshot.add_module("peer", &load("peer"), CallLimits::default());
-    let mut config = ServerConfig::single(PATH, SECRET);
-    config.limits.max_frame = max_frame;
-    config.limits.setup_timeout = setup_timeout;
-    TestServer::with_config(snapshot, config).await
+    TestServer::start_with(&[("peer", &["peer"])], CallLimits::default(), |c| {
+        c.limits.max_frame = max_frame;
+        c.limits.setup_timeout = setup_timeout;
+    })
+    .await
 }
 
 async fn assert_serves(server: &TestServer) {
@@ -29,49 +24,12 @@ async fn assert_serves(server: &TestServer) {
     assert_eq!(r, Value::Int(3));
 }
 
-async fn raw(server: &TestServer, ser: Serialization) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.expect("ws connects");
-    let claims = auth::SetupClaims { kind: "PROXY".into(), id: "raw".into(), namespace: "peer".into(), serialization: ser };
-    let setup = format!(r#"{{"setup": "{}"}}"#, auth::sign_setup(&claims, SECRET));
-    ws.send(Message::text(setup)).await.unwrap();
-    let reply = next_text(&mut ws).await.expect("auth reply");
-    assert!(reply.contains(r#""auth":"ok""#), "{reply}");
-    ws
+async fn raw(server: &TestServer, ser: Serialization) -> RawClient {
+    RawClient::connect_with(server, "peer", ser).await
 }
 
-/// The next data frame as JSON text (pickle frames are decoded), none if the server closed.
-async fn next_frame(ws: &mut Ws) -> Option<Value> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("server answers within 5 s");
-        match msg {
-            Some(Ok(Message::Text(t))) => return Some(json::parse(t.as_str()).unwrap()),
-            Some(Ok(Message::Binary(b))) => return Some(wire::pickle::decode(&b).unwrap().value),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-async fn next_text(ws: &mut Ws) -> Option<String> {
-    next_frame(ws).await.map(|v| j(&v))
-}
-
-/// Sends a request with a fresh id and returns the response value.
-async fn call(ws: &mut Ws, request: &str) -> Value {
-    ws.send(Message::text(format!(r#"{{"ws_action": {{"type": "request", "response_expected": true, "request": {request}, "request_id": "ok-1"}}}}"#)))
-        .await
-        .unwrap();
-    response(ws, "ok-1").await
-}
-
-async fn response(ws: &mut Ws, id: &str) -> Value {
-    loop {
-        let frame = next_frame(ws).await.expect("connection still open");
-        let action = frame.get("ws_action").expect("a ws_action frame");
-        if action.get("request_id").and_then(Value::as_str) == Some(id) {
-            return action.get("response").cloned().unwrap_or(Value::None);
-        }
-    }
+async fn next_text(ws: &mut RawClient) -> Option<String> {
+    ws.next_frame().await.map(|v| j(&v))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,9 +37,9 @@ async fn malformed_frames_are_ignored_or_answered_and_the_connection_lives() {
     let server = server_with(1 << 20, Duration::from_secs(5)).await;
     let mut ws = raw(&server, Serialization::Json).await;
     for junk in ["{not json", "[1, 2, 3]", "\"text\"", r#"{"ws_action": 5}"#, r#"{"ws_action": {"type": "request"}}"#, ""] {
-        ws.send(Message::text(junk)).await.unwrap();
+        ws.ws.send(Message::text(junk)).await.unwrap();
     }
-    ws.send(Message::binary(vec![0xff, 0x00, 0x13, 0x37])).await.unwrap();
+    ws.ws.send(Message::binary(vec![0xff, 0x00, 0x13, 0x37])).await.unwrap();
     // Wrong field types, with an id: answered with an error dict.
     let cases = [
         (r#""request": 5"#, "request must be a dict"),
@@ -93,15 +51,15 @@ async fn malformed_frames_are_ignored_or_answered_and_the_connection_lives() {
     ];
     for (i, (fields, error)) in cases.iter().enumerate() {
         let id = format!("bad-{i}");
-        ws.send(Message::text(format!(r#"{{"ws_action": {{"type": "request", {fields}, "request_id": "{id}"}}}}"#))).await.unwrap();
-        let r = response(&mut ws, &id).await;
+        ws.ws.send(Message::text(format!(r#"{{"ws_action": {{"type": "request", {fields}, "request_id": "{id}"}}}}"#))).await.unwrap();
+        let r = ws.response(&id).await;
         assert_eq!(r.get("error").and_then(Value::as_str), Some(*error), "{fields}");
     }
     // Wrong argument types reach the host's check and come back as an error string.
-    let r = call(&mut ws, r#"{"action": "add", "args": ["x"], "kwargs": {}}"#).await;
+    let r = ws.request("ok-1", r#"{"action": "add", "args": ["x"], "kwargs": {}}"#).await;
     assert_eq!(j(&r), r#""TypeError('bad argument for add: a: expected s64, got \"x\"')""#);
     // The same connection still works.
-    assert_eq!(call(&mut ws, r#"{"action": "add", "args": [1], "kwargs": {"b": 2}}"#).await, Value::Int(3));
+    assert_eq!(ws.request("ok-1", r#"{"action": "add", "args": [1], "kwargs": {"b": 2}}"#).await, Value::Int(3));
     assert_serves(&server).await;
     server.stop().await;
 }
@@ -111,7 +69,7 @@ async fn garbage_pickle_and_pickled_objects() {
     let server = server_with(1 << 20, Duration::from_secs(5)).await;
     let mut ws = raw(&server, Serialization::Pickle).await;
     for junk in [vec![0x80, 0x04, 0x28], vec![0xff; 64], b"\x80\x04h\x09.".to_vec(), vec![]] {
-        ws.send(Message::binary(junk)).await.unwrap();
+        ws.ws.send(Message::binary(junk)).await.unwrap();
     }
     // Python: pickle.dumps({'ws_action': {..., 'request': {'action': 'echo', 'args': [object], ...}}})
     let mut frame = vec![0x80, 0x04, b'}'];
@@ -133,8 +91,8 @@ async fn garbage_pickle_and_pickled_objects() {
     w(&mut frame, "request_id");
     w(&mut frame, "obj-1");
     frame.extend_from_slice(b"us.");
-    ws.send(Message::binary(frame)).await.unwrap();
-    let r = response(&mut ws, "obj-1").await;
+    ws.ws.send(Message::binary(frame)).await.unwrap();
+    let r = ws.response("obj-1").await;
     let text = r.as_str().unwrap_or_default();
     assert!(text.starts_with("TypeError(") && text.contains("builtins.object"), "{text}");
     assert_serves(&server).await;
@@ -146,8 +104,8 @@ async fn frames_over_the_limit_close_that_connection_only() {
     let server = server_with(64 << 10, Duration::from_secs(5)).await;
     let mut ws = raw(&server, Serialization::Json).await;
     let big = format!(r#"{{"ws_action": {{"type": "request", "request": {{"action": "echo", "args": ["{}"]}}, "request_id": "big"}}}}"#, "x".repeat(100 << 10));
-    let _ = ws.send(Message::text(big)).await;
-    assert_eq!(next_frame(&mut ws).await, None, "the server closes a connection that sends an oversized frame");
+    let _ = ws.ws.send(Message::text(big)).await;
+    assert_eq!(ws.next_frame().await, None, "the server closes a connection that sends an oversized frame");
     assert_serves(&server).await;
     server.stop().await;
 }
@@ -156,21 +114,21 @@ async fn frames_over_the_limit_close_that_connection_only() {
 async fn setup_frames_that_never_come_or_are_wrong() {
     let server = server_with(1 << 20, Duration::from_millis(300)).await;
     // Never sends a setup frame: the server gives up after its setup timeout.
-    let (mut silent, _) = tokio_tungstenite::connect_async(server.url()).await.unwrap();
+    let mut silent = RawClient::connect_without_setup(&server).await;
     let reply = next_text(&mut silent).await;
     assert!(reply.as_deref().is_none_or(|r| r.contains("error")), "{reply:?}");
-    assert_eq!(next_frame(&mut silent).await, None);
+    assert_eq!(silent.next_frame().await, None);
     // A setup that is not JSON, or lacks the token, or is signed with another secret.
     for setup in ["hello", r#"{"nope": 1}"#, r#"{"setup": "a.b.c"}"#] {
-        let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.unwrap();
-        ws.send(Message::text(setup)).await.unwrap();
+        let mut ws = RawClient::connect_without_setup(&server).await;
+        ws.ws.send(Message::text(setup)).await.unwrap();
         let reply = next_text(&mut ws).await.unwrap_or_default();
         assert_eq!(reply, r#"{"error":"unable to decode auth, server_secret may not match with server"}"#);
-        assert_eq!(next_frame(&mut ws).await, None, "closed after the error");
+        assert_eq!(ws.next_frame().await, None, "closed after the error");
     }
     // A binary first frame.
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.unwrap();
-    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    let mut ws = RawClient::connect_without_setup(&server).await;
+    ws.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     assert!(next_text(&mut ws).await.unwrap_or_default().contains("error"));
     assert_serves(&server).await;
     server.stop().await;
@@ -212,14 +170,14 @@ async fn thousands_of_connections_opened_and_dropped() {
 async fn json_pings_get_the_python_servers_pong() {
     let server = server_with(1 << 20, Duration::from_secs(5)).await;
     let mut ws = raw(&server, Serialization::Json).await;
-    ws.send(Message::text(r#"{"ping": "ping"}"#)).await.unwrap();
+    ws.ws.send(Message::text(r#"{"ping": "ping"}"#)).await.unwrap();
     assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"{"pong":"pong"}"#));
     // Quirk Q7: a request whose text contains "ping" gets a pong before its response.
-    ws.send(Message::text(r#"{"ws_action": {"type": "request", "request": {"action": "echo", "args": ["ping"]}, "request_id": "p"}}"#)).await.unwrap();
+    ws.ws.send(Message::text(r#"{"ws_action": {"type": "request", "request": {"action": "echo", "args": ["ping"]}, "request_id": "p"}}"#)).await.unwrap();
     assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"{"pong":"pong"}"#));
-    assert_eq!(response(&mut ws, "p").await, Value::Str("ping".into()));
+    assert_eq!(ws.response("p").await, Value::Str("ping".into()));
     // response_expected false: no response at all; the next request is answered normally.
-    ws.send(Message::text(r#"{"ws_action": {"type": "request", "response_expected": false, "request": {"action": "add", "args": [1]}, "request_id": "quiet"}}"#)).await.unwrap();
-    assert_eq!(call(&mut ws, r#"{"action": "add", "args": [2]}"#).await, Value::Int(4));
+    ws.ws.send(Message::text(r#"{"ws_action": {"type": "request", "response_expected": false, "request": {"action": "add", "args": [1]}, "request_id": "quiet"}}"#)).await.unwrap();
+    assert_eq!(ws.request("ok-1", r#"{"action": "add", "args": [2]}"#).await, Value::Int(4));
     server.stop().await;
 }

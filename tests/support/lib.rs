@@ -47,14 +47,25 @@ pub const PATH: &str = "/ws/easy";
 impl TestServer {
     /// Serves `modules` (name, namespaces) with default limits on [`PATH`] with [`SECRET`].
     pub async fn start(modules: &[(&str, &[&str])]) -> Self {
+        Self::start_with(modules, easyrpc::runtime::CallLimits::default(), |_| {}).await
+    }
+
+    /// Like [`start`](Self::start) with call limits and a chance to adjust the server config.
+    pub async fn start_with(
+        modules: &[(&str, &[&str])],
+        limits: easyrpc::runtime::CallLimits,
+        tweak: impl FnOnce(&mut easyrpc::server::ServerConfig),
+    ) -> Self {
         let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
         for (name, namespaces) in modules {
             let module = load(name);
             for ns in *namespaces {
-                snapshot.add_module(ns, &module, easyrpc::runtime::CallLimits::default());
+                snapshot.add_module(ns, &module, limits);
             }
         }
-        Self::with_config(snapshot, easyrpc::server::ServerConfig::single(PATH, SECRET)).await
+        let mut config = easyrpc::server::ServerConfig::single(PATH, SECRET);
+        tweak(&mut config);
+        Self::with_config(snapshot, config).await
     }
 
     pub async fn with_config(snapshot: easyrpc::registry::RegistrySnapshot, config: easyrpc::server::ServerConfig) -> Self {
@@ -124,4 +135,87 @@ pub fn python_with_easyrpc() -> PathBuf {
 /// `shared/peer/` beside the project root.
 pub fn shared_peer_dir() -> PathBuf {
     xtask::project_root().parent().map(|p| p.join("shared").join("peer")).unwrap_or_default()
+}
+
+/// A raw websocket client speaking the wire protocol by hand, for tests that send what a
+/// well-behaved client never would.
+pub struct RawClient {
+    pub ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl RawClient {
+    /// Connects and completes the setup for `namespace` (json frames).
+    pub async fn connect(server: &TestServer, namespace: &str) -> Self {
+        Self::connect_with(server, namespace, easyrpc::wire::Serialization::Json).await
+    }
+
+    /// Connects and completes the setup for `namespace` in the given serialization.
+    pub async fn connect_with(server: &TestServer, namespace: &str, serialization: easyrpc::wire::Serialization) -> Self {
+        use futures_util::SinkExt;
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.expect("ws connects");
+        let claims = easyrpc::wire::auth::SetupClaims {
+            kind: "PROXY".into(),
+            id: "raw".into(),
+            namespace: namespace.into(),
+            serialization,
+        };
+        let setup = format!(r#"{{"setup": "{}"}}"#, easyrpc::wire::auth::sign_setup(&claims, SECRET));
+        ws.send(tokio_tungstenite::tungstenite::Message::text(setup)).await.expect("setup sent");
+        let mut client = Self { ws };
+        let reply = client.next_frame().await.expect("auth reply");
+        assert_eq!(reply.get("auth").and_then(easyrpc::value::Value::as_str), Some("ok"), "{}", j(&reply));
+        client
+    }
+
+    /// Connects without sending a setup frame.
+    pub async fn connect_without_setup(server: &TestServer) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(server.url()).await.expect("ws connects");
+        Self { ws }
+    }
+
+    /// The next data frame (pickle frames decoded), none once the server closed.
+    pub async fn next_frame(&mut self) -> Option<easyrpc::value::Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(5), self.ws.next())
+                .await
+                .expect("server answers within 5 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Some(v(t.as_str())),
+                Some(Ok(Message::Binary(b))) => return Some(easyrpc::wire::pickle::decode(&b).expect("valid pickle").value),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Sends a text frame as is.
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.ws.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("frame sent");
+    }
+
+    /// Sends a request object (JSON text) under `request_id`.
+    pub async fn send_request(&mut self, request_id: &str, request: &str) {
+        let frame = format!(r#"{{"ws_action": {{"type": "request", "response_expected": true, "request": {request}, "request_id": "{request_id}"}}}}"#);
+        self.send_text(&frame).await;
+    }
+
+    /// Waits for the response to `request_id`, skipping other frames.
+    pub async fn response(&mut self, request_id: &str) -> easyrpc::value::Value {
+        loop {
+            let frame = self.next_frame().await.expect("connection still open");
+            let Some(action) = frame.get("ws_action") else { continue };
+            if action.get("request_id").and_then(easyrpc::value::Value::as_str) == Some(request_id) {
+                return action.get("response").cloned().unwrap_or(easyrpc::value::Value::None);
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn request(&mut self, request_id: &str, request: &str) -> easyrpc::value::Value {
+        self.send_request(request_id, request).await;
+        self.response(request_id).await
+    }
 }
