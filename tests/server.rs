@@ -30,7 +30,7 @@ async fn every_example_function_over_the_wire() {
     for ser in [Serialization::Json, Serialization::Pickle] {
         let peer = proxy(&server, "peer", ser).await;
         let names: Vec<String> = peer.functions().iter().map(|d| d.name.clone()).collect();
-        assert_eq!(names, ["echo", "add", "concat", "kwecho", "maybe", "sum_list", "fail", "slow"]);
+        assert_eq!(names, ["echo", "add", "concat", "kwecho", "maybe", "sum_list", "fail", "slow", "count"]);
         assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
         assert_eq!(peer.call("add", args("[1]"), vec![("b".into(), 5.into())]).await.unwrap(), Value::Int(6));
         assert_eq!(peer.call("concat", args(r#"["a","b"]"#), vec![]).await.unwrap(), Value::Str("a-b".into()));
