@@ -79,6 +79,10 @@ fn serve_list_call_and_stop() {
     let out = easyrpc_owned("call", remote(&["-n", "peer", "concat", "a", "b", "--kw", "sep=\"+\""]));
     assert_eq!(text(&out.stdout), "\"a+b\"\n");
 
+    // A generator's items, one per line.
+    let out = easyrpc_owned("call", remote(&["-n", "peer", "count", "3"]));
+    assert_eq!(text(&out.stdout), "0\n1\n2\n", "{}", text(&out.stderr));
+
     // Top-level modules serve namespace DEFAULT, the default of --namespace.
     let out = easyrpc_owned("call", remote(&["add", "2", "3"]));
     assert_eq!(text(&out.stdout), "5\n", "{}", text(&out.stderr));
