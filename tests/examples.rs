@@ -27,7 +27,9 @@ async fn serve_example(name: &str) -> (TestServer, String) {
 fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
-    profile_dir.join("examples").join(name)
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} is not built: `cargo test` builds it (a single `--test` does not: run `cargo build -p easyrpc-tests --examples` first)", path.display());
+    path
 }
 
 async fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
@@ -65,5 +67,21 @@ async fn multiple_namespaces() {
         python,
         "{'private_function': [1, 5, 7]}\n{'open_function': [1, {'keyword': 'value'}]}\n['open_function', 'private_function']\n"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generators() {
+    let (server, url) = serve_example("generators").await;
+    let rust = run(example_binary("generators_client"), &[&url]).await;
+    assert_eq!(rust, "stream 1\nstream 2\nstream \"a\"\nstream \"b\"\nstream 3\nstream 4\n");
+    let script = xtask::project_root().join("examples/generators/client.py");
+    let port = server.addr.port().to_string();
+    let python = run(python_with_easyrpc(), &[script.to_str().unwrap(), &port]).await;
+    let expected: String = ["async for", "asend(None)"]
+        .iter()
+        .flat_map(|how| ["1", "2", "a", "b", "3", "4"].iter().map(move |i| format!("{how} {i}\n")))
+        .collect();
+    assert_eq!(python, expected);
     server.stop().await;
 }
