@@ -22,11 +22,24 @@
 //! [[module]]
 //! file = "wasm/peer.wasm"
 //! namespaces = ["peer", "public"]   # a module may serve several namespaces
+//!
+//! [limits]                      # any of these; the rest keep their named defaults
+//! call_deadline_ms = 10000
+//! memory_mib = 64
+//! max_frame_bytes = 16777216
+//! max_response_frame_bytes = 4194304
+//! max_in_flight = 256
+//! max_connections = 10000
+//! setup_timeout_ms = 10000
+//! shutdown_grace_ms = 10000
+//! max_generators_per_connection = 100
+//! max_open_generators = 500
+//! generator_idle_timeout_ms = 60000
 //! ```
 
 use crate::registry::{RegistrySnapshot, DEFAULT_NAMESPACE};
 use crate::runtime::{CallLimits, Module, Runtime};
-use crate::server::PathConfig;
+use crate::server::{ConnectionLimits, PathConfig};
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -47,6 +60,48 @@ pub struct ConfigFile {
     pub paths: Vec<PathEntry>,
     #[serde(default, rename = "module")]
     pub modules: Vec<ModuleEntry>,
+    #[serde(default)]
+    pub limits: LimitsEntry,
+}
+
+/// `[limits]`: overrides of the named defaults (see `server` and `runtime`); all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsEntry {
+    pub call_deadline_ms: Option<u64>,
+    pub memory_mib: Option<usize>,
+    pub max_frame_bytes: Option<usize>,
+    pub max_response_frame_bytes: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub setup_timeout_ms: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+    pub max_generators_per_connection: Option<usize>,
+    pub max_open_generators: Option<usize>,
+    pub generator_idle_timeout_ms: Option<u64>,
+}
+
+impl LimitsEntry {
+    /// Applies the given overrides.
+    pub fn apply(&self, connection: &mut ConnectionLimits, call: &mut CallLimits) {
+        let ms = std::time::Duration::from_millis;
+        if let Some(v) = self.call_deadline_ms {
+            call.deadline = ms(v);
+        }
+        if let Some(v) = self.memory_mib {
+            call.memory = v << 20;
+        }
+        let c = connection;
+        self.max_frame_bytes.into_iter().for_each(|v| c.max_frame = v);
+        self.max_response_frame_bytes.into_iter().for_each(|v| c.max_response_frame = v);
+        self.max_in_flight.into_iter().for_each(|v| c.max_in_flight = v.max(1));
+        self.max_connections.into_iter().for_each(|v| c.max_connections = v.max(1));
+        self.setup_timeout_ms.into_iter().for_each(|v| c.setup_timeout = ms(v));
+        self.shutdown_grace_ms.into_iter().for_each(|v| c.shutdown_grace = ms(v));
+        self.max_generators_per_connection.into_iter().for_each(|v| c.max_generators_per_connection = v);
+        self.max_open_generators.into_iter().for_each(|v| c.max_open_generators = v);
+        self.generator_idle_timeout_ms.into_iter().for_each(|v| c.generator_idle_timeout = ms(v));
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +271,9 @@ encryption = true
 [[module]]
 file = "peer.wasm"
 namespaces = ["peer", "public"]
+[limits]
+memory_mib = 8
+max_open_generators = 7
 "#,
         )
         .unwrap();
@@ -223,6 +281,10 @@ namespaces = ["peer", "public"]
         assert_eq!(c.port, Some(9000));
         assert!(c.paths[0].encryption);
         assert_eq!(c.modules[0].file, dir.join("peer.wasm"));
+        let (mut connection, mut call) = (ConnectionLimits::default(), CallLimits::default());
+        c.limits.apply(&mut connection, &mut call);
+        assert_eq!((call.memory, connection.max_open_generators), (8 << 20, 7));
+        assert_eq!(connection.max_in_flight, crate::server::DEFAULT_MAX_IN_FLIGHT);
         std::fs::write(&file, "prot = 1").unwrap();
         assert!(ConfigFile::read(&file).is_err(), "unknown keys are errors");
         let _ = std::fs::remove_dir_all(&dir);

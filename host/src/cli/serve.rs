@@ -92,6 +92,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cache_dir = args.cache_dir.clone().or(file.cache_dir.clone());
     let runtime = Runtime::new(RuntimeConfig { cache_dir, ..Default::default() }).context("starting the WASM runtime")?;
     let mut limits = CallLimits::default();
+    let mut connection_limits = ConnectionLimits::default();
+    file.limits.apply(&mut connection_limits, &mut limits);
     if let Some(ms) = args.call_deadline_ms {
         limits.deadline = std::time::Duration::from_millis(ms);
     }
@@ -107,7 +109,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let host = args.host.clone().or(file.host.clone()).unwrap_or_else(|| "127.0.0.1".to_owned());
     let port = args.port.or(file.port).unwrap_or(DEFAULT_PORT);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await.with_context(|| format!("listening on {host}:{port}"))?;
-    let config = ServerConfig { paths, limits: ConnectionLimits::default(), server_id: uuid::Uuid::new_v4().to_string() };
+    let config = ServerConfig { paths, limits: connection_limits, server_id: uuid::Uuid::new_v4().to_string() };
     server::run(listener, config, registry, shutdown_signal()).await
 }
 
