@@ -3,7 +3,7 @@
 //! Rust client binary and the Python client script against it.
 
 use easyrpc::config::{load_registry, ConfigFile};
-use easyrpc::runtime::CallLimits;
+use easyrpc::registry::PolicyConfig;
 use easyrpc::server::{ConnectionLimits, ServerConfig};
 use easyrpc_tests::{python_with_easyrpc, runtime, TestServer};
 use std::path::PathBuf;
@@ -13,7 +13,8 @@ async fn serve_example(name: &str) -> (TestServer, String) {
     let config_path = xtask::project_root().join("examples").join(name).join("easyrpc.toml");
     let file = ConfigFile::read(&config_path).expect("example config reads");
     let secret = file.secret.clone().expect("example config has its secret");
-    let (snapshot, failures) = load_registry(&runtime(), &file.module_sources(), CallLimits::default()).expect("modules load");
+    let snapshot = file.prepare_snapshot(&PolicyConfig::default()).expect("tenants and groups");
+    let (snapshot, failures) = load_registry(&runtime(), &file.module_sources(), snapshot).expect("modules load");
     assert!(failures.is_empty(), "{failures:?}");
     let paths = file.path_configs(&secret);
     let path = paths[0].path.clone();

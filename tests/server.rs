@@ -167,7 +167,7 @@ async fn wrong_secret_fails_fast_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_fails_calls_at_once_and_the_next_call_reconnects() {
     let mut snapshot = RegistrySnapshot::default();
-    snapshot.add_module("peer", &load("peer"), CallLimits::default());
+    snapshot.add_module_with_limits("peer", &load("peer"), CallLimits::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let registry = std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot));
@@ -194,7 +194,7 @@ async fn a_dropped_connection_fails_calls_at_once_and_the_next_call_reconnects()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encryption_enabled_paths_unwrap_requests() {
     let mut snapshot = RegistrySnapshot::default();
-    snapshot.add_module("peer", &load("peer"), CallLimits::default());
+    snapshot.add_module_with_limits("peer", &load("peer"), CallLimits::default());
     let mut config = ServerConfig::single(PATH, SECRET);
     config.paths[0].encryption = true;
     let server = TestServer::with_config(snapshot, config).await;

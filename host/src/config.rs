@@ -23,6 +23,21 @@
 //! file = "wasm/peer.wasm"
 //! namespaces = ["peer", "public"]   # a module may serve several namespaces
 //!
+//! [[namespace]]                 # a tenant: its own secret and limits (all optional)
+//! name = "alpha"
+//! secret = "alpha-secret"       # connections to alpha may sign with it (or the admin secret)
+//! call_deadline_ms = 1000
+//! memory_mib = 32
+//! max_concurrent_calls = 8      # more calls wait in a queue of
+//! max_queued_calls = 32         # this many; beyond it: Busy
+//! max_open_generators = 20
+//! max_frame_bytes = 1048576
+//!
+//! [[group]]                     # reached like a namespace; calls go to the first member
+//! name = "both"                 # (in this order) that has the function
+//! members = ["alpha", "beta"]
+//! secret = "group-secret"       # optional
+//!
 //! [limits]                      # any of these; the rest keep their named defaults
 //! call_deadline_ms = 10000
 //! memory_mib = 64
@@ -37,10 +52,10 @@
 //! generator_idle_timeout_ms = 60000
 //! ```
 
-use crate::registry::{RegistrySnapshot, DEFAULT_NAMESPACE};
+use crate::registry::{Group, NamespacePolicy, PolicyConfig, RegistrySnapshot, DEFAULT_NAMESPACE};
 use crate::runtime::{CallLimits, Module, Runtime};
 use crate::server::{ConnectionLimits, PathConfig};
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +77,33 @@ pub struct ConfigFile {
     pub modules: Vec<ModuleEntry>,
     #[serde(default)]
     pub limits: LimitsEntry,
+    #[serde(default, rename = "namespace")]
+    pub namespaces: Vec<NamespaceEntry>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupEntry>,
+}
+
+/// `[[namespace]]`: a tenant's own secret and limits (all optional but the name).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceEntry {
+    pub name: String,
+    pub secret: Option<String>,
+    pub call_deadline_ms: Option<u64>,
+    pub memory_mib: Option<usize>,
+    pub max_concurrent_calls: Option<usize>,
+    pub max_queued_calls: Option<usize>,
+    pub max_open_generators: Option<usize>,
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// `[[group]]`: a namespace group, reached like a namespace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEntry {
+    pub name: String,
+    pub members: Vec<String>,
+    pub secret: Option<String>,
 }
 
 /// `[limits]`: overrides of the named defaults (see `server` and `runtime`); all optional.
@@ -151,6 +193,40 @@ impl ConfigFile {
             .collect()
     }
 
+    /// An empty snapshot with the configured tenants (policies) and groups; unconfigured
+    /// namespaces get `default` limits.
+    pub fn prepare_snapshot(&self, default: &PolicyConfig) -> anyhow::Result<RegistrySnapshot> {
+        let mut snapshot = RegistrySnapshot::with_default_policy(default.clone());
+        for ns in &self.namespaces {
+            if self.groups.iter().any(|g| g.name == ns.name) {
+                bail!("{} is configured both as a namespace and as a group", ns.name);
+            }
+            let mut policy = default.clone();
+            policy.secret = ns.secret.clone();
+            if let Some(ms) = ns.call_deadline_ms {
+                policy.limits.deadline = std::time::Duration::from_millis(ms);
+            }
+            if let Some(mib) = ns.memory_mib {
+                policy.limits.memory = mib << 20;
+            }
+            ns.max_concurrent_calls.into_iter().for_each(|v| policy.max_concurrent_calls = v.max(1));
+            ns.max_queued_calls.into_iter().for_each(|v| policy.max_queued_calls = v);
+            ns.max_open_generators.into_iter().for_each(|v| policy.max_open_generators = v);
+            policy.max_frame = ns.max_frame_bytes.or(policy.max_frame);
+            snapshot.set_policy(&ns.name, NamespacePolicy::new(policy));
+        }
+        for g in &self.groups {
+            if g.members.is_empty() {
+                bail!("group {} has no members", g.name);
+            }
+            if let Some(nested) = g.members.iter().find(|m| self.groups.iter().any(|other| &other.name == *m)) {
+                bail!("group {} lists group {nested} as a member; members must be namespaces", g.name);
+            }
+            snapshot.add_group(&g.name, Group { members: g.members.clone(), secret: g.secret.clone() });
+        }
+        Ok(snapshot)
+    }
+
     /// `modules_dirs` and `[[module]]` entries as module sources.
     pub fn module_sources(&self) -> Vec<ModuleSource> {
         let mut sources: Vec<ModuleSource> = self.modules_dirs.iter().cloned().map(ModuleSource::Dir).collect();
@@ -203,14 +279,14 @@ fn is_wasm(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "wasm")
 }
 
-/// Loads every module the sources name into a new snapshot. Each file is loaded once, however
-/// many namespaces it serves. Failures are logged and returned alongside, not fatal.
+/// Loads every module the sources name into `snapshot` (prepared with tenants and groups; a
+/// module placed in a group goes to every member). Each file is loaded once, however many
+/// namespaces it serves. Failures are logged and returned alongside, not fatal.
 pub fn load_registry(
     runtime: &Runtime,
     sources: &[ModuleSource],
-    limits: CallLimits,
+    mut snapshot: RegistrySnapshot,
 ) -> anyhow::Result<(RegistrySnapshot, Vec<String>)> {
-    let mut snapshot = RegistrySnapshot::default();
     let mut loaded: HashMap<PathBuf, Option<Arc<Module>>> = HashMap::new();
     let mut failures = Vec::new();
     for (file, namespace) in placements(sources)? {
@@ -224,7 +300,7 @@ pub fn load_registry(
         });
         if let Some(module) = module {
             tracing::info!(module = %module.name(), %namespace, functions = module.descriptors().count(), "serving module");
-            snapshot.add_module(&namespace, module, limits);
+            snapshot.add_module(&namespace, module);
         }
     }
     Ok((snapshot, failures))

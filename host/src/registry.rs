@@ -1,19 +1,30 @@
-//! Namespaces of callable functions, swapped atomically as a whole.
+//! Namespaces and namespace groups of callable functions, swapped atomically as a whole.
 //!
 //! Owns the [`Callable`] abstraction (something a namespace can list and call: a function of a
 //! local module today, a function behind a cluster link later), [`Namespace`] (ordered,
-//! name-indexed callables) and the [`Registry`], an immutable [`RegistrySnapshot`] behind one
-//! lock-free-to-read pointer swap: a session takes a snapshot per request, so a deploy never
-//! changes the world under a running call. It does not parse frames or run wasm itself.
+//! name-indexed callables plus its tenant [`NamespacePolicy`]: own secret, limits, admission),
+//! namespace groups (a name for an ordered list of namespaces), and the [`Registry`], an
+//! immutable [`RegistrySnapshot`] behind one pointer swap: a session takes a snapshot per
+//! request, so a deploy never changes the world under a running call. Policies are shared
+//! between snapshots, so a swap keeps counting a tenant's running calls. It does not parse
+//! frames or run wasm itself.
 
 use crate::runtime::{CallError, CallLimits, GeneratorStream, Module};
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The namespace that modules at the top of a `--modules` directory go to.
 pub const DEFAULT_NAMESPACE: &str = "DEFAULT";
+/// Calls of one namespace running at once; more wait in its queue.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+/// Calls of one namespace waiting for a slot; beyond it calls fail at once with `Busy`.
+pub const DEFAULT_MAX_QUEUED_CALLS: usize = 256;
+/// Generators of one namespace open at once (across its connections).
+pub const DEFAULT_NAMESPACE_MAX_OPEN_GENERATORS: usize = 200;
 
 /// Something a namespace lists and calls.
 #[async_trait::async_trait]
@@ -74,14 +85,90 @@ impl Callable for LocalFunction {
     }
 }
 
-/// The functions callers of one namespace see, in listing order.
-#[derive(Clone, Default)]
+/// A tenant's settings for one namespace (or the secret of a group).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// The namespace's own secret; connections naming it may sign with it (or the admin secret).
+    pub secret: Option<String>,
+    pub limits: CallLimits,
+    pub max_concurrent_calls: usize,
+    pub max_queued_calls: usize,
+    pub max_open_generators: usize,
+    /// Largest frame a connection of this namespace may send (none: the server's limit).
+    pub max_frame: Option<usize>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            limits: CallLimits::default(),
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            max_queued_calls: DEFAULT_MAX_QUEUED_CALLS,
+            max_open_generators: DEFAULT_NAMESPACE_MAX_OPEN_GENERATORS,
+            max_frame: None,
+        }
+    }
+}
+
+/// A namespace's policy with its live counters (shared by every snapshot).
+pub struct NamespacePolicy {
+    pub config: PolicyConfig,
+    running: Arc<Semaphore>,
+    queued: AtomicUsize,
+    generators: Arc<Semaphore>,
+}
+
+impl NamespacePolicy {
+    pub fn new(config: PolicyConfig) -> Arc<Self> {
+        Arc::new(Self {
+            running: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
+            generators: Arc::new(Semaphore::new(config.max_open_generators)),
+            queued: AtomicUsize::new(0),
+            config,
+        })
+    }
+
+    /// Waits for a call slot: at once if one is free, in the queue if it has room, else `Busy`.
+    pub async fn admit(&self, namespace: &str) -> Result<OwnedSemaphorePermit, CallError> {
+        if let Ok(permit) = self.running.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.config.max_queued_calls {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(CallError::Busy {
+                reason: format!(
+                    "namespace {namespace} has {} calls running and {} waiting, its limits",
+                    self.config.max_concurrent_calls, self.config.max_queued_calls
+                ),
+            });
+        }
+        let permit = self.running.clone().acquire_owned().await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| CallError::Busy { reason: format!("namespace {namespace} is closing") })
+    }
+
+    /// A slot for one open generator of this namespace, or `Busy`.
+    pub fn admit_generator(&self, namespace: &str) -> Result<OwnedSemaphorePermit, CallError> {
+        self.generators.clone().try_acquire_owned().map_err(|_| CallError::Busy {
+            reason: format!("namespace {namespace} has {} open generators, its limit", self.config.max_open_generators),
+        })
+    }
+}
+
+/// The functions callers of one namespace see, in listing order, and its tenant policy.
+#[derive(Clone)]
 pub struct Namespace {
     functions: Vec<Arc<dyn Callable>>,
     by_name: HashMap<String, usize>,
+    pub policy: Arc<NamespacePolicy>,
 }
 
 impl Namespace {
+    pub fn new(policy: Arc<NamespacePolicy>) -> Self {
+        Self { functions: Vec::new(), by_name: HashMap::new(), policy }
+    }
+
     /// Adds a function; a later function with the same name replaces the earlier one in place.
     pub fn insert(&mut self, callable: Arc<dyn Callable>) {
         let name = callable.descriptor().name.clone();
@@ -92,6 +179,12 @@ impl Namespace {
                 self.functions.push(callable);
             }
         }
+    }
+
+    /// Removes every function that `keep` rejects.
+    pub fn retain(&mut self, keep: impl Fn(&Arc<dyn Callable>) -> bool) {
+        self.functions.retain(|f| keep(f));
+        self.by_name = self.functions.iter().enumerate().map(|(i, f)| (f.descriptor().name.clone(), i)).collect();
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Callable>> {
@@ -115,30 +208,141 @@ impl Namespace {
     }
 }
 
-/// Every namespace at one moment. Immutable once published.
+/// A namespace group: reached like a namespace, served by its members in declared order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub members: Vec<String>,
+    /// The group's own secret, if any (else only the admin secret opens it).
+    pub secret: Option<String>,
+}
+
+/// Every namespace and group at one moment. Immutable once published.
 #[derive(Clone, Default)]
 pub struct RegistrySnapshot {
     namespaces: BTreeMap<String, Namespace>,
+    groups: BTreeMap<String, Group>,
+    /// Policies configured for namespaces (kept even while a namespace has no function).
+    policies: BTreeMap<String, Arc<NamespacePolicy>>,
+    /// The policy a namespace gets when none was configured for it.
+    default_policy: PolicyConfig,
 }
 
 impl RegistrySnapshot {
+    /// An empty snapshot whose unconfigured namespaces get `default_policy`.
+    pub fn with_default_policy(default_policy: PolicyConfig) -> Self {
+        Self { default_policy, ..Self::default() }
+    }
+
+    pub fn default_policy(&self) -> &PolicyConfig {
+        &self.default_policy
+    }
+
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {
         self.namespaces.get(name)
     }
 
+    /// The namespace `name`, created (with its configured policy, or the default) if needed.
     pub fn namespace_mut(&mut self, name: &str) -> &mut Namespace {
-        self.namespaces.entry(name.to_owned()).or_default()
+        let default = &self.default_policy;
+        let policy = self.policies.entry(name.to_owned()).or_insert_with(|| NamespacePolicy::new(default.clone())).clone();
+        self.namespaces.entry(name.to_owned()).or_insert_with(|| Namespace::new(policy))
     }
 
     pub fn namespaces(&self) -> impl Iterator<Item = (&str, &Namespace)> {
         self.namespaces.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    /// Adds every function of `module` to `namespace`.
-    pub fn add_module(&mut self, namespace: &str, module: &Arc<Module>, limits: CallLimits) {
+    /// Sets a namespace's tenant policy (its secret and limits).
+    pub fn set_policy(&mut self, name: &str, policy: Arc<NamespacePolicy>) {
+        self.policies.insert(name.to_owned(), policy.clone());
+        if let Some(ns) = self.namespaces.get_mut(name) {
+            ns.policy = policy;
+        }
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&Arc<NamespacePolicy>> {
+        self.policies.get(name)
+    }
+
+    /// Declares a group. Its name must not be a namespace's (checked by the config loader).
+    pub fn add_group(&mut self, name: &str, group: Group) {
+        self.groups.insert(name.to_owned(), group);
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    /// The namespaces a connection to `name` reaches: a group's members in order, or the
+    /// namespace itself.
+    pub fn members<'a>(&'a self, name: &'a str) -> Vec<&'a str> {
+        match self.groups.get(name) {
+            Some(g) => g.members.iter().map(String::as_str).collect(),
+            None => vec![name],
+        }
+    }
+
+    /// The secret a connection to `name` may sign with besides the admin secret.
+    pub fn secret_for(&self, name: &str) -> Option<&str> {
+        match self.groups.get(name) {
+            Some(g) => g.secret.as_deref(),
+            None => self.policies.get(name).and_then(|p| p.config.secret.as_deref()),
+        }
+    }
+
+    /// The largest frame a connection to `name` may send: the smallest limit of its members'
+    /// tenants (none: only the server's limit applies).
+    pub fn max_frame_for(&self, name: &str) -> Option<usize> {
+        self.members(name).into_iter().filter_map(|m| self.policies.get(m).and_then(|p| p.config.max_frame)).min()
+    }
+
+    /// What a connection to `name` lists: every member's functions in member order; where
+    /// members share a name, the first member's function (the one that serves calls).
+    pub fn listing(&self, name: &str) -> Vec<&FunctionDescriptor> {
+        let mut seen = HashSet::new();
+        self.members(name)
+            .into_iter()
+            .filter_map(|m| self.namespaces.get(m))
+            .flat_map(|ns| ns.descriptors())
+            .filter(|d| seen.insert(d.name.as_str()))
+            .collect()
+    }
+
+    /// The function a call on `name` goes to: the first member (declared order) that has it
+    /// now. A member whose module was removed or failed to load does not, so the call falls
+    /// back to the next.
+    pub fn resolve<'a>(&'a self, name: &'a str, function: &str) -> Option<(&'a str, &'a Namespace, &'a Arc<dyn Callable>)> {
+        self.members(name)
+            .into_iter()
+            .find_map(|m| self.namespaces.get(m).and_then(|ns| ns.get(function).map(|f| (m, ns, f))))
+    }
+
+    /// Adds every function of `module` to `namespace`, or to every member when it names a group;
+    /// each namespace's calls get that namespace's limits.
+    pub fn add_module(&mut self, namespace: &str, module: &Arc<Module>) {
+        let targets: Vec<String> = self.members(namespace).into_iter().map(str::to_owned).collect();
+        for target in targets {
+            let ns = self.namespace_mut(&target);
+            let limits = ns.policy.config.limits;
+            for f in LocalFunction::all(module, limits) {
+                ns.insert(f);
+            }
+        }
+    }
+
+    /// Adds `module` to `namespace` with explicit call limits (tests and tools).
+    pub fn add_module_with_limits(&mut self, namespace: &str, module: &Arc<Module>, limits: CallLimits) {
         let ns = self.namespace_mut(namespace);
         for f in LocalFunction::all(module, limits) {
             ns.insert(f);
+        }
+    }
+
+    /// Removes the functions of the module named `module` from every namespace.
+    pub fn remove_module(&mut self, module: &str) {
+        let origin = format!("module {module}");
+        for ns in self.namespaces.values_mut() {
+            ns.retain(|f| f.origin() != origin);
         }
     }
 }

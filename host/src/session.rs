@@ -57,8 +57,9 @@ struct OpenGenerator {
     /// sends an error as an item, then the end).
     stream: Option<Box<dyn ValueStream>>,
     last_used: Instant,
-    /// The generator's share of the host-wide limit; released with the stream.
-    permit: Option<OwnedSemaphorePermit>,
+    /// The generator's share of the host-wide and of its namespace's limit; released with the
+    /// stream.
+    permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
 }
 
 /// Serves one accepted websocket until it closes or the host shuts down.
@@ -72,7 +73,7 @@ pub(crate) async fn serve(
     let limits = shared.config.limits;
     let setup = tokio::time::timeout(limits.setup_timeout, ws.next()).await;
     let claims = match setup {
-        Ok(Some(Ok(WsMessage::Text(text)))) => read_setup(text.as_str(), &path.secret),
+        Ok(Some(Ok(WsMessage::Text(text)))) => read_setup(text.as_str(), &path.secret, &shared.registry),
         Ok(Some(Ok(_))) => Err("the first frame must be a text setup frame".to_owned()),
         Ok(Some(Err(e))) => Err(format!("websocket error before setup: {e}")),
         Ok(None) => return,
@@ -105,6 +106,7 @@ pub(crate) async fn serve(
         max_generators: limits.max_generators_per_connection,
         idle_timeout: limits.generator_idle_timeout,
     });
+    let max_frame = shared.registry.snapshot().max_frame_for(&claims.namespace);
     let opened = Instant::now();
     tracing::info!(
         %peer, path = %path.path, namespace = %claims.namespace, client = %claims.kind, id = %claims.id,
@@ -147,6 +149,17 @@ pub(crate) async fn serve(
             }
             frame = stream.next() => frame,
         };
+        let size = match &frame {
+            Some(Ok(WsMessage::Text(t))) => t.len(),
+            Some(Ok(WsMessage::Binary(b))) => b.len(),
+            _ => 0,
+        };
+        if max_frame.is_some_and(|limit| size > limit) {
+            tracing::info!(%peer, namespace = %claims.namespace, size, "frame over the namespace's limit; closing");
+            let reason = "frame larger than the namespace allows";
+            let _ = tx.send(WsMessage::Close(Some(CloseFrame { code: CloseCode::Size, reason: reason.into() }))).await;
+            break false;
+        }
         let frame = match frame {
             Some(Ok(WsMessage::Text(text))) => {
                 if session.serialization == Serialization::Json && text.as_str().contains("ping") {
@@ -209,10 +222,16 @@ pub(crate) async fn serve(
     tracing::info!(%peer, namespace = %claims.namespace, requests, duration = ?opened.elapsed(), "connection closed");
 }
 
-fn read_setup(text: &str, secret: &str) -> Result<auth::SetupClaims, String> {
+/// Verifies the setup frame: its token must be signed with the secret of the namespace (or
+/// group) it names, if that has one, or with the path's admin secret.
+fn read_setup(text: &str, admin_secret: &str, registry: &Registry) -> Result<auth::SetupClaims, String> {
     let value = crate::value::json::parse(text).map_err(|e| format!("setup frame is not JSON: {e}"))?;
     let token = value.get("setup").and_then(Value::as_str).ok_or("setup frame lacks `setup`")?;
-    auth::verify_setup(token, secret).map_err(|e| e.to_string())
+    let claimed = auth::unverified_claims(token).map_err(|e| e.to_string())?;
+    let namespace = claimed.get("namespace").and_then(Value::as_str).unwrap_or_default();
+    let snapshot = registry.snapshot();
+    let tenant_secret = snapshot.secret_for(namespace);
+    auth::verify_setup_any(token, tenant_secret.into_iter().chain([admin_secret])).map_err(|e| e.to_string())
 }
 
 /// `{"error": message}`: protocol-level errors travel as a normal response holding a dict.
@@ -291,14 +310,11 @@ impl Session {
             };
         }
         let snapshot = self.registry.snapshot();
-        let namespace = snapshot.namespace(&self.namespace);
         if action == "get_registered_functions" {
-            let listing = wire::listing::listing(namespace.into_iter().flat_map(|ns| ns.descriptors()));
-            return (listing, false);
+            return (wire::listing::listing(snapshot.listing(&self.namespace)), false);
         }
-        let Some(function) = namespace.and_then(|ns| ns.get(&action)) else {
-            let names: Vec<String> =
-                namespace.map(|ns| ns.names().into_iter().map(py_repr).collect()).unwrap_or_default();
+        let Some((member, namespace, function)) = snapshot.resolve(&self.namespace, &action) else {
+            let names: Vec<String> = snapshot.listing(&self.namespace).iter().map(|d| py_repr(&d.name)).collect();
             let message = format!("no action {action} registered for origin within [{}]", names.join(", "));
             return (error_dict(&message), true);
         };
@@ -309,10 +325,17 @@ impl Session {
             return (Value::Str(format!("TypeError({})", py_repr(&message))), true);
         }
         if function.descriptor().kind == FunctionKind::Generator {
-            return self.open_generator(request_id, &action, function.as_ref(), call.args, call.kwargs).await;
+            let tenant = match namespace.policy.admit_generator(member) {
+                Ok(permit) => permit,
+                Err(error) => return (Value::Str(error_string(&error)), true),
+            };
+            return self.open_generator(request_id, &action, function.as_ref(), tenant, call.args, call.kwargs).await;
         }
         let started = Instant::now();
-        let result = function.call(call.args, call.kwargs).await;
+        let result = match namespace.policy.admit(member).await {
+            Ok(_running) => function.call(call.args, call.kwargs).await,
+            Err(busy) => Err(busy),
+        };
         match result {
             Ok(value) => {
                 tracing::debug!(namespace = %self.namespace, function = %action, took = ?started.elapsed(), "call");
@@ -335,6 +358,7 @@ impl Session {
         request_id: &str,
         action: &str,
         function: &dyn Callable,
+        tenant_permit: OwnedSemaphorePermit,
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
     ) -> (Value, bool) {
@@ -352,7 +376,7 @@ impl Session {
                 return (Value::Str(error_string(&error)), true);
             }
         };
-        let open = OpenGenerator { stream: Some(stream), last_used: Instant::now(), permit: Some(permit) };
+        let open = OpenGenerator { stream: Some(stream), last_used: Instant::now(), permits: Some((permit, tenant_permit)) };
         let mut generators = self.generators_lock();
         let id = if generators.contains_key(request_id) { uuid::Uuid::new_v4().to_string() } else { request_id.to_owned() };
         generators.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(open)));
@@ -374,7 +398,7 @@ impl Session {
         match outcome {
             Ok(Some(item)) if item.as_str() == Some(GENERATOR_END) => {
                 generator.stream = None;
-                generator.permit = None;
+                generator.permits = None;
                 let why = "the generator yielded the reserved end marker as an item";
                 (Value::Str(format!("ValueError({})", py_repr(why))), true)
             }
@@ -387,7 +411,7 @@ impl Session {
             Err(error) => {
                 tracing::info!(namespace = %self.namespace, generator = %id, kind = error.kind(), %error, "generator failed");
                 generator.stream = None;
-                generator.permit = None;
+                generator.permits = None;
                 (Value::Str(error_string(&error)), true)
             }
         }

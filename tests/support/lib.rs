@@ -60,7 +60,7 @@ impl TestServer {
         for (name, namespaces) in modules {
             let module = load(name);
             for ns in *namespaces {
-                snapshot.add_module(ns, &module, limits);
+                snapshot.add_module_with_limits(ns, &module, limits);
             }
         }
         let mut config = easyrpc::server::ServerConfig::single(PATH, SECRET);

@@ -2,7 +2,7 @@
 //! protocol until ctrl-c or SIGTERM.
 
 use crate::config::{load_registry, ConfigFile, ModuleSource};
-use crate::registry::Registry;
+use crate::registry::{PolicyConfig, Registry};
 use crate::runtime::{CallLimits, Runtime, RuntimeConfig};
 use crate::server::{self, ConnectionLimits, PathConfig, ServerConfig, DEFAULT_PATH, DEFAULT_PORT};
 use anyhow::{bail, Context};
@@ -100,7 +100,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(mib) = args.memory_mib {
         limits.memory = mib << 20;
     }
-    let (snapshot, failures) = load_registry(&runtime, &sources, limits)?;
+    let default_policy = PolicyConfig { limits, ..PolicyConfig::default() };
+    let (snapshot, failures) = load_registry(&runtime, &sources, file.prepare_snapshot(&default_policy)?)?;
     if snapshot.namespaces().next().is_none() {
         bail!("no module could be loaded ({} failed)", failures.len());
     }

@@ -52,8 +52,9 @@ pub enum CallError {
     /// The function returned the `err` case of its `result` (the guest's own error).
     #[error("{function} failed: {}", describe_error_value(.error))]
     Failed { function: String, error: Value },
-    #[error("host is at its limit of concurrent sandboxes, try again shortly")]
-    Busy,
+    /// A limit was reached (instances, a namespace's concurrent calls and queue...).
+    #[error("busy: {reason}; try again shortly")]
+    Busy { reason: String },
     #[error("{function} returned a value that breaks its own signature: {source}")]
     BadResult { function: String, source: ValueError },
 }
@@ -77,7 +78,7 @@ impl CallError {
             CallError::Panic { .. } => "Panic",
             CallError::Trap { .. } => "Trap",
             CallError::Failed { .. } => "Error",
-            CallError::Busy => "Busy",
+            CallError::Busy { .. } => "Busy",
             CallError::BadResult { .. } => "BadResult",
         }
     }

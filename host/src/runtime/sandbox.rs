@@ -311,7 +311,7 @@ impl Sandbox {
             return CallError::OutOfMemory { function, limit: self.limits.memory };
         }
         if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-            return CallError::Busy;
+            return CallError::Busy { reason: "the host is at its limit of concurrent sandboxes".to_owned() };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout { function, deadline: self.limits.deadline },
