@@ -151,6 +151,16 @@ impl RawClient {
 
     /// Connects and completes the setup for `namespace` in the given serialization.
     pub async fn connect_with(server: &TestServer, namespace: &str, serialization: easyrpc::wire::Serialization) -> Self {
+        Self::connect_as(server, namespace, serialization, SECRET).await
+    }
+
+    /// Connects to `namespace` signing the setup with `secret`.
+    pub async fn connect_as(
+        server: &TestServer,
+        namespace: &str,
+        serialization: easyrpc::wire::Serialization,
+        secret: &str,
+    ) -> Self {
         use futures_util::SinkExt;
         let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.expect("ws connects");
         let claims = easyrpc::wire::auth::SetupClaims {
@@ -159,7 +169,7 @@ impl RawClient {
             namespace: namespace.into(),
             serialization,
         };
-        let setup = format!(r#"{{"setup": "{}"}}"#, easyrpc::wire::auth::sign_setup(&claims, SECRET));
+        let setup = format!(r#"{{"setup": "{}"}}"#, easyrpc::wire::auth::sign_setup(&claims, secret));
         ws.send(tokio_tungstenite::tungstenite::Message::text(setup)).await.expect("setup sent");
         let mut client = Self { ws };
         let reply = client.next_frame().await.expect("auth reply");
@@ -218,4 +228,30 @@ impl RawClient {
         self.send_request(request_id, request).await;
         self.response(request_id).await
     }
+}
+
+/// A server configured from TOML text (tenants, groups, modules, limits) on [`PATH`] with the
+/// admin secret [`SECRET`]. `{peer}`, `{math}` and `{hostile}` in the text become the paths of
+/// the built modules. Returns the server and the modules that failed to load.
+pub async fn serve_config(toml_text: &str) -> (TestServer, Vec<String>) {
+    let mut text = toml_text.to_owned();
+    for name in ["peer", "math", "hostile"] {
+        text = text.replace(&format!("{{{name}}}"), &module_path(name).display().to_string());
+    }
+    let dir = std::env::temp_dir().join(format!("easyrpc-config-{}-{}", std::process::id(), uuid_like()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("easyrpc.toml");
+    std::fs::write(&file, text).expect("config written");
+    let config = easyrpc::config::ConfigFile::read(&file).expect("config parses");
+    let snapshot = config.prepare_snapshot(&easyrpc::registry::PolicyConfig::default()).expect("tenants and groups");
+    let (snapshot, failures) =
+        easyrpc::config::load_registry(&runtime(), &config.module_sources(), snapshot).expect("modules load");
+    let _ = std::fs::remove_dir_all(&dir);
+    (TestServer::with_config(snapshot, easyrpc::server::ServerConfig::single(PATH, SECRET)).await, failures)
+}
+
+fn uuid_like() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
