@@ -91,6 +91,9 @@ pub struct Runtime {
 
 struct RuntimeInner {
     engine: Engine,
+    /// Slots for long-running calls (see `sandbox::LONG_CALL`): one core is always left for
+    /// short calls and the network.
+    long_lane: Arc<tokio::sync::Semaphore>,
     linker: Linker<CallState>,
     cache: Option<ComponentCache>,
     max_memory: usize,
@@ -129,7 +132,14 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         Ok(Self {
-            inner: Arc::new(RuntimeInner { engine, linker, cache, max_memory: config.max_memory, ticker_stop }),
+            inner: Arc::new(RuntimeInner {
+                engine,
+                long_lane: Arc::new(tokio::sync::Semaphore::new(long_lane_slots())),
+                linker,
+                cache,
+                max_memory: config.max_memory,
+                ticker_stop,
+            }),
         })
     }
 
@@ -212,6 +222,11 @@ impl Runtime {
     }
 }
 
+/// Long calls may use all cores but one (at least one).
+fn long_lane_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the runtime is dropped. A plain
 /// thread, not a tokio task: it must keep ticking while every worker runs guest code.
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
@@ -290,6 +305,10 @@ impl Module {
 
     fn engine(&self) -> &Engine {
         &self.runtime.engine
+    }
+
+    fn long_lane(&self) -> Arc<tokio::sync::Semaphore> {
+        self.runtime.long_lane.clone()
     }
 
     fn instance_pre(&self) -> InstancePre<CallState> {

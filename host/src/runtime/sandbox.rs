@@ -12,11 +12,13 @@ use super::{CallLimits, ExportedFunction, Module};
 use crate::signature::WitType;
 use crate::value::Value;
 use bytes::Bytes;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use wasmtime::component::{ComponentExportIndex, Instance, ResourceAny, ResourceTable, Val};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -32,7 +34,20 @@ pub struct CallState {
     limiter: MemoryLimiter,
     /// When the running call must stop; checked on every epoch tick while the guest runs.
     deadline: Instant,
+    /// When the running call started; past [`LONG_CALL`] it runs in the long lane.
+    started: Instant,
+    /// The long-lane slot this call holds while it runs as a long call.
+    lane_slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    long_lane: Arc<Semaphore>,
 }
+
+/// A call running longer than this is a long call: it runs only while it holds one of the
+/// runtime's few long-lane slots, taking turns with other long calls at every epoch tick. Busy
+/// or hostile guests then share at most those cores, and short calls never queue behind them.
+pub const LONG_CALL: std::time::Duration = std::time::Duration::from_millis(5);
+/// A store whose memory grew past this is dropped on a blocking thread: giving a big memory
+/// back to the kernel takes milliseconds that must not stall a tokio worker.
+const BIG_MEMORY: usize = 8 << 20;
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -45,6 +60,8 @@ impl WasiView for CallState {
 struct MemoryLimiter {
     limit: usize,
     exceeded: bool,
+    /// The largest size any memory of the instance was granted.
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -53,6 +70,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -80,7 +98,7 @@ impl OutputCapture {
     }
 
     fn append(&self, data: &[u8]) {
-        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = lock(&self.inner);
         let room = buf.limit.saturating_sub(buf.bytes.len());
         let kept = data.len().min(room);
         buf.bytes.extend_from_slice(&data[..kept]);
@@ -89,14 +107,14 @@ impl OutputCapture {
 
     /// The captured text and how many bytes were dropped beyond the bound; empties the buffer.
     fn take(&self) -> (String, u64) {
-        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = lock(&self.inner);
         let text = String::from_utf8_lossy(&buf.bytes).into_owned();
         buf.bytes.clear();
         (text, std::mem::take(&mut buf.dropped))
     }
 
     fn peek(&self) -> String {
-        let buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let buf = lock(&self.inner);
         String::from_utf8_lossy(&buf.bytes).into_owned()
     }
 }
@@ -150,7 +168,8 @@ impl tokio::io::AsyncWrite for OutputCapture {
 /// A live instance of a module. [`Module::call`] makes a fresh one per call; keeping one for
 /// several calls is for generators (an instance lives as long as its stream) and benchmarks.
 pub struct Sandbox {
-    store: Store<CallState>,
+    /// Dropped by hand (see `Drop`): big stores go to a blocking thread.
+    store: ManuallyDrop<Store<CallState>>,
     instance: Option<Instance>,
     stdout: OutputCapture,
     stderr: OutputCapture,
@@ -173,23 +192,44 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let now = Instant::now();
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: limits.memory, exceeded: false },
-            deadline: Instant::now() + limits.deadline,
+            limiter: MemoryLimiter { limit: limits.memory, exceeded: false, peak: 0 },
+            deadline: now + limits.deadline,
+            started: now,
+            lane_slot: Arc::new(Mutex::new(None)),
+            long_lane: module.long_lane(),
         };
         let mut store = Store::new(module.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Yield at every tick: a busy guest then shares its tokio worker fairly.
-                Ok(UpdateDeadline::Yield(1))
+            let state = ctx.data();
+            let now = Instant::now();
+            if now >= state.deadline {
+                return Ok(UpdateDeadline::Interrupt);
             }
+            if now.duration_since(state.started) < LONG_CALL {
+                // Yield at every tick so a busy guest shares its worker. tokio's yield_now puts
+                // the task at the back of the run queue; a plain self-wake could run it again
+                // at once and starve everything else on that worker.
+                return Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())));
+            }
+            // A long call: give its lane slot to the next long call (FIFO) and wait for a turn.
+            let slot = state.lane_slot.clone();
+            let lane = state.long_lane.clone();
+            drop(lock(&slot).take());
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    if let Ok(permit) = lane.acquire_owned().await {
+                        *lock(&slot) = Some(permit);
+                    }
+                }),
+            ))
         });
-        Self { store, instance: None, stdout, stderr, module, limits, poisoned: false }
+        Self { store: ManuallyDrop::new(store), instance: None, stdout, stderr, module, limits, poisoned: false }
     }
 
     /// Calls `function` (already bound and converted arguments) within the sandbox's limits.
@@ -248,25 +288,29 @@ impl Sandbox {
                 source: anyhow::anyhow!("poisoned sandbox"),
             });
         }
-        self.store.data_mut().deadline = Instant::now() + self.limits.deadline;
+        let now = Instant::now();
+        self.store.data_mut().deadline = now + self.limits.deadline;
+        self.store.data_mut().started = now;
         self.store.set_epoch_deadline(1);
         let mut results = vec![Val::Bool(false); result_count];
         let pre = self.module.instance_pre();
+        let store: &mut Store<CallState> = &mut self.store;
         let run = async {
             let instance = match self.instance {
                 Some(i) => i,
                 None => {
-                    let i = pre.instantiate_async(&mut self.store).await?;
+                    let i = pre.instantiate_async(&mut *store).await?;
                     self.instance = Some(i);
                     i
                 }
             };
             let func = instance
-                .get_func(&mut self.store, index)
+                .get_func(&mut *store, index)
                 .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
-            func.call_async(&mut self.store, params, &mut results).await
+            func.call_async(&mut *store, params, &mut results).await
         };
         let outcome = tokio::time::timeout(self.limits.deadline, run).await;
+        drop(lock(&self.store.data().lane_slot).take());
         // Classify before logging: a panic's message is read from the captured stderr.
         let error = match outcome {
             Ok(Ok(())) => None,
@@ -348,6 +392,24 @@ impl Sandbox {
             }
         }
     }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // SAFETY: the store is taken exactly once, here, and never used again.
+        let store = unsafe { ManuallyDrop::take(&mut self.store) };
+        if store.data().limiter.peak > BIG_MEMORY {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn_blocking(move || drop(store));
+                return;
+            }
+        }
+        drop(store);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The message of a Rust guest's panic, from what its panic hook wrote to stderr:
