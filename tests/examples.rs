@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 async fn serve_example(name: &str) -> (TestServer, String) {
     xtask::build_examples().expect("example guests build");
+    xtask::build_modules().expect("bundled modules build");
     let config_path = xtask::project_root().join("examples").join(name).join("easyrpc.toml");
     let file = ConfigFile::read(&config_path).expect("example config reads");
     let secret = file.secret.clone().expect("example config has its secret");
@@ -84,5 +85,18 @@ async fn generators() {
         .flat_map(|how| ["1", "2", "a", "b", "3", "4"].iter().map(move |i| format!("{how} {i}\n")))
         .collect();
     assert_eq!(python, expected);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants() {
+    let (server, _) = serve_example("tenants").await;
+    let script = xtask::project_root().join("examples/tenants/client.py");
+    let port = server.addr.port().to_string();
+    let python = run(python_with_easyrpc(), &[script.to_str().unwrap(), &port]).await;
+    let lines: Vec<&str> = python.lines().collect();
+    assert_eq!(lines[0], "alpha echo(hi) -> hi");
+    assert!(lines[1].starts_with("sandbox spin() -> Timeout('spin exceeded its deadline of 500ms"), "{}", lines[1]);
+    assert_eq!(&lines[2..], ["everything mul(2.0, 3.0) -> 6.0", "everything ok() -> ok", "sandbox with alpha-secret: refused"]);
     server.stop().await;
 }

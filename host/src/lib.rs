@@ -7,17 +7,24 @@
 //! ## Layout
 //! The data path of one call is the spine of the code; each station is one module:
 //!
-//! * [`value`]: the dynamic [`value::Value`] every argument and result passes through, and its
-//!   JSON text codec (Python's dialect: NaN, big integers).
-//! * [`signature`]: what a function looks like to callers: descriptors, WIT types, the naming
-//!   rule, binding `args`/`kwargs` to parameters the way Python does.
+//! * [`server`]: listening, path routing, connection limit, graceful shutdown.
+//! * [`session`]: one connection: setup and auth, concurrent calls by request id, generators,
+//!   keep-alive, close.
+//! * [`wire`]: easyrpc's frames in json and pickle, the setup JWT, `sig` listings.
+//! * [`registry`]: namespaces, groups and tenant policies of [`registry::Callable`]s (local
+//!   module functions now, cluster links later), in snapshots swapped atomically.
 //! * [`runtime`]: wasmtime: load components, describe them from their types and embedded WIT
 //!   docs, convert values, run each call in a sandbox, cache compiled components.
+//! * [`signature`]: what a function looks like to callers: descriptors, WIT types, the naming
+//!   rule, binding `args`/`kwargs` to parameters the way Python does.
+//! * [`value`]: the dynamic [`value::Value`] every argument and result passes through, and its
+//!   JSON text codec (Python's dialect: NaN, big integers).
+//! * [`client`]: the Rust client proxy (the same wire seen from outside).
+//! * [`config`]: where modules come from (directories, TOML) and tenants, groups, limits.
 //! * [`cli`]: the `easyrpc` command line (thin: parses flags, calls the library).
 //!
-//! Coming next (see the issues): `wire` (frames, json/pickle, JWT setup), `session` (one
-//! connection), `registry` (namespaces and groups of callables: local modules now, cluster links
-//! later), `server`, `client`.
+//! Coming next: cluster links (sessions in the other direction, registered as callables) and
+//! guest capabilities (calling other functions, key-value state, logging).
 
 pub mod cli;
 pub mod client;
