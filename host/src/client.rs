@@ -143,18 +143,9 @@ impl EasyRpcProxy {
     /// Calls `name` with Python-style `args` and `kwargs` after checking them against the
     /// function's signature. A function's error comes back as [`ClientError::Remote`].
     pub async fn call(&self, name: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, ClientError> {
-        let conn = self.connection().await?;
-        let descriptor = self.function(name).ok_or_else(|| ClientError::UnknownFunction {
-            name: name.to_owned(),
-            namespace: self.config.namespace.clone(),
-        })?;
-        check_arguments(&descriptor, &args, &kwargs)?;
-        let (value, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
+        let (_, value, is_error) = self.checked_call(name, args, kwargs).await?;
         if is_error {
-            return Err(ClientError::Remote(match value {
-                Value::Str(s) => s,
-                other => other.to_json(),
-            }));
+            return Err(remote_error(value));
         }
         if let Some(error) = value.get("error").and_then(Value::as_str) {
             if matches!(&value, Value::Dict(e) if e.len() == 1) && error.starts_with("no action") {
@@ -173,16 +164,10 @@ impl EasyRpcProxy {
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
     ) -> Result<BoxStream<'_, Result<Value, ClientError>>, ClientError> {
-        let conn = self.connection().await?;
-        let descriptor = self.function(name).ok_or_else(|| ClientError::UnknownFunction {
-            name: name.to_owned(),
-            namespace: self.config.namespace.clone(),
-        })?;
-        check_arguments(&descriptor, &args, &kwargs)?;
-        let (start, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
+        let (conn, start, is_error) = self.checked_call(name, args, kwargs).await?;
         let id = match (start.get("GENERATOR_START"), is_error) {
             (Some(Value::Str(id)), false) => id.clone(),
-            (_, true) => return Err(ClientError::Remote(start.as_str().map_or_else(|| start.to_json(), str::to_owned))),
+            (_, true) => return Err(remote_error(start)),
             _ => return Err(ClientError::Protocol(format!("{name} did not start a generator: {}", start.brief()))),
         };
         let next = Value::Dict(vec![
@@ -194,11 +179,29 @@ impl EasyRpcProxy {
             match self.request(&conn, next.clone()).await {
                 Ok((Value::Str(s), false)) if s == "GENERATOR_END" => None,
                 Ok((item, false)) => Some((Ok(item), Some((conn, next)))),
-                Ok((error, true)) => Some((Err(ClientError::Remote(error.as_str().map_or_else(|| error.to_json(), str::to_owned))), None)),
+                Ok((error, true)) => Some((Err(remote_error(error)), None)),
                 Err(e) => Some((Err(e), None)),
             }
         })
         .boxed())
+    }
+
+    /// Checks the arguments against `name`'s signature, sends the call and waits for the first
+    /// response: (connection, value, whether it reports an error).
+    async fn checked_call(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<(Arc<Connection>, Value, bool), ClientError> {
+        let conn = self.connection().await?;
+        let descriptor = self.function(name).ok_or_else(|| ClientError::UnknownFunction {
+            name: name.to_owned(),
+            namespace: self.config.namespace.clone(),
+        })?;
+        check_arguments(&descriptor, &args, &kwargs)?;
+        let (value, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
+        Ok((conn, value, is_error))
     }
 
     /// The current connection, connecting (and listing) again when there is none or it died.
@@ -341,6 +344,14 @@ impl EasyRpcProxy {
         };
         outcome.unwrap_or(Err(ClientError::Disconnected))
     }
+}
+
+/// A server's error response as the client's error (its text as the server wrote it).
+fn remote_error(value: Value) -> ClientError {
+    ClientError::Remote(match value {
+        Value::Str(s) => s,
+        other => other.to_json(),
+    })
 }
 
 /// Checks arguments as the host will: binding by Python's rules, then each value against its
