@@ -151,7 +151,7 @@ async fn thousands_of_connections_opened_and_dropped() {
                     1 => drop(tokio_tungstenite::connect_async(url).await),
                     _ => {
                         if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await {
-                            let claims = auth::SetupClaims { kind: "PROXY".into(), id: "x".into(), namespace: "peer".into(), serialization: Serialization::Json };
+                            let claims = auth::SetupClaims { kind: "PROXY".into(), id: "x".into(), namespace: "peer".into(), serialization: Serialization::Json, notify: false };
                             let _ = ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, auth::sign_setup(&claims, SECRET)))).await;
                         }
                     }

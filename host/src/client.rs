@@ -99,6 +99,8 @@ pub struct EasyRpcProxy {
     config: ClientConfig,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
     functions: Mutex<Arc<Vec<FunctionDescriptor>>>,
+    /// Set when the host sends a change notice: the next call lists the functions again first.
+    stale: Arc<AtomicBool>,
 }
 
 fn fail_all(pending: &Pending, error: ClientError) {
@@ -115,7 +117,12 @@ impl EasyRpcProxy {
     }
 
     pub async fn connect_with(config: ClientConfig) -> Result<Self, ClientError> {
-        let proxy = Self { config, connection: tokio::sync::Mutex::new(None), functions: Mutex::new(Arc::new(Vec::new())) };
+        let proxy = Self {
+            config,
+            connection: tokio::sync::Mutex::new(None),
+            functions: Mutex::new(Arc::new(Vec::new())),
+            stale: Arc::new(AtomicBool::new(false)),
+        };
         proxy.connection().await?;
         Ok(proxy)
     }
@@ -186,6 +193,29 @@ impl EasyRpcProxy {
         .boxed())
     }
 
+    /// Deploys a module (admin secret required): `bytes` become module `name` in `namespace`,
+    /// replacing a module of that name deployed there before. Returns the host's summary.
+    pub async fn deploy(&self, namespace: &str, name: &str, bytes: &[u8]) -> Result<Value, ClientError> {
+        let wasm = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+        self.admin(crate::session::DEPLOY, namespace, name, Some(Value::Str(wasm))).await
+    }
+
+    /// Removes module `name` from `namespace` (admin secret required).
+    pub async fn remove(&self, namespace: &str, name: &str) -> Result<Value, ClientError> {
+        self.admin(crate::session::REMOVE, namespace, name, None).await
+    }
+
+    async fn admin(&self, action: &str, namespace: &str, name: &str, wasm: Option<Value>) -> Result<Value, ClientError> {
+        let conn = self.connection().await?;
+        let mut kwargs = vec![("namespace".to_owned(), Value::Str(namespace.to_owned())), ("name".to_owned(), Value::Str(name.to_owned()))];
+        kwargs.extend(wasm.map(|w| ("wasm".to_owned(), w)));
+        let (value, is_error) = self.request(&conn, wire::call_object(action, vec![], kwargs)).await?;
+        if is_error {
+            return Err(ClientError::Remote(value.get("error").and_then(Value::as_str).map_or_else(|| value.to_json(), str::to_owned)));
+        }
+        Ok(value)
+    }
+
     /// Checks the arguments against `name`'s signature, sends the call and waits for the first
     /// response: (connection, value, whether it reports an error).
     async fn checked_call(
@@ -195,10 +225,21 @@ impl EasyRpcProxy {
         kwargs: Vec<(String, Value)>,
     ) -> Result<(Arc<Connection>, Value, bool), ClientError> {
         let conn = self.connection().await?;
-        let descriptor = self.function(name).ok_or_else(|| ClientError::UnknownFunction {
-            name: name.to_owned(),
-            namespace: self.config.namespace.clone(),
-        })?;
+        if self.stale.swap(false, Ordering::AcqRel) {
+            // The host said its functions changed (a deploy): pick up new signatures first.
+            self.list(&conn).await?;
+        }
+        let descriptor = match self.function(name) {
+            Some(d) => d,
+            // Perhaps deployed since the last listing: list again once before giving up.
+            None => {
+                self.list(&conn).await?;
+                self.function(name).ok_or_else(|| ClientError::UnknownFunction {
+                    name: name.to_owned(),
+                    namespace: self.config.namespace.clone(),
+                })?
+            }
+        };
         check_arguments(&descriptor, &args, &kwargs)?;
         let (value, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
         Ok((conn, value, is_error))
@@ -228,6 +269,7 @@ impl EasyRpcProxy {
             id: uuid::Uuid::new_v4().to_string(),
             namespace: self.config.namespace.clone(),
             serialization: self.config.serialization,
+            notify: true,
         };
         let mut setup = String::from(r#"{"setup":"#);
         crate::value::json::write_str(&mut setup, &auth::sign_setup(&claims, &self.config.secret));
@@ -272,6 +314,7 @@ impl EasyRpcProxy {
         });
         let reader_alive = alive.clone();
         let reader_pending = pending.clone();
+        let stale = self.stale.clone();
         let ser = self.config.serialization;
         let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
@@ -282,11 +325,15 @@ impl EasyRpcProxy {
                     _ => continue,
                 };
                 let Ok(decoded) = wire::decode(ser, &frame) else { continue };
-                if let Message::Response { request_id, response, is_error } = wire::parse_message(decoded.value) {
-                    let waiter = reader_pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(Ok((response, is_error)));
+                match wire::parse_message(decoded.value) {
+                    Message::Response { request_id, response, is_error } => {
+                        let waiter = reader_pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(Ok((response, is_error)));
+                        }
                     }
+                    Message::Notice(_) => stale.store(true, Ordering::Release),
+                    _ => {}
                 }
             }
             // Mark dead before failing the waiters, so their retry reconnects.

@@ -21,6 +21,7 @@
 //!   JSON text codec (Python's dialect: NaN, big integers).
 //! * [`client`]: the Rust client proxy (the same wire seen from outside).
 //! * [`config`]: where modules come from (directories, TOML) and tenants, groups, limits.
+//! * [`deploy`]: the host's modules over time: watched directories, admin deploys, swaps.
 //! * [`cli`]: the `easyrpc` command line (thin: parses flags, calls the library).
 //!
 //! Coming next: cluster links (sessions in the other direction, registered as callables) and
@@ -29,6 +30,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod deploy;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -347,15 +347,22 @@ impl RegistrySnapshot {
     }
 }
 
-/// The current snapshot, replaced as a whole.
-#[derive(Default)]
+/// The current snapshot, replaced as a whole, and a generation counter sessions watch to tell
+/// their clients that the functions changed.
 pub struct Registry {
     current: RwLock<Arc<RegistrySnapshot>>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new(RegistrySnapshot::default())
+    }
 }
 
 impl Registry {
     pub fn new(snapshot: RegistrySnapshot) -> Self {
-        Self { current: RwLock::new(Arc::new(snapshot)) }
+        Self { current: RwLock::new(Arc::new(snapshot)), generation: tokio::sync::watch::Sender::new(0) }
     }
 
     /// The snapshot to serve one request from.
@@ -366,5 +373,11 @@ impl Registry {
     /// Publishes a new snapshot; requests already running keep the one they took.
     pub fn publish(&self, snapshot: RegistrySnapshot) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Changes whenever a new snapshot is published.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 }

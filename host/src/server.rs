@@ -7,6 +7,7 @@
 //! start a real one on 127.0.0.1:0 and stop it deterministically. Per-connection protocol
 //! lives in `session`.
 
+use crate::deploy::Deployer;
 use crate::registry::Registry;
 use std::future::Future;
 use std::sync::Arc;
@@ -103,6 +104,8 @@ impl ServerConfig {
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub registry: Arc<Registry>,
+    /// Present when admins may deploy and remove modules over the wire.
+    pub deployer: Option<Arc<Deployer>>,
     /// One permit per generator open anywhere on the host.
     pub open_generators: Arc<Semaphore>,
 }
@@ -115,11 +118,23 @@ pub async fn run(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with_deployer(listener, config, registry, None, shutdown).await
+}
+
+/// [`run`], and admins (connections signed with a path's admin secret) may deploy and remove
+/// modules through `deployer` (see `session` for the admin actions).
+pub async fn run_with_deployer(
+    listener: TcpListener,
+    config: ServerConfig,
+    registry: Arc<Registry>,
+    deployer: Option<Arc<Deployer>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(address = %local, paths = ?config.paths.iter().map(|p| &p.path).collect::<Vec<_>>(), "serving");
     let connections = Arc::new(Semaphore::new(config.limits.max_connections));
     let open_generators = Arc::new(Semaphore::new(config.limits.max_open_generators));
-    let shared = Arc::new(Shared { config, registry, open_generators });
+    let shared = Arc::new(Shared { config, registry, deployer, open_generators });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);

@@ -7,6 +7,7 @@
 //! shutdown lets them finish within the grace period). What a call does is the registry's
 //! business; how frames look is `wire`'s.
 
+use crate::deploy::Deployer;
 use crate::registry::{Callable, Registry, ValueStream};
 use crate::signature::FunctionKind;
 use crate::runtime::CallError;
@@ -49,6 +50,9 @@ struct Session {
     open_generators: Arc<Semaphore>,
     max_generators: usize,
     idle_timeout: Duration,
+    /// Signed with the admin secret: may deploy and remove modules.
+    admin: bool,
+    deployer: Option<Arc<Deployer>>,
 }
 
 /// A generator between pulls.
@@ -79,7 +83,7 @@ pub(crate) async fn serve(
         Ok(None) => return,
         Err(_) => Err(format!("no setup frame within {:?}", limits.setup_timeout)),
     };
-    let claims = match claims {
+    let (claims, admin) = match claims {
         Ok(c) => c,
         Err(reason) => {
             tracing::info!(%peer, path = %path.path, %reason, "connection refused");
@@ -102,6 +106,8 @@ pub(crate) async fn serve(
         registry: shared.registry.clone(),
         max_response_frame: limits.max_response_frame,
         generators: Mutex::new(HashMap::new()),
+        deployer: if admin { shared.deployer.clone() } else { None },
+        admin,
         open_generators: shared.open_generators.clone(),
         max_generators: limits.max_generators_per_connection,
         idle_timeout: limits.generator_idle_timeout,
@@ -137,6 +143,8 @@ pub(crate) async fn serve(
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut calls = JoinSet::new();
     let mut requests: u64 = 0;
+    let mut changes = shared.registry.subscribe();
+    let notify = claims.notify;
     let mut sweep = tokio::time::interval(GENERATOR_SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutting_down = loop {
@@ -145,6 +153,10 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => break true,
             _ = sweep.tick() => {
                 session.close_idle_generators();
+                continue;
+            }
+            Ok(()) = changes.changed(), if notify => {
+                let _ = tx.send(to_ws(wire::functions_changed(session.serialization))).await;
                 continue;
             }
             frame = stream.next() => frame,
@@ -223,15 +235,19 @@ pub(crate) async fn serve(
 }
 
 /// Verifies the setup frame: its token must be signed with the secret of the namespace (or
-/// group) it names, if that has one, or with the path's admin secret.
-fn read_setup(text: &str, admin_secret: &str, registry: &Registry) -> Result<auth::SetupClaims, String> {
+/// group) it names, if that has one, or with the path's admin secret. Returns the claims and
+/// whether the admin secret signed them.
+fn read_setup(text: &str, admin_secret: &str, registry: &Registry) -> Result<(auth::SetupClaims, bool), String> {
     let value = crate::value::json::parse(text).map_err(|e| format!("setup frame is not JSON: {e}"))?;
     let token = value.get("setup").and_then(Value::as_str).ok_or("setup frame lacks `setup`")?;
+    if let Ok(claims) = auth::verify_setup(token, admin_secret) {
+        return Ok((claims, true));
+    }
     let claimed = auth::unverified_claims(token).map_err(|e| e.to_string())?;
     let namespace = claimed.get("namespace").and_then(Value::as_str).unwrap_or_default();
     let snapshot = registry.snapshot();
-    let tenant_secret = snapshot.secret_for(namespace);
-    auth::verify_setup_any(token, tenant_secret.into_iter().chain([admin_secret])).map_err(|e| e.to_string())
+    let tenant_secret = snapshot.secret_for(namespace).ok_or("no tenant secret and not the admin secret")?;
+    auth::verify_setup(token, tenant_secret).map(|c| (c, false)).map_err(|e| e.to_string())
 }
 
 /// `{"error": message}`: protocol-level errors travel as a normal response holding a dict.
@@ -280,6 +296,9 @@ pub fn error_string(error: &CallError) -> String {
 const GENERATOR_START: &str = "GENERATOR_START";
 const GENERATOR_NEXT: &str = "GENERATOR_NEXT";
 const GENERATOR_END: &str = "GENERATOR_END";
+/// Admin actions (EasyRpc extension).
+pub const DEPLOY: &str = "__easyrpc_deploy__";
+pub const REMOVE: &str = "__easyrpc_remove__";
 /// How often idle generators are looked for.
 const GENERATOR_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -303,6 +322,9 @@ impl Session {
             Err(e) => return (error_dict(&e), true),
         };
         let Some(action) = call.action else { return (error_dict("missing expected input: 'action' "), true) };
+        if action == DEPLOY || action == REMOVE {
+            return self.admin_action(&action, call.kwargs).await;
+        }
         if action == GENERATOR_NEXT {
             return match call.generator_id {
                 Some(id) => self.pull(&id).await,
@@ -414,6 +436,49 @@ impl Session {
                 generator.permits = None;
                 (Value::Str(error_string(&error)), true)
             }
+        }
+    }
+
+    /// `__easyrpc_deploy__` (kwargs `namespace`, `name`, `wasm`: base64 text or bytes) and
+    /// `__easyrpc_remove__` (kwargs `namespace`, `name`): EasyRpc's protocol extension for
+    /// admins. WIT names cannot start with `_`, so these never shadow a function.
+    async fn admin_action(&self, action: &str, kwargs: Vec<(String, Value)>) -> (Value, bool) {
+        let Some(deployer) = self.deployer.clone().filter(|_| self.admin) else {
+            return (error_dict(&format!("{action} needs a connection signed with the admin secret on a host that allows deploys")), true);
+        };
+        let arg = |key: &str| kwargs.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let text = |key: &str| arg(key).and_then(Value::as_str).map(str::to_owned);
+        let (Some(namespace), Some(name)) = (text("namespace"), text("name")) else {
+            return (error_dict(&format!("{action} needs the keyword arguments namespace and name")), true);
+        };
+        if action == REMOVE {
+            let outcome = tokio::task::spawn_blocking(move || deployer.remove(&namespace, &name)).await;
+            return match outcome {
+                Ok(Ok(())) => (Value::Str("removed".to_owned()), false),
+                Ok(Err(e)) => (error_dict(&e), true),
+                Err(e) => (error_dict(&e.to_string()), true),
+            };
+        }
+        let bytes = match arg("wasm") {
+            Some(Value::Bytes(b)) => b.clone(),
+            Some(Value::Str(b64)) => match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64) {
+                Ok(b) => b,
+                Err(e) => return (error_dict(&format!("wasm is not valid base64: {e}")), true),
+            },
+            _ => return (error_dict("deploy needs the keyword argument wasm (base64 text or bytes)"), true),
+        };
+        let outcome = tokio::task::spawn_blocking(move || deployer.deploy(&namespace, &name, &bytes)).await;
+        match outcome {
+            Ok(Ok(d)) => (
+                Value::Dict(vec![
+                    ("module".to_owned(), Value::Str(d.module)),
+                    ("hash".to_owned(), Value::Str(d.hash)),
+                    ("functions".to_owned(), Value::List(d.functions.into_iter().map(Value::Str).collect())),
+                ]),
+                false,
+            ),
+            Ok(Err(e)) => (error_dict(&e.to_string()), true),
+            Err(e) => (error_dict(&e.to_string()), true),
         }
     }
 

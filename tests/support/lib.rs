@@ -69,11 +69,19 @@ impl TestServer {
     }
 
     pub async fn with_config(snapshot: easyrpc::registry::RegistrySnapshot, config: easyrpc::server::ServerConfig) -> Self {
-        let registry = Arc::new(easyrpc::registry::Registry::new(snapshot));
+        Self::serve(Arc::new(easyrpc::registry::Registry::new(snapshot)), None, config).await
+    }
+
+    /// Serves `registry`; with a deployer, admins may deploy and remove modules.
+    pub async fn serve(
+        registry: Arc<easyrpc::registry::Registry>,
+        deployer: Option<Arc<easyrpc::deploy::Deployer>>,
+        config: easyrpc::server::ServerConfig,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(easyrpc::server::run(listener, config, registry.clone(), async move {
+        let task = tokio::spawn(easyrpc::server::run_with_deployer(listener, config, registry.clone(), deployer, async move {
             let _ = stopped.await;
         }));
         Self { addr, registry, stop: Some(stop), task: Some(task) }
@@ -168,6 +176,7 @@ impl RawClient {
             id: "raw".into(),
             namespace: namespace.into(),
             serialization,
+            notify: false,
         };
         let setup = format!(r#"{{"setup": "{}"}}"#, easyrpc::wire::auth::sign_setup(&claims, secret));
         ws.send(tokio_tungstenite::tungstenite::Message::text(setup)).await.expect("setup sent");

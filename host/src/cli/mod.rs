@@ -22,6 +22,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     List(remote::ListArgs),
     Call(remote::CallArgs),
+    Deploy(remote::DeployArgs),
+    Remove(remote::RemoveArgs),
 }
 
 /// Runs the parsed command line.
@@ -31,6 +33,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::List(args) => remote::list(args).await,
         Command::Call(args) => remote::call(args).await,
+        Command::Deploy(args) => remote::deploy(args).await,
+        Command::Remove(args) => remote::remove(args).await,
     }
 }
 

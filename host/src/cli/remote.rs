@@ -103,3 +103,45 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
     println!("{}", result.to_json());
     Ok(())
 }
+
+/// Deploy a module into a namespace of a running host (needs the admin secret): it replaces a
+/// module of the same name there without a restart. Calls already running finish on the old
+/// version.
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The component file.
+    pub file: std::path::PathBuf,
+    /// Module name (default: the file stem).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    let proxy = args.connect.connect().await?;
+    let summary = proxy.deploy(&args.connect.namespace, &name, &bytes).await?;
+    println!("{}", summary.to_json());
+    Ok(())
+}
+
+/// Remove a module from a namespace of a running host (needs the admin secret).
+#[derive(clap::Args, Debug)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Module name.
+    pub module: String,
+}
+
+pub async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
+    let proxy = args.connect.connect().await?;
+    proxy.remove(&args.connect.namespace, &args.module).await?;
+    println!("removed {} from {}", args.module, args.connect.namespace);
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! `easyrpc serve`: load modules into namespaces and serve them over easyrpc's websocket
 //! protocol until ctrl-c or SIGTERM.
 
-use crate::config::{load_registry, ConfigFile, ModuleSource};
+use crate::config::{ConfigFile, ModuleSource};
+use crate::deploy::{self, Deployer};
 use crate::registry::{PolicyConfig, Registry};
 use crate::runtime::{CallLimits, Runtime, RuntimeConfig};
 use crate::server::{self, ConnectionLimits, PathConfig, ServerConfig, DEFAULT_PATH, DEFAULT_PORT};
@@ -101,17 +102,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits.memory = mib << 20;
     }
     let default_policy = PolicyConfig { limits, ..PolicyConfig::default() };
-    let (snapshot, failures) = load_registry(&runtime, &sources, file.prepare_snapshot(&default_policy)?)?;
-    if snapshot.namespaces().next().is_none() {
+    let registry = Arc::new(Registry::default());
+    let deployer = Arc::new(Deployer::new(runtime, registry.clone(), file.prepare_snapshot(&default_policy)?, sources));
+    let failures = deployer.load_all()?;
+    if registry.snapshot().namespaces().next().is_none() && !failures.is_empty() {
         bail!("no module could be loaded ({} failed)", failures.len());
     }
-    let registry = Arc::new(Registry::new(snapshot));
+    // Module files are watched: adding, replacing or removing one updates what is served.
+    let watcher = tokio::spawn(deploy::watch(deployer.clone(), std::future::pending()));
 
     let host = args.host.clone().or(file.host.clone()).unwrap_or_else(|| "127.0.0.1".to_owned());
     let port = args.port.or(file.port).unwrap_or(DEFAULT_PORT);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await.with_context(|| format!("listening on {host}:{port}"))?;
     let config = ServerConfig { paths, limits: connection_limits, server_id: uuid::Uuid::new_v4().to_string() };
-    server::run(listener, config, registry, shutdown_signal()).await
+    let served = server::run_with_deployer(listener, config, registry, Some(deployer), shutdown_signal()).await;
+    watcher.abort();
+    served
 }
 
 /// The bundled example modules, each in the namespace named after it.

@@ -9,6 +9,9 @@ use crate::value::{json, Value};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
+/// Setup claim with which a client asks for change notices (see [`SetupClaims::notify`]).
+pub const NOTIFY_CLAIM: &str = "easyrpc_notify";
+
 /// The `type` claim of a plain client; `SERVER` is a child server joining a cluster.
 pub const PROXY: &str = "PROXY";
 
@@ -21,6 +24,9 @@ pub struct SetupClaims {
     pub id: String,
     pub namespace: String,
     pub serialization: Serialization,
+    /// EasyRpc extension claim `easyrpc_notify`: the client wants a notice frame when the
+    /// namespace's functions change (Python clients never send it, so never get one).
+    pub notify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +104,7 @@ fn setup_claims(claims: Value) -> Result<SetupClaims, AuthError> {
         id: get("id")?,
         namespace: get("namespace")?,
         serialization: Serialization::from_claim(&get("serialization")?),
+        notify: matches!(claims.get(NOTIFY_CLAIM), Some(Value::Bool(true))),
     })
 }
 
@@ -108,6 +115,7 @@ pub fn sign_setup(claims: &SetupClaims, secret: &str) -> String {
         ("id".into(), Value::Str(claims.id.clone())),
         ("namespace".into(), Value::Str(claims.namespace.clone())),
         ("serialization".into(), Value::Str(claims.serialization.as_claim().to_owned())),
+        (NOTIFY_CLAIM.into(), Value::Bool(claims.notify)),
     ]);
     sign(&value, secret)
 }
@@ -149,7 +157,7 @@ mod tests {
 
     #[test]
     fn setup_tokens_round_trip() {
-        let claims = SetupClaims { kind: PROXY.into(), id: "x".into(), namespace: "ns".into(), serialization: Serialization::Pickle };
+        let claims = SetupClaims { kind: PROXY.into(), id: "x".into(), namespace: "ns".into(), serialization: Serialization::Pickle, notify: true };
         assert_eq!(verify_setup(&sign_setup(&claims, "s"), "s").unwrap(), claims);
         let missing = sign(&Value::Dict(vec![("type".into(), "PROXY".into())]), "s");
         assert_eq!(verify_setup(&missing, "s"), Err(AuthError::MissingClaim("id")));

@@ -101,6 +101,9 @@ pub enum Message {
     Ping,
     Request(Request),
     Response { request_id: String, response: Value, is_error: bool },
+    /// EasyRpc extension, only sent to clients that asked (setup claim `easyrpc_notify`):
+    /// `{"ws_action": {"type": "notice", "notice": "functions_changed"}}`.
+    Notice(String),
     /// Anything that is not a dict with `ws_action` (both sides ignore these).
     Ignored,
     /// A `ws_action` whose fields are unusable; answered with an error when it has an id.
@@ -136,6 +139,10 @@ pub fn parse_message(value: Value) -> Message {
     let Value::Dict(mut action) = action else {
         return Message::Malformed { request_id: None, reason: "ws_action must be a dict".to_owned() };
     };
+    if action.iter().any(|(k, v)| k == "type" && v.as_str() == Some("notice")) {
+        let notice = take(&mut action, "notice").and_then(|n| n.as_str().map(str::to_owned)).unwrap_or_default();
+        return Message::Notice(notice);
+    }
     let request_id = match take(&mut action, "request_id") {
         Some(Value::Str(id)) => id,
         Some(Value::Int(i)) => i.to_string(),
@@ -252,6 +259,21 @@ pub fn request(ser: Serialization, request_id: &str, request: Value, response_ex
     )]);
     encode(ser, &envelope)
 }
+
+/// The change notice sent to clients that asked for it.
+pub fn functions_changed(ser: Serialization) -> Frame {
+    let notice = Value::Dict(vec![(
+        "ws_action".to_owned(),
+        Value::Dict(vec![
+            ("type".to_owned(), Value::Str("notice".to_owned())),
+            ("notice".to_owned(), Value::Str(FUNCTIONS_CHANGED.to_owned())),
+        ]),
+    )]);
+    encode(ser, &notice)
+}
+
+/// The notice text of [`functions_changed`].
+pub const FUNCTIONS_CHANGED: &str = "functions_changed";
 
 /// The request object of a call: `{"action": name, "args": [...], "kwargs": {...}}`.
 pub fn call_object(action: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Value {

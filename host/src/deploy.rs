@@ -1,0 +1,236 @@
+//! Deploying, replacing and removing modules while the host serves.
+//!
+//! Owns the host's set of modules and where they came from: files found in the module
+//! directories and config (watched: a changed file is reloaded once it has stopped changing)
+//! and modules deployed over the wire by an admin. Every change builds a complete new
+//! [`RegistrySnapshot`] from the configured tenants and groups plus the current modules, and
+//! publishes it in one swap: calls and generators already running finish on the version they
+//! started with, later calls see the new one, and a version that fails to compile or load
+//! leaves the old one serving. Modules are reused by content hash, so only changed bytes are
+//! compiled (and the runtime's disk cache skips even that for bytes seen before). It does not
+//! parse frames or decide who may deploy (the session checks the admin secret).
+
+use crate::config::{placements, ModuleSource};
+use crate::registry::{Registry, RegistrySnapshot};
+use crate::runtime::{content_hash, LoadError, Module, Runtime};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How often module directories are looked at for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What a file looked like at one look: a file is loaded only after two looks agree, so a
+/// file still being written is not loaded half-way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+fn stamp(path: &PathBuf) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp { len: meta.len(), modified: meta.modified().ok() })
+}
+
+#[derive(Default)]
+struct State {
+    /// Files from the sources: the stamp they were loaded at and their module (none: the file
+    /// never loaded).
+    files: HashMap<PathBuf, (FileStamp, Option<Arc<Module>>)>,
+    /// Stamps seen at the previous look for files not yet (re)loaded.
+    pending: HashMap<PathBuf, FileStamp>,
+    /// Modules deployed over the wire, by (namespace, module name), in deploy order.
+    deployed: Vec<(String, Arc<Module>)>,
+    /// Every loaded module by content hash, to reuse instead of recompiling.
+    by_hash: HashMap<String, Arc<Module>>,
+}
+
+/// The host's modules and how to change them.
+pub struct Deployer {
+    runtime: Runtime,
+    registry: Arc<Registry>,
+    /// Tenants and groups, without modules: every snapshot starts from it.
+    base: RegistrySnapshot,
+    sources: Vec<ModuleSource>,
+    state: Mutex<State>,
+}
+
+/// Result of deploying one module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployed {
+    pub module: String,
+    pub hash: String,
+    pub functions: Vec<String>,
+}
+
+impl Deployer {
+    pub fn new(runtime: Runtime, registry: Arc<Registry>, base: RegistrySnapshot, sources: Vec<ModuleSource>) -> Self {
+        Self { runtime, registry, base, sources, state: Mutex::new(State::default()) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads every source file now (no stability wait) and publishes. Returns the load errors.
+    pub fn load_all(&self) -> anyhow::Result<Vec<String>> {
+        let mut failures = Vec::new();
+        let mut state = self.state();
+        for (path, _) in placements(&self.sources)? {
+            if state.files.contains_key(&path) {
+                continue;
+            }
+            let Some(now) = stamp(&path) else { continue };
+            let module = match self.load(&mut state, &path) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "module not loaded");
+                    failures.push(e.to_string());
+                    None
+                }
+            };
+            state.files.insert(path, (now, module));
+        }
+        self.publish(&state)?;
+        Ok(failures)
+    }
+
+    fn load(&self, state: &mut State, path: &PathBuf) -> Result<Arc<Module>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        self.load_bytes(state, &name, &bytes)
+    }
+
+    fn load_bytes(&self, state: &mut State, name: &str, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
+        let hash = content_hash(bytes);
+        if let Some(m) = state.by_hash.get(&hash).filter(|m| m.name() == name) {
+            return Ok(m.clone());
+        }
+        let module = self.runtime.load_bytes(name, bytes)?;
+        state.by_hash.insert(hash, module.clone());
+        Ok(module)
+    }
+
+    /// Looks at the source files once: files that changed and then stayed the same since the
+    /// previous look are reloaded (a failed reload keeps the previous version), removed files
+    /// are dropped. Publishes a new snapshot when anything changed; returns whether it did.
+    pub fn rescan(&self) -> anyhow::Result<bool> {
+        let mut state = self.state();
+        let placed: Vec<PathBuf> = placements(&self.sources)?.into_iter().map(|(p, _)| p).collect();
+        let mut changed = false;
+        let gone: Vec<PathBuf> = state.files.keys().filter(|p| !placed.contains(p)).cloned().collect();
+        for path in gone {
+            tracing::info!(file = %path.display(), "module file removed; unloading");
+            state.files.remove(&path);
+            changed = true;
+        }
+        for path in placed {
+            let Some(now) = stamp(&path) else { continue };
+            if state.files.get(&path).is_some_and(|(loaded_at, _)| *loaded_at == now) {
+                state.pending.remove(&path);
+                continue;
+            }
+            // Changed since it was loaded: wait until two looks agree.
+            if state.pending.insert(path.clone(), now) != Some(now) {
+                continue;
+            }
+            state.pending.remove(&path);
+            match self.load(&mut state, &path) {
+                Ok(module) => {
+                    tracing::info!(file = %path.display(), hash = %module.hash(), "module file changed; swapping in the new version");
+                    state.files.insert(path, (now, Some(module)));
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "changed module does not load; the previous version keeps serving");
+                    let previous = state.files.get(&path).and_then(|(_, m)| m.clone());
+                    state.files.insert(path, (now, previous));
+                }
+            }
+        }
+        if changed {
+            self.publish(&state)?;
+        }
+        Ok(changed)
+    }
+
+    /// Deploys `bytes` as module `name` into `namespace` (a group: every member), replacing a
+    /// module of that name deployed there before. A module that does not load changes nothing.
+    pub fn deploy(&self, namespace: &str, name: &str, bytes: &[u8]) -> Result<Deployed, LoadError> {
+        let mut state = self.state();
+        let module = self.load_bytes(&mut state, name, bytes)?;
+        state.deployed.retain(|(ns, m)| !(ns == namespace && m.name() == name));
+        state.deployed.push((namespace.to_owned(), module.clone()));
+        self.publish(&state).map_err(|e| LoadError::Describe { name: name.to_owned(), message: e.to_string() })?;
+        tracing::info!(module = %name, %namespace, hash = %module.hash(), "module deployed");
+        Ok(Deployed {
+            module: name.to_owned(),
+            hash: module.hash().to_owned(),
+            functions: module.descriptors().map(|d| d.name.clone()).collect(),
+        })
+    }
+
+    /// Removes module `name` deployed into `namespace` over the wire, or served from a file
+    /// in it (the file itself stays; a directory source picks it up again if it changes).
+    pub fn remove(&self, namespace: &str, name: &str) -> Result<(), String> {
+        let mut state = self.state();
+        let before = state.deployed.len();
+        state.deployed.retain(|(ns, m)| !(ns == namespace && m.name() == name));
+        let mut removed = state.deployed.len() != before;
+        if let Ok(placed) = placements(&self.sources) {
+            for (path, ns) in placed {
+                if ns == namespace {
+                    if let Some((_, module)) = state.files.get_mut(&path) {
+                        if module.as_ref().is_some_and(|m| m.name() == name) {
+                            *module = None;
+                            removed = true;
+                        }
+                    }
+                }
+            }
+        }
+        if !removed {
+            return Err(format!("no module {name} in namespace {namespace}"));
+        }
+        self.publish(&state).map_err(|e| e.to_string())?;
+        tracing::info!(module = %name, %namespace, "module removed");
+        Ok(())
+    }
+
+    /// Builds the snapshot for `state` and swaps it in.
+    fn publish(&self, state: &State) -> anyhow::Result<()> {
+        let mut snapshot = self.base.clone();
+        for (path, namespace) in placements(&self.sources)? {
+            if let Some((_, Some(module))) = state.files.get(&path) {
+                snapshot.add_module(&namespace, module);
+            }
+        }
+        for (namespace, module) in &state.deployed {
+            snapshot.add_module(namespace, module);
+        }
+        self.registry.publish(snapshot);
+        Ok(())
+    }
+}
+
+/// Rescans the module sources every [`WATCH_INTERVAL`] until `stop` completes.
+pub async fn watch(deployer: Arc<Deployer>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let d = deployer.clone();
+        // Loading compiles: keep it off the async workers.
+        match tokio::task::spawn_blocking(move || d.rescan()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "module directory scan failed"),
+            Err(e) => tracing::warn!(error = %e, "module directory scan panicked"),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
