@@ -61,7 +61,7 @@ fn serve_list_call_and_stop() {
     let dir = modules_dir();
     let (mut server, url) = serve(&dir);
     let url_arg = url.clone();
-    let remote = move |extra: &[&'static str]| -> Vec<String> {
+    let remote = move |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["--url".to_owned(), url_arg.clone(), "--secret".to_owned(), "cli-secret".to_owned()];
         args.extend(extra.iter().map(|s| s.to_string()));
         args
@@ -97,6 +97,29 @@ fn serve_list_call_and_stop() {
     let out = easyrpc(&["call", "--url", &url, "--secret", "wrong", "-n", "peer", "add", "1"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("server_secret may not match"), "{}", text(&out.stderr));
+
+    // Deploy and remove while serving (the server's secret is the admin secret).
+    let v1 = xtask::module_path("swap_v1").unwrap();
+    let out = easyrpc_owned("deploy", remote(&["-n", "live", "--name", "swap", v1.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(r#""functions":["version","scale"]"#), "{}", text(&out.stdout));
+    let out = easyrpc_owned("call", remote(&["-n", "live", "version"]));
+    assert_eq!(text(&out.stdout), "\"v1\"\n", "{}", text(&out.stderr));
+    let out = easyrpc_owned("remove", remote(&["-n", "live", "swap"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = easyrpc_owned("call", remote(&["-n", "live", "version"]));
+    assert!(!out.status.success());
+    // A module file dropped into the watched directory is served without a restart.
+    std::fs::copy(xtask::module_path("swap_v2").unwrap(), dir.join("peer").join("swap.wasm")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = easyrpc_owned("call", remote(&["-n", "peer", "version"]));
+        if text(&out.stdout) == "\"v2\"\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new file was not picked up: {}", text(&out.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // SIGTERM: the server stops by itself, cleanly.
     let status = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
