@@ -43,9 +43,13 @@ pub struct ServeArgs {
     pub modules_dirs: Vec<PathBuf>,
     /// Module files, each served in the namespace named after the file.
     pub files: Vec<PathBuf>,
-    /// Directory for compiled components, so restarts skip compilation.
+    /// Directory for compiled components, so restarts skip compilation (default:
+    /// $XDG_CACHE_HOME/easyrpc or ~/.cache/easyrpc).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Compile every module at start instead of using the compile cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Requests arrive wrapped in JWTs (easyrpc's encryption_enabled) on the --path paths.
     #[arg(long)]
     pub encryption: bool,
@@ -90,7 +94,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         sources = bundled_modules()?;
     }
 
-    let cache_dir = args.cache_dir.clone().or(file.cache_dir.clone());
+    let cache_dir = match args.no_cache {
+        true => None,
+        false => args.cache_dir.clone().or(file.cache_dir.clone()).or_else(default_cache_dir),
+    };
     let runtime = Runtime::new(RuntimeConfig { cache_dir, ..Default::default() }).context("starting the WASM runtime")?;
     let mut limits = CallLimits::default();
     let mut connection_limits = ConnectionLimits::default();
@@ -118,6 +125,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let served = server::run_with_deployer(listener, config, registry, Some(deployer), shutdown_signal()).await;
     watcher.abort();
     served
+}
+
+/// `$XDG_CACHE_HOME/easyrpc`, else `~/.cache/easyrpc`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("easyrpc"))
 }
 
 /// The bundled example modules, each in the namespace named after it.
