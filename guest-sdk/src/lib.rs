@@ -41,6 +41,12 @@
 //!    export!(Hello);
 //!    ```
 //! 4. `cargo build --release --target wasm32-wasip2` (`rustup target add wasm32-wasip2` once).
+//!    Recommended: a 64 KiB guest stack, so a fresh instance per call costs no page faults
+//!    (about 8 µs instead of 17 µs per call on the host), in `.cargo/config.toml`:
+//!    ```toml
+//!    [target.wasm32-wasip2]
+//!    rustflags = ["-C", "link-arg=-zstack-size=65536"]
+//!    ```
 //! 5. `easyrpc inspect target/wasm32-wasip2/release/hello.wasm` shows
 //!    `greet(name: string, greeting: string = "hello") -> string`; serve it with the host and a
 //!    Python caller sees `greet(name: str, greeting: str = 'hello') -> str`.
