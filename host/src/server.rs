@@ -39,6 +39,8 @@ pub const GENERATOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time running calls get to finish when the host shuts down.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Read buffer of each websocket (tungstenite's default is 128 KiB).
+pub const READ_BUFFER: usize = 8 << 10;
 /// The default port and path, as in the easyrpc README.
 pub const DEFAULT_PORT: u16 = 8220;
 pub const DEFAULT_PATH: &str = "/ws/easy";
@@ -186,6 +188,9 @@ async fn handshake(
     let mut ws_config = WebSocketConfig::default();
     ws_config.max_message_size = Some(limits.max_frame);
     ws_config.max_frame_size = Some(limits.max_frame);
+    // tungstenite's default 128 KiB read buffer per connection is most of an idle connection's
+    // memory; reads of larger frames simply take more calls.
+    ws_config.read_buffer_size = READ_BUFFER;
     let mut matched: Option<PathConfig> = None;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         match shared.config.paths.iter().find(|p| p.path == request.uri().path()) {

@@ -1,0 +1,283 @@
+//! RPC against the transport's limit (run with `cargo bench -p easyrpc-tests --bench wire`).
+//!
+//! Starts, in one process, our host (peer and math modules) and a bare tokio-tungstenite
+//! websocket echo server, then measures for the same frames, each as a ratio taken in this run:
+//! sequential round-trip latency (RPC `add` vs raw echo), pipelined throughput (1 connection
+//! with 100 in flight, and 4 connections), payload scaling (`echo` of 1 KB / 64 KB / 1 MB in
+//! json and pickle vs echo of a frame of the same size), and memory per idle connection
+//! (1,000 connections held by a child process). `-- --python` also runs the Python original
+//! (shared/peer/bench_python_easyrpc.py) and prints our speed-up.
+
+use easyrpc::client::{ClientConfig, EasyRpcProxy};
+use easyrpc::value::Value;
+use easyrpc::wire::{self, Serialization};
+use easyrpc_tests::{TestServer, SECRET};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const LATENCY_CALLS: usize = 5_000;
+const THROUGHPUT_CALLS: usize = 40_000;
+const IN_FLIGHT: usize = 100;
+const IDLE_CONNECTIONS: usize = 1_000;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A bare websocket echo server: the transport's limit.
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let (mut sink, mut source) = ws.split();
+                while let Some(Ok(msg)) = source.next().await {
+                    if (msg.is_text() || msg.is_binary()) && sink.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn add_frame(i: usize) -> String {
+    let request = wire::call_object("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]);
+    match wire::request(Serialization::Json, &format!("{i:08}-0000-0000-0000-000000000000"), request, true) {
+        wire::Frame::Text(t) => t,
+        wire::Frame::Binary(_) => unreachable!("json is text"),
+    }
+}
+
+async fn raw_client(addr: std::net::SocketAddr) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.expect("echo connects");
+    ws
+}
+
+fn stats(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+async fn rpc_latency(proxy: &EasyRpcProxy, n: usize) -> (f64, f64) {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        let r = proxy.call("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]).await.expect("add");
+        samples.push(t.elapsed());
+        debug_assert_eq!(r, Value::Int(i as i128 + 1));
+    }
+    stats(samples)
+}
+
+async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let frame = add_frame(i);
+        let t = Instant::now();
+        ws.send(Message::text(frame)).await.expect("send");
+        ws.next().await.expect("echo").expect("echo ok");
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+/// Calls/s over `proxies`, each with `IN_FLIGHT` calls in flight.
+async fn rpc_throughput(proxies: &[Arc<EasyRpcProxy>], total: usize) -> f64 {
+    let per_task = total / (proxies.len() * IN_FLIGHT);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for proxy in proxies {
+        for _ in 0..IN_FLIGHT {
+            let proxy = proxy.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_task {
+                    proxy.call("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]).await.expect("add");
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (per_task * proxies.len() * IN_FLIGHT) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Messages/s echoed over `connections`, each with `IN_FLIGHT` frames in flight.
+async fn raw_throughput(addr: std::net::SocketAddr, connections: usize, total: usize) -> f64 {
+    let per_connection = total / connections;
+    let frame = add_frame(1);
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(raw_client(addr).await);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for ws in clients {
+        let frame = frame.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut sink, mut source) = ws.split();
+            let window = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+            let reader_window = window.clone();
+            let reader = tokio::spawn(async move {
+                for _ in 0..per_connection {
+                    source.next().await.expect("echo").expect("echo ok");
+                    reader_window.add_permits(1);
+                }
+            });
+            for _ in 0..per_connection {
+                window.acquire().await.expect("window").forget();
+                sink.send(Message::text(frame.clone())).await.expect("send");
+            }
+            reader.await.expect("reader");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (per_connection * connections) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Mean µs per echo of `value` through RPC, and per echo of an equally sized frame (raw).
+async fn payload(proxy: &EasyRpcProxy, ws: &mut Ws, value: &Value, ser: Serialization, n: usize) -> (f64, f64) {
+    let frame = wire::response(ser, "0000", value, false);
+    let started = Instant::now();
+    for _ in 0..n {
+        proxy.call("echo", vec![value.clone()], vec![]).await.expect("echo");
+    }
+    let rpc = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let message = match frame {
+        wire::Frame::Text(t) => Message::text(t),
+        wire::Frame::Binary(b) => Message::binary(b),
+    };
+    let started = Instant::now();
+    for _ in 0..n {
+        ws.send(message.clone()).await.expect("send");
+        ws.next().await.expect("echo").expect("echo ok");
+    }
+    (rpc, started.elapsed().as_secs_f64() * 1e6 / n as f64)
+}
+
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+/// Child mode: hold `n` set-up connections to `url` until stdin closes.
+async fn hold_connections(url: &str, n: usize) {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connects");
+        let claims = wire::auth::SetupClaims {
+            kind: "PROXY".into(),
+            id: "idle".into(),
+            namespace: "peer".into(),
+            serialization: Serialization::Json,
+            notify: false,
+        };
+        ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, wire::auth::sign_setup(&claims, SECRET)))).await.expect("setup");
+        ws.next().await.expect("auth reply").expect("auth ok");
+        held.push(ws);
+    }
+    println!("ready");
+    let mut line = String::new();
+    let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    if let Some(i) = args.iter().position(|a| a == "--hold") {
+        rt.block_on(hold_connections(&args[i + 1], args[i + 2].parse().expect("count")));
+        return;
+    }
+    let python = args.iter().any(|a| a == "--python");
+    rt.block_on(async {
+        let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
+        let echo = echo_server().await;
+        let connect = |ser: Serialization| {
+            let mut config = ClientConfig::new(&server.url(), SECRET, "peer");
+            config.serialization = ser;
+            EasyRpcProxy::connect_with(config)
+        };
+        let proxy = connect(Serialization::Json).await.expect("rpc client");
+        let mut raw = raw_client(echo).await;
+        println!("frame: {} bytes (the JSON request of add(i, b=1))", add_frame(0).len());
+
+        rpc_latency(&proxy, 500).await;
+        raw_latency(&mut raw, 500).await;
+        let (rpc50, rpc99) = rpc_latency(&proxy, LATENCY_CALLS).await;
+        let (raw50, raw99) = raw_latency(&mut raw, LATENCY_CALLS).await;
+        println!("\n== sequential round trip, {LATENCY_CALLS} calls");
+        println!("raw websocket echo     p50 {raw50:>8.1} µs   p99 {raw99:>8.1} µs");
+        println!("RPC add (json)         p50 {rpc50:>8.1} µs   p99 {rpc99:>8.1} µs");
+        println!("RPC - echo             p50 {:>+8.1} µs   p99 {:>+8.1} µs   (goal: p50 within +15 µs)", rpc50 - raw50, rpc99 - raw99);
+
+        println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
+        for connections in [1usize, 4] {
+            let mut proxies = Vec::new();
+            for _ in 0..connections {
+                proxies.push(Arc::new(connect(Serialization::Json).await.expect("client")));
+            }
+            let rpc = rpc_throughput(&proxies, THROUGHPUT_CALLS).await;
+            let echo_rate = raw_throughput(echo, connections, THROUGHPUT_CALLS).await;
+            println!(
+                "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:.0}%   (goal: >= 50%)",
+                100.0 * rpc / echo_rate
+            );
+        }
+
+        println!("\n== payload scaling: echo(x) of a string of the size (RPC) vs echo of the same frame (raw)");
+        let pickle = connect(Serialization::Pickle).await.expect("pickle client");
+        for (size, n) in [(1usize << 10, 2000usize), (64 << 10, 500), (1 << 20, 50)] {
+            let value = Value::Str("x".repeat(size));
+            for (name, client, ser) in [("json", &proxy, Serialization::Json), ("pickle", &pickle, Serialization::Pickle)] {
+                let (rpc, raw_us) = payload(client, &mut raw, &value, ser, n).await;
+                println!("{:>5} KiB {name:<6}  RPC {rpc:>9.1} µs/call   echo {raw_us:>9.1} µs   ratio {:.2}x", size >> 10, rpc / raw_us);
+            }
+        }
+
+        println!("\n== {IDLE_CONNECTIONS} idle connections (held by a child process)");
+        let before = rss();
+        let mut child = std::process::Command::new(&args[0])
+            .args(["--hold", &server.url(), &IDLE_CONNECTIONS.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("child starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("child ready");
+        assert_eq!(ready.trim(), "ready");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss();
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let per = after.saturating_sub(before) / IDLE_CONNECTIONS as u64;
+        println!("host RSS {} MiB -> {} MiB: {per} bytes per idle connection (goal: < 64 KiB)", before >> 20, after >> 20);
+
+        if python {
+            python_baseline();
+        }
+        server.stop().await;
+    });
+}
+
+/// Runs the Python original's benchmark (needs easyrpc in the test virtualenv).
+fn python_baseline() {
+    let python = easyrpc_tests::python_with_easyrpc();
+    let script = easyrpc_tests::shared_peer_dir().join("bench_python_easyrpc.py");
+    println!("\n== the Python original (shared/peer/bench_python_easyrpc.py all --repeats 1)");
+    let out = std::process::Command::new(python).arg(script).args(["all", "--repeats", "1"]).output().expect("python bench runs");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
