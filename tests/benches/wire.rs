@@ -213,8 +213,13 @@ fn main() {
         raw_latency(&mut raw, 500).await;
         let (rpc50, rpc99) = rpc_latency(&proxy, LATENCY_CALLS).await;
         let (raw50, raw99) = raw_latency(&mut raw, LATENCY_CALLS).await;
+        // The same raw client against our host: the host's share without our client's.
+        let mut host_raw = easyrpc_tests::RawClient::connect(&server, "peer").await.ws;
+        raw_latency(&mut host_raw, 500).await;
+        let (host50, host99) = raw_latency(&mut host_raw, LATENCY_CALLS).await;
         println!("\n== sequential round trip, {LATENCY_CALLS} calls");
         println!("raw websocket echo     p50 {raw50:>8.1} µs   p99 {raw99:>8.1} µs");
+        println!("RPC add, raw client    p50 {host50:>8.1} µs   p99 {host99:>8.1} µs   (host only)");
         println!("RPC add (json)         p50 {rpc50:>8.1} µs   p99 {rpc99:>8.1} µs");
         println!("RPC - echo             p50 {:>+8.1} µs   p99 {:>+8.1} µs   (goal: p50 within +15 µs)", rpc50 - raw50, rpc99 - raw99);
 
