@@ -44,7 +44,7 @@ pub struct CallState {
 /// A call running longer than this is a long call: it runs only while it holds one of the
 /// runtime's few long-lane slots, taking turns with other long calls at every epoch tick. Busy
 /// or hostile guests then share at most those cores, and short calls never queue behind them.
-pub const LONG_CALL: std::time::Duration = std::time::Duration::from_millis(5);
+pub const LONG_CALL: std::time::Duration = std::time::Duration::from_millis(2);
 /// A store whose memory grew past this is dropped on a blocking thread: giving a big memory
 /// back to the kernel takes milliseconds that must not stall a tokio worker.
 const BIG_MEMORY: usize = 8 << 20;
@@ -400,7 +400,13 @@ impl Drop for Sandbox {
         let store = unsafe { ManuallyDrop::take(&mut self.store) };
         if store.data().limiter.peak > BIG_MEMORY {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn_blocking(move || drop(store));
+                // Freeing it is the caller's work: done in the long lane, like a long call.
+                let lane = store.data().long_lane.clone();
+                let handle = runtime.clone();
+                runtime.spawn_blocking(move || {
+                    let _turn = handle.block_on(lane.acquire_owned());
+                    drop(store);
+                });
                 return;
             }
         }
