@@ -52,12 +52,12 @@
 //! generator_idle_timeout_ms = 60000
 //! ```
 
-use crate::registry::{Group, NamespacePolicy, PolicyConfig, RegistrySnapshot, DEFAULT_NAMESPACE};
-use crate::runtime::{CallLimits, Module, Runtime};
+use crate::deploy::Deployer;
+use crate::registry::{Group, NamespacePolicy, PolicyConfig, Registry, RegistrySnapshot, DEFAULT_NAMESPACE};
+use crate::runtime::{CallLimits, Runtime};
 use crate::server::{ConnectionLimits, PathConfig};
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -281,29 +281,17 @@ fn is_wasm(path: &Path) -> bool {
 
 /// Loads every module the sources name into `snapshot` (prepared with tenants and groups; a
 /// module placed in a group goes to every member). Each file is loaded once, however many
-/// namespaces it serves. Failures are logged and returned alongside, not fatal.
+/// namespaces it serves. Failures are logged and returned alongside, not fatal. (A running
+/// host keeps its [`Deployer`] instead, to follow changes.)
 pub fn load_registry(
     runtime: &Runtime,
     sources: &[ModuleSource],
-    mut snapshot: RegistrySnapshot,
+    snapshot: RegistrySnapshot,
 ) -> anyhow::Result<(RegistrySnapshot, Vec<String>)> {
-    let mut loaded: HashMap<PathBuf, Option<Arc<Module>>> = HashMap::new();
-    let mut failures = Vec::new();
-    for (file, namespace) in placements(sources)? {
-        let module = loaded.entry(file.clone()).or_insert_with(|| match runtime.load_file(&file) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::error!(file = %file.display(), error = %e, "module not loaded");
-                failures.push(e.to_string());
-                None
-            }
-        });
-        if let Some(module) = module {
-            tracing::info!(module = %module.name(), %namespace, functions = module.descriptors().count(), "serving module");
-            snapshot.add_module(&namespace, module);
-        }
-    }
-    Ok((snapshot, failures))
+    let registry = Arc::new(Registry::new(snapshot.clone()));
+    let deployer = Deployer::new(runtime.clone(), registry.clone(), snapshot, sources.to_vec());
+    let failures = deployer.load_all()?;
+    Ok(((*registry.snapshot()).clone(), failures))
 }
 
 #[cfg(test)]
