@@ -210,6 +210,14 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// The `module.name` of a class reference, for the unsupported-object report.
+    fn object_name(&self, class: usize) -> String {
+        match self.arena.get(class) {
+            Some(Node::Object(d)) => d.clone(),
+            _ => "object".to_owned(),
+        }
+    }
+
     fn memo_put(&mut self, key: usize) -> Result<(), PickleError> {
         let top = self.top()?;
         self.memo.insert(key, top);
@@ -436,21 +444,14 @@ impl<'a> Decoder<'a> {
                 b'R' | 0x81 | b'b' => {
                     self.pop()?;
                     let class = self.pop()?;
-                    let desc = match self.arena.get(class) {
-                        Some(Node::Object(d)) => d.clone(),
-                        _ => "object".to_owned(),
-                    };
-                    self.push(Node::Object(desc));
+                    self.push(Node::Object(self.object_name(class)));
                 }
+                // NEWOBJ_EX: class, args, kwargs.
                 0x92 => {
                     self.pop()?;
                     self.pop()?;
                     let class = self.pop()?;
-                    let desc = match self.arena.get(class) {
-                        Some(Node::Object(d)) => d.clone(),
-                        _ => "object".to_owned(),
-                    };
-                    self.push(Node::Object(desc));
+                    self.push(Node::Object(self.object_name(class)));
                 }
                 other => return Err(self.err(format!("unsupported opcode 0x{other:02x}"))),
             }
