@@ -20,7 +20,7 @@ pub const BUNDLED_MODULES: &str = "modules/target/wasm32-wasip2/release";
 /// Serve WebAssembly component functions to easyrpc clients.
 ///
 /// With no --modules, --config modules or files, serves the bundled example modules (built by
-/// `cargo xtask modules`), each in a namespace named after it (math, peer, hostile).
+/// `cargo xtask modules`), each in a namespace named after it (math, peer, hostile, ...).
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on.
