@@ -384,12 +384,12 @@ impl Session {
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
     ) -> (Value, bool) {
-        let busy = |message: String| (Value::Str(format!("Busy({})", py_repr(&message))), true);
+        let busy = |reason: String| (Value::Str(error_string(&CallError::Busy { reason })), true);
         if self.generators_lock().len() >= self.max_generators {
             return busy(format!("this connection already has {} open generators, its limit", self.max_generators));
         }
         let Ok(permit) = self.open_generators.clone().try_acquire_owned() else {
-            return busy("the host has too many open generators; try again shortly".to_owned());
+            return busy("the host has too many open generators".to_owned());
         };
         let stream = match function.open(args, kwargs).await {
             Ok(s) => s,

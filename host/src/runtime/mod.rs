@@ -315,14 +315,22 @@ impl Module {
         self.instance_pre.clone()
     }
 
+    /// The index of function `name`, or `UnknownFunction`.
+    fn index_of(&self, name: &str) -> Result<usize, CallError> {
+        self.by_name.get(name).copied().ok_or_else(|| CallError::UnknownFunction {
+            module: self.name.clone(),
+            name: name.to_owned(),
+        })
+    }
+
     /// Binds `args`/`kwargs` to `name`'s parameters and converts them, without calling: the
     /// check a caller's arguments must pass.
     pub fn prepare(&self, name: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Vec<Val>, CallError> {
-        let function = self.function(name).ok_or_else(|| CallError::UnknownFunction {
-            module: self.name.clone(),
-            name: name.to_owned(),
-        })?;
-        let d = &function.descriptor;
+        self.prepare_at(self.index_of(name)?, args, kwargs)
+    }
+
+    fn prepare_at(&self, index: usize, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Vec<Val>, CallError> {
+        let d = &self.functions[index].descriptor;
         let bound = bind_arguments(&d.params, args, kwargs)
             .map_err(|source| CallError::BadArguments { function: d.name.clone(), source })?;
         bound
@@ -342,15 +350,12 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
     ) -> Result<GeneratorStream, CallError> {
-        let params = self.prepare(name, args, kwargs)?;
-        let index = self.by_name.get(name).copied().ok_or_else(|| CallError::UnknownFunction {
-            module: self.name.clone(),
-            name: name.to_owned(),
-        })?;
+        let index = self.index_of(name)?;
         let function = &self.functions[index];
         if function.next_index.is_none() {
             return Err(CallError::UnknownFunction { module: self.name.clone(), name: format!("{name} (not a generator)") });
         }
+        let params = self.prepare_at(index, args, kwargs)?;
         let mut sandbox = self.sandbox(limits);
         let stream = sandbox.open(function, &params).await?;
         Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream) })
@@ -364,12 +369,9 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
     ) -> Result<Value, CallError> {
-        let params = self.prepare(name, args, kwargs)?;
-        let function = self.function(name).ok_or_else(|| CallError::UnknownFunction {
-            module: self.name.clone(),
-            name: name.to_owned(),
-        })?;
-        self.sandbox(limits).call(function, &params).await
+        let index = self.index_of(name)?;
+        let params = self.prepare_at(index, args, kwargs)?;
+        self.sandbox(limits).call(&self.functions[index], &params).await
     }
 
     /// A sandbox for several calls on one instance (generators, benchmarks). Its memory limit
