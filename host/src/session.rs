@@ -14,10 +14,12 @@ use crate::runtime::CallError;
 use crate::server::{PathConfig, Shared};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, RequestBody, Serialization};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -26,9 +28,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
-
-/// Frames queued for one connection's writer before senders wait.
-const OUTBOUND_QUEUE: usize = 1024;
 
 fn to_ws(frame: Frame) -> WsMessage {
     match frame {
@@ -119,119 +118,241 @@ pub(crate) async fn serve(
         serialization = claims.serialization.as_claim(), "connection open"
     );
 
-    let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<WsMessage>(OUTBOUND_QUEUE);
-    let writer = tokio::spawn(async move {
-        // Feed everything queued, then flush once: fewer syscalls under load.
-        while let Some(first) = rx.recv().await {
-            let mut closing = matches!(first, WsMessage::Close(_));
-            if sink.feed(first).await.is_err() {
-                return;
-            }
-            while let Ok(next) = rx.try_recv() {
-                closing |= matches!(next, WsMessage::Close(_));
-                if sink.feed(next).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() || closing {
-                return;
-            }
-        }
-    });
-
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    let mut calls = JoinSet::new();
-    let mut requests: u64 = 0;
+    let mut connection = Connection {
+        ws,
+        session,
+        peer,
+        max_frame,
+        calls: JoinSet::new(),
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        waited: mpsc::unbounded_channel(),
+        slow_actions: HashMap::new(),
+        requests: 0,
+    };
     let mut changes = shared.registry.subscribe();
     let notify = claims.notify;
     let mut sweep = tokio::time::interval(GENERATOR_SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutting_down = loop {
-        while calls.try_join_next().is_some() {}
-        let frame = tokio::select! {
-            _ = shutdown.changed() => break true,
-            _ = sweep.tick() => {
-                session.close_idle_generators();
-                continue;
+        while connection.calls.try_join_next().is_some() {}
+        if shutdown.has_changed().unwrap_or(true) {
+            break true;
+        }
+        // Answers of calls that had to wait go out as soon as the connection looks again.
+        while let Ok(answer) = connection.waited.1.try_recv() {
+            if connection.ws.feed(answer).await.is_err() {
+                break;
             }
-            Ok(()) = changes.changed(), if notify => {
-                let _ = tx.send(to_ws(wire::functions_changed(session.serialization))).await;
-                continue;
+        }
+        // A frame that is already here is handled at once; only when none is waiting are the
+        // written answers flushed, so a burst of requests gets its answers in few writes.
+        let frame = match connection.ws.next().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                if connection.ws.flush().await.is_err() {
+                    break false;
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => break true,
+                    Some(answer) = connection.waited.1.recv() => {
+                        if connection.ws.feed(answer).await.is_err() {
+                            break false;
+                        }
+                        continue;
+                    }
+                    frame = connection.ws.next() => frame,
+                    _ = sweep.tick() => {
+                        connection.session.close_idle_generators();
+                        continue;
+                    }
+                    Ok(()) = changes.changed(), if notify => {
+                        let notice = to_ws(wire::functions_changed(connection.session.serialization));
+                        if connection.ws.feed(notice).await.is_err() {
+                            break false;
+                        }
+                        continue;
+                    }
+                }
             }
-            frame = stream.next() => frame,
         };
+        match connection.receive(frame).await {
+            Flow::Continue => {}
+            Flow::Close => break false,
+        }
+    };
+
+    let Connection { mut ws, mut calls, waited: (_, mut waited), requests, .. } = connection;
+    if shutting_down {
+        // Let running calls finish and their answers go out, then close cleanly.
+        let grace = tokio::time::sleep(limits.shutdown_grace);
+        tokio::pin!(grace);
+        while !calls.is_empty() {
+            tokio::select! {
+                _ = &mut grace => {
+                    tracing::info!(%peer, "calls still running after the shutdown grace period; stopping them");
+                    break;
+                }
+                Some(answer) = waited.recv() => {
+                    if ws.feed(answer).await.is_err() {
+                        break;
+                    }
+                }
+                _ = calls.join_next() => {}
+            }
+        }
+        while let Ok(answer) = waited.try_recv() {
+            let _ = ws.feed(answer).await;
+        }
+        let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() })).await;
+    } else {
+        let _ = ws.flush().await;
+    }
+    calls.abort_all();
+    tracing::info!(%peer, namespace = %claims.namespace, requests, duration = ?opened.elapsed(), "connection closed");
+}
+
+/// A function whose calls ran longer than this inline [`SLOW_STRIKES`] times in a row is slow
+/// for the connection: its later calls start as their own tasks, so a client's pipelined slow
+/// calls use every core and do not hold up the connection's reading. (Several strikes, because
+/// a function's first call on a cold cache can take this long.)
+const INLINE_LIMIT: Duration = Duration::from_micros(200);
+const SLOW_STRIKES: u8 = 3;
+
+/// What the connection loop does after a frame.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// One set-up connection: the websocket, read and written by this task alone, and the calls
+/// that had to wait (they run as their own tasks and send their answers back here).
+struct Connection {
+    ws: WebSocketStream<TcpStream>,
+    session: Arc<Session>,
+    peer: SocketAddr,
+    max_frame: Option<usize>,
+    /// Calls that did not finish on their first poll; aborted if the client goes away.
+    calls: JoinSet<()>,
+    /// Bounds `calls`; when it is used up the connection stops reading (backpressure).
+    in_flight: Arc<Semaphore>,
+    /// Answers from `calls`, written by the connection task.
+    waited: (mpsc::UnboundedSender<WsMessage>, mpsc::UnboundedReceiver<WsMessage>),
+    /// Actions whose last calls took longer than [`INLINE_LIMIT`] here, and how many in a row;
+    /// at [`SLOW_STRIKES`] they start as tasks.
+    slow_actions: HashMap<String, u8>,
+    requests: u64,
+}
+
+impl Connection {
+    /// Handles one frame (or the end of the stream).
+    async fn receive(&mut self, frame: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>) -> Flow {
+        let peer = self.peer;
+        let ser = self.session.serialization;
         let size = match &frame {
             Some(Ok(WsMessage::Text(t))) => t.len(),
             Some(Ok(WsMessage::Binary(b))) => b.len(),
             _ => 0,
         };
-        if max_frame.is_some_and(|limit| size > limit) {
-            tracing::info!(%peer, namespace = %claims.namespace, size, "frame over the namespace's limit; closing");
+        if self.max_frame.is_some_and(|limit| size > limit) {
+            tracing::info!(%peer, namespace = %self.session.namespace, size, "frame over the namespace's limit; closing");
             let reason = "frame larger than the namespace allows";
-            let _ = tx.send(WsMessage::Close(Some(CloseFrame { code: CloseCode::Size, reason: reason.into() }))).await;
-            break false;
+            let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Size, reason: reason.into() })).await;
+            return Flow::Close;
         }
-        let frame = match frame {
+        let decoded = match frame {
             Some(Ok(WsMessage::Text(text))) => {
-                if session.serialization == Serialization::Json && text.as_str().contains("ping") {
+                if ser == Serialization::Json && text.as_str().contains("ping") {
                     // Quirk Q7: the Python server answers any text frame containing "ping".
-                    let _ = tx.send(to_ws(wire::pong())).await;
+                    if self.ws.feed(to_ws(wire::pong())).await.is_err() {
+                        return Flow::Close;
+                    }
                 }
-                Frame::Text(text.as_str().to_owned())
+                wire::decode_text(text.as_str())
             }
-            Some(Ok(WsMessage::Binary(bytes))) => Frame::Binary(bytes.to_vec()),
-            Some(Ok(WsMessage::Close(_))) | None => break false,
-            Some(Ok(_)) => continue, // websocket ping/pong: answered by tungstenite
+            Some(Ok(WsMessage::Binary(bytes))) => wire::decode_binary(ser, &bytes),
+            Some(Ok(WsMessage::Close(_))) | None => return Flow::Close,
+            Some(Ok(_)) => return Flow::Continue, // websocket ping/pong: answered by tungstenite
             Some(Err(e)) => {
                 tracing::info!(%peer, error = %e, "connection error");
-                break false;
+                return Flow::Close;
             }
         };
-        let decoded = match wire::decode(session.serialization, &frame) {
+        let decoded = match decoded {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "ignoring undecodable frame");
-                continue;
+                return Flow::Continue;
             }
         };
         let request = match wire::parse_message(decoded.value) {
             Message::Request(r) => r,
             Message::Malformed { request_id: Some(id), reason } => {
-                let reply = error_dict(&reason);
-                let _ = tx.send(to_ws(wire::response(session.serialization, &id, &reply, true))).await;
-                continue;
+                let reply = to_ws(wire::response(ser, &id, &error_dict(&reason), true));
+                return self.write(reply).await;
             }
-            _ => continue,
+            _ => return Flow::Continue,
         };
-        requests += 1;
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break false };
-        let session = session.clone();
-        let tx = tx.clone();
-        let unsupported = decoded.unsupported;
-        calls.spawn(async move {
-            let expected = request.response_expected;
-            let id = request.request_id.clone();
-            let (value, is_error) = session.handle(&id, request, unsupported).await;
-            if expected {
-                let _ = tx.send(session.encode_response(&id, &value, is_error)).await;
-            }
-            drop(permit);
+        self.requests += 1;
+        let expected = request.response_expected;
+        let id = request.request_id.clone();
+        let action = request_action(&request.body).to_owned();
+        let slow = self.slow_actions.get(&action).is_some_and(|&strikes| strikes >= SLOW_STRIKES);
+        let session = self.session.clone();
+        let mut call = Box::pin(async move {
+            let request_id = request.request_id.clone();
+            let outcome = session.handle(&request_id, request, decoded.unsupported).await;
+            (session, outcome)
         });
-    };
-
-    if shutting_down {
-        // Let running calls finish (their responses still go out), then close cleanly.
-        let grace = limits.shutdown_grace;
-        if tokio::time::timeout(grace, async { while calls.join_next().await.is_some() {} }).await.is_err() {
-            tracing::info!(%peer, "calls still running after the shutdown grace period; stopping them");
+        // Most calls finish on their first poll: run that here, with no hand-off to another
+        // task and the answer written by this task. Known slow functions skip it.
+        let started = Instant::now();
+        let first = if slow { Poll::Pending } else { std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await };
+        match first {
+            Poll::Ready((session, (value, is_error))) => {
+                if started.elapsed() > INLINE_LIMIT {
+                    *self.slow_actions.entry(action).or_default() += 1;
+                } else if !self.slow_actions.is_empty() {
+                    self.slow_actions.remove(&action);
+                }
+                if !expected {
+                    return Flow::Continue;
+                }
+                let answer = session.encode_response(&id, &value, is_error);
+                self.write(answer).await
+            }
+            Poll::Pending => {
+                // It waits (a deadline tick, a busy namespace, a deploy): it continues as its
+                // own task and this connection goes on reading.
+                let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return Flow::Close };
+                let answers = self.waited.0.clone();
+                self.calls.spawn(async move {
+                    let (session, (value, is_error)) = call.await;
+                    if expected {
+                        let _ = answers.send(session.encode_response(&id, &value, is_error));
+                    }
+                    drop(permit);
+                });
+                Flow::Continue
+            }
         }
-        let _ = tx.send(WsMessage::Close(Some(CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() }))).await;
     }
-    calls.abort_all();
-    drop(tx);
-    let _ = writer.await;
-    tracing::info!(%peer, namespace = %claims.namespace, requests, duration = ?opened.elapsed(), "connection closed");
+
+    /// Queues a frame for the next flush.
+    async fn write(&mut self, message: WsMessage) -> Flow {
+        match self.ws.feed(message).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+}
+
+/// The action a request names, as far as it can be seen before decoding it further (an
+/// encrypted request shows none).
+fn request_action(body: &RequestBody) -> &str {
+    match body {
+        RequestBody::Plain(request) => request.get("action").and_then(Value::as_str).unwrap_or_default(),
+        RequestBody::Wrapped(_) => "",
+    }
 }
 
 /// Verifies the setup frame: its token must be signed with the secret of the namespace (or

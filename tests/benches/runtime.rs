@@ -3,6 +3,7 @@
 //!   reused instance, median and p99 over many sequential calls, measured in one run;
 //! * per module: compile time vs load from the on-disk cache.
 //! Prints figures; asserts nothing (machines here are shared and noisy).
+//! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
 
 use easyrpc::runtime::{CallLimits, Module, Runtime, RuntimeConfig};
 use easyrpc::value::Value;
@@ -68,6 +69,9 @@ fn main() {
         reused_calls(&math, WARMUP).await;
         let reused = summarize("one reused instance", reused_calls(&math, CALLS).await);
         println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
+        if std::env::args().any(|a| a == "--calls-only") {
+            return;
+        }
 
         println!("\n== load per module, median of {LOADS}");
         let cache_dir = std::env::temp_dir().join(format!("easyrpc-bench-cache-{}", std::process::id()));

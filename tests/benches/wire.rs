@@ -7,6 +7,10 @@
 //! json and pickle vs echo of a frame of the same size), and memory per idle connection
 //! (1,000 connections held by a child process). `-- --python` also runs the Python original
 //! (shared/peer/bench_python_easyrpc.py) and prints our speed-up.
+//!
+//! `-- --profile echo|host|rpc|echo-tp|rpc-tp SECONDS` runs one path alone for that long (raw
+//! client to the echo, raw client to our host, our client to our host; `-tp`: 4 connections x
+//! 100 in flight) and prints its rate and median latency: a clean run for `perf` and `strace`.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -197,6 +201,11 @@ fn main() {
         return;
     }
     let python = args.iter().any(|a| a == "--python");
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        let seconds: f64 = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+        rt.block_on(profile(&args[i + 1], Duration::from_secs_f64(seconds)));
+        return;
+    }
     rt.block_on(async {
         let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
         let echo = echo_server().await;
@@ -276,6 +285,53 @@ fn main() {
         }
         server.stop().await;
     });
+}
+
+/// One path alone for `time`, printing calls/s and the median of the batches' p50: for profilers.
+async fn profile(path: &str, time: Duration) {
+    let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
+    let echo = echo_server().await;
+    let connect = || EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer"));
+    let started = Instant::now();
+    let mut calls = 0usize;
+    let mut p50s = Vec::new();
+    match path {
+        "echo" | "host" => {
+            let mut ws = if path == "echo" { raw_client(echo).await } else { easyrpc_tests::RawClient::connect(&server, "peer").await.ws };
+            while started.elapsed() < time {
+                p50s.push(raw_latency(&mut ws, 1000).await.0);
+                calls += 1000;
+            }
+        }
+        "rpc" => {
+            let proxy = connect().await.expect("client");
+            while started.elapsed() < time {
+                p50s.push(rpc_latency(&proxy, 1000).await.0);
+                calls += 1000;
+            }
+        }
+        "rpc-tp" => {
+            let mut proxies = Vec::new();
+            for _ in 0..4 {
+                proxies.push(Arc::new(connect().await.expect("client")));
+            }
+            while started.elapsed() < time {
+                rpc_throughput(&proxies, THROUGHPUT_CALLS).await;
+                calls += THROUGHPUT_CALLS;
+            }
+        }
+        "echo-tp" => {
+            while started.elapsed() < time {
+                raw_throughput(echo, 4, THROUGHPUT_CALLS).await;
+                calls += THROUGHPUT_CALLS;
+            }
+        }
+        other => panic!("--profile takes echo, host, rpc, echo-tp or rpc-tp, not {other}"),
+    }
+    p50s.sort_by(f64::total_cmp);
+    let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
+    println!("{path}: {calls} calls, {:.0} calls/s{p50}", calls as f64 / started.elapsed().as_secs_f64());
+    server.stop().await;
 }
 
 /// Runs the Python original's benchmark (needs easyrpc in the test virtualenv).

@@ -117,7 +117,10 @@ impl Runtime {
             .max_memory_size(config.max_memory)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
-            .decommit_batch_size(DECOMMIT_BATCH);
+            .decommit_batch_size(DECOMMIT_BATCH)
+            // Linux 6.7+: reset only the pages a call wrote (PAGEMAP_SCAN) instead of zeroing
+            // all of KEEP_RESIDENT; older kernels fall back to the plain reset.
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)

@@ -70,12 +70,24 @@ pub fn pong() -> Frame {
 
 /// Decodes a frame's payload in the connection's serialization.
 pub fn decode(ser: Serialization, frame: &Frame) -> Result<Decoded, String> {
-    match (ser, frame) {
-        (_, Frame::Text(text)) => json::parse(text).map(|value| Decoded { value, unsupported: None }).map_err(|e| e.to_string()),
-        (Serialization::Pickle, Frame::Binary(bytes)) => pickle::decode(bytes)
+    match frame {
+        Frame::Text(text) => decode_text(text),
+        Frame::Binary(bytes) => decode_binary(ser, bytes),
+    }
+}
+
+/// Decodes a text frame's payload: JSON in either serialization (setup and keep-alives).
+pub fn decode_text(text: &str) -> Result<Decoded, String> {
+    json::parse(text).map(|value| Decoded { value, unsupported: None }).map_err(|e| e.to_string())
+}
+
+/// Decodes a binary frame's payload: pickle, which json connections do not accept.
+pub fn decode_binary(ser: Serialization, bytes: &[u8]) -> Result<Decoded, String> {
+    match ser {
+        Serialization::Pickle => pickle::decode(bytes)
             .map(|d| Decoded { value: d.value, unsupported: d.unsupported })
             .map_err(|e| e.to_string()),
-        (Serialization::Json, Frame::Binary(_)) => Err("binary frame on a json connection".to_owned()),
+        Serialization::Json => Err("binary frame on a json connection".to_owned()),
     }
 }
 
