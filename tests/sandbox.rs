@@ -99,3 +99,24 @@ async fn many_hostile_calls_at_once_leave_the_host_serving() {
     }
     still_serves(&hostile).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_gets_an_instance_no_call_used_before() {
+    // `bump` counts its calls in a global. The host instantiates sandboxes ahead of calls and
+    // tears used ones down after them; neither may hand a call an instance another call used.
+    let hostile = load("hostile");
+    for _ in 0..50 {
+        assert_eq!(call(&hostile, "bump", "[]", CallLimits::default()).await.unwrap(), Value::Int(1));
+    }
+    let mut calls = Vec::new();
+    for _ in 0..200 {
+        let hostile = hostile.clone();
+        calls.push(tokio::spawn(async move { call(&hostile, "bump", "[]", CallLimits::default()).await }));
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), Value::Int(1));
+    }
+    // A call that failed poisons only its own instance; the next call starts clean.
+    call(&hostile, "spin", "[]", limits(50, 64)).await.unwrap_err();
+    assert_eq!(call(&hostile, "bump", "[]", CallLimits::default()).await.unwrap(), Value::Int(1));
+}

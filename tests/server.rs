@@ -129,6 +129,38 @@ async fn many_calls_in_flight_complete_out_of_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_and_timed_out_calls_leave_the_connection_working() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let mut config = ClientConfig::new(&server.url(), SECRET, "peer");
+    config.call_timeout = Some(Duration::from_millis(100));
+    let peer = std::sync::Arc::new(EasyRpcProxy::connect_with(config).await.unwrap());
+    let e = peer.call("slow", vec![Value::Float(1.0), "late".into()], vec![]).await.unwrap_err();
+    assert!(matches!(e, ClientError::Timeout(_)), "{e}");
+    // Many callers writing at once, half of them dropped after their first step (waiting to
+    // write, or waiting for the answer): every call that is kept gets its own answer, and
+    // nothing stays stuck in the connection's buffer.
+    use futures_util::FutureExt;
+    for round in 0..50i64 {
+        let mut kept = Vec::new();
+        for i in 0..20i64 {
+            let peer = peer.clone();
+            let n = round * 100 + i;
+            if i % 2 == 0 {
+                tokio::spawn(async move { peer.call("add", vec![n.into()], vec![]).now_or_never() });
+            } else {
+                kept.push((tokio::spawn(async move { peer.call("add", vec![n.into()], vec![]).await }), n + 2));
+            }
+        }
+        for (call, expected) in kept {
+            let answer = tokio::time::timeout(Duration::from_secs(5), call).await.expect("answered, not stuck");
+            assert_eq!(answer.unwrap().unwrap(), Value::Int(expected as i128));
+        }
+    }
+    assert_eq!(peer.call("add", vec![1.into()], vec![]).await.unwrap(), Value::Int(3));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_megabyte_payloads() {
     let server = TestServer::start(&[("peer", &["peer"])]).await;
     for ser in [Serialization::Json, Serialization::Pickle] {

@@ -11,19 +11,19 @@ use crate::runtime::convert::to_val;
 use crate::signature::{bind_arguments, FunctionDescriptor};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, Serialization};
-use futures_util::stream::BoxStream;
+use futures_util::stream::{BoxStream, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long connecting (TCP, websocket upgrade, setup and listing) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames queued for the writer before callers wait.
-const OUTBOUND_QUEUE: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -75,21 +75,82 @@ pub enum ClientError {
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<(Value, bool), ClientError>>>>>;
+type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, WsMessage>;
 
-/// One live websocket to the host.
+/// One live websocket to the host. Callers write their requests themselves (no writer task to
+/// hand frames to); one reader task matches responses to callers by request id.
 struct Connection {
-    tx: mpsc::Sender<WsMessage>,
+    sink: tokio::sync::Mutex<WsSink>,
+    /// Callers waiting for `sink`: while some wait, a writer leaves the flush to the last of
+    /// them, so pipelined requests leave in few writes.
+    queued: AtomicUsize,
     pending: Pending,
     alive: Arc<AtomicBool>,
     server_id: String,
     serialization: Serialization,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Request ids are this connection's random prefix and a counter: unique, shaped like the
+    /// Python client's uuid4 ids, and no random draw per call.
+    id_prefix: String,
+    next_id: AtomicU64,
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        self.reader.abort();
+    }
+}
+
+impl Connection {
+    fn request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}{:012x}", self.id_prefix, n & 0xffff_ffff_ffff)
+    }
+
+    /// Writes one frame. Flushes unless another caller is already waiting to write (that one
+    /// flushes both); a caller cancelled on the way leaves a flush task behind.
+    async fn send(self: &Arc<Self>, frame: WsMessage) -> Result<(), ClientError> {
+        let mut guard = SendGuard { conn: self.clone(), queued: true, finished: false };
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let mut sink = self.sink.lock().await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        guard.queued = false;
+        let mut outcome = sink.feed(frame).await;
+        if outcome.is_ok() && self.queued.load(Ordering::Acquire) == 0 {
+            outcome = sink.flush().await;
+        }
+        guard.finished = true;
+        if outcome.is_err() {
+            self.alive.store(false, Ordering::Release);
+            fail_all(&self.pending, ClientError::Disconnected);
+            return Err(ClientError::Disconnected);
+        }
+        Ok(())
+    }
+}
+
+/// Keeps [`Connection::send`] right when its caller is dropped part-way (a timeout, an
+/// abandoned future): it leaves the queue of waiting writers, and since a writer before it may
+/// have left its flush to it, a task flushes what the buffer holds.
+struct SendGuard {
+    conn: Arc<Connection>,
+    queued: bool,
+    finished: bool,
+}
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        if self.queued {
+            self.conn.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        if self.finished {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let conn = self.conn.clone();
+            runtime.spawn(async move {
+                let _ = conn.sink.lock().await.flush().await;
+            });
         }
     }
 }
@@ -97,7 +158,10 @@ impl Drop for Connection {
 /// A proxy for the functions of one namespace on one host.
 pub struct EasyRpcProxy {
     config: ClientConfig,
-    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    /// The live connection, read by every call without waiting.
+    live: Mutex<Option<Arc<Connection>>>,
+    /// Held while (re)connecting, so that one caller connects and the others wait for it.
+    connecting: tokio::sync::Mutex<()>,
     functions: Mutex<Arc<Vec<FunctionDescriptor>>>,
     /// Set when the host sends a change notice: the next call lists the functions again first.
     stale: Arc<AtomicBool>,
@@ -119,7 +183,8 @@ impl EasyRpcProxy {
     pub async fn connect_with(config: ClientConfig) -> Result<Self, ClientError> {
         let proxy = Self {
             config,
-            connection: tokio::sync::Mutex::new(None),
+            live: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             functions: Mutex::new(Arc::new(Vec::new())),
             stale: Arc::new(AtomicBool::new(false)),
         };
@@ -229,34 +294,38 @@ impl EasyRpcProxy {
             // The host said its functions changed (a deploy): pick up new signatures first.
             self.list(&conn).await?;
         }
-        let descriptor = match self.function(name) {
-            Some(d) => d,
+        let mut functions = self.functions();
+        if !functions.iter().any(|d| d.name == name) {
             // Perhaps deployed since the last listing: list again once before giving up.
-            None => {
-                self.list(&conn).await?;
-                self.function(name).ok_or_else(|| ClientError::UnknownFunction {
-                    name: name.to_owned(),
-                    namespace: self.config.namespace.clone(),
-                })?
-            }
-        };
-        check_arguments(&descriptor, &args, &kwargs)?;
+            self.list(&conn).await?;
+            functions = self.functions();
+        }
+        let descriptor = functions.iter().find(|d| d.name == name).ok_or_else(|| ClientError::UnknownFunction {
+            name: name.to_owned(),
+            namespace: self.config.namespace.clone(),
+        })?;
+        check_arguments(descriptor, &args, &kwargs)?;
         let (value, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
         Ok((conn, value, is_error))
     }
 
     /// The current connection, connecting (and listing) again when there is none or it died.
     async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| c.alive.load(Ordering::Acquire)) {
-            return Ok(conn.clone());
+        let live = || self.live.lock().unwrap_or_else(|e| e.into_inner()).clone().filter(|c| c.alive.load(Ordering::Acquire));
+        if let Some(conn) = live() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another caller may have reconnected while this one waited.
+        if let Some(conn) = live() {
+            return Ok(conn);
         }
         let conn = tokio::time::timeout(self.config.connect_timeout, self.open())
             .await
             .map_err(|_| ClientError::Connect { url: self.config.url.clone(), reason: "timed out".to_owned() })??;
         let conn = Arc::new(conn);
         self.list(&conn).await?;
-        *slot = Some(conn.clone());
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
 
@@ -293,25 +362,9 @@ impl EasyRpcProxy {
             .ok_or_else(|| ClientError::Protocol("auth reply without server_id".to_owned()))?
             .to_owned();
 
-        let (mut sink, mut stream) = ws.split();
-        let (tx, mut rx) = mpsc::channel::<WsMessage>(OUTBOUND_QUEUE);
+        let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let alive = Arc::new(AtomicBool::new(true));
-        let writer_alive = alive.clone();
-        let writer_pending = pending.clone();
-        let writer = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut ok = sink.feed(first).await.is_ok();
-                while let (true, Ok(next)) = (ok, rx.try_recv()) {
-                    ok = sink.feed(next).await.is_ok();
-                }
-                if !ok || sink.flush().await.is_err() {
-                    break;
-                }
-            }
-            writer_alive.store(false, Ordering::Release);
-            fail_all(&writer_pending, ClientError::Disconnected);
-        });
         let reader_alive = alive.clone();
         let reader_pending = pending.clone();
         let stale = self.stale.clone();
@@ -340,10 +393,21 @@ impl EasyRpcProxy {
             reader_alive.store(false, Ordering::Release);
             fail_all(&reader_pending, ClientError::Disconnected);
         });
-        Ok(Connection { tx, pending, alive, server_id, serialization: ser, tasks: vec![reader, writer] })
+        let uuid = uuid::Uuid::new_v4().to_string();
+        Ok(Connection {
+            sink: tokio::sync::Mutex::new(sink),
+            queued: AtomicUsize::new(0),
+            pending,
+            alive,
+            server_id,
+            serialization: ser,
+            id_prefix: uuid[..24].to_owned(),
+            next_id: AtomicU64::new(0),
+            reader,
+        })
     }
 
-    async fn list(&self, conn: &Connection) -> Result<(), ClientError> {
+    async fn list(&self, conn: &Arc<Connection>) -> Result<(), ClientError> {
         let request = Value::Dict(vec![
             ("action".to_owned(), Value::Str("get_registered_functions".to_owned())),
             ("args".to_owned(), Value::List(vec![Value::Str(self.config.namespace.clone())])),
@@ -362,28 +426,29 @@ impl EasyRpcProxy {
         Ok(())
     }
 
-    async fn request(&self, conn: &Connection, request: Value) -> Result<(Value, bool), ClientError> {
-        let id = uuid::Uuid::new_v4().to_string();
+    async fn request(&self, conn: &Arc<Connection>, request: Value) -> Result<(Value, bool), ClientError> {
+        let id = conn.request_id();
         let request = if self.config.encryption {
             Value::Str(auth::wrap_request(request, &self.config.secret))
         } else {
             request
         };
-        let (tx, rx) = oneshot::channel();
-        conn.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
         let frame = match wire::request(conn.serialization, &id, request, true) {
             Frame::Text(t) => WsMessage::text(t),
             Frame::Binary(b) => WsMessage::binary(b),
         };
-        if conn.tx.send(frame).await.is_err() || !conn.alive.load(Ordering::Acquire) {
-            conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        let forget = |conn: &Connection| conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        if !conn.alive.load(Ordering::Acquire) || conn.send(frame).await.is_err() {
+            forget(conn);
             return Err(ClientError::Disconnected);
         }
         let outcome = match self.config.call_timeout {
             Some(limit) => match tokio::time::timeout(limit, rx).await {
                 Ok(r) => r,
                 Err(_) => {
-                    conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    forget(conn);
                     return Err(ClientError::Timeout(limit));
                 }
             },

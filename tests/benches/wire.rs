@@ -19,6 +19,7 @@ use easyrpc_tests::{TestServer, SECRET};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 use tokio_tungstenite::tungstenite::Message;
 
 const LATENCY_CALLS: usize = 5_000;
@@ -91,60 +92,73 @@ async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
     stats(samples)
 }
 
-/// Calls/s over `proxies`, each with `IN_FLIGHT` calls in flight.
-async fn rpc_throughput(proxies: &[Arc<EasyRpcProxy>], total: usize) -> f64 {
-    let per_task = total / (proxies.len() * IN_FLIGHT);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for proxy in proxies {
-        for _ in 0..IN_FLIGHT {
-            let proxy = proxy.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..per_task {
-                    proxy.call("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]).await.expect("add");
-                }
-            }));
+/// Calls/s over `connections` new clients, each with `IN_FLIGHT` calls in flight, run on the
+/// `load` runtime.
+async fn rpc_throughput(load: &Handle, url: &str, connections: usize, total: usize) -> f64 {
+    let url = url.to_owned();
+    let run = async move {
+        let mut proxies = Vec::new();
+        for _ in 0..connections {
+            proxies.push(Arc::new(EasyRpcProxy::connect_with(ClientConfig::new(&url, SECRET, "peer")).await.expect("client")));
         }
-    }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    (per_task * proxies.len() * IN_FLIGHT) as f64 / started.elapsed().as_secs_f64()
+        let per_task = total / (connections * IN_FLIGHT);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for proxy in &proxies {
+            for _ in 0..IN_FLIGHT {
+                let proxy = proxy.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..per_task {
+                        proxy.call("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]).await.expect("add");
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        (per_task * connections * IN_FLIGHT) as f64 / started.elapsed().as_secs_f64()
+    };
+    load.spawn(run).await.expect("load task")
 }
 
-/// Messages/s echoed over `connections`, each with `IN_FLIGHT` frames in flight.
-async fn raw_throughput(addr: std::net::SocketAddr, connections: usize, total: usize) -> f64 {
-    let per_connection = total / connections;
-    let frame = add_frame(1);
-    let mut clients = Vec::new();
-    for _ in 0..connections {
-        clients.push(raw_client(addr).await);
-    }
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for ws in clients {
-        let frame = frame.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut sink, mut source) = ws.split();
-            let window = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-            let reader_window = window.clone();
-            let reader = tokio::spawn(async move {
+/// Messages/s echoed over `connections`, each with `IN_FLIGHT` frames in flight, run on the
+/// `load` runtime.
+async fn raw_throughput(load: &Handle, addr: std::net::SocketAddr, connections: usize, total: usize) -> f64 {
+    let run = async move {
+        let per_connection = total / connections;
+        let frame = add_frame(1);
+        let mut clients = Vec::new();
+        for _ in 0..connections {
+            clients.push(raw_client(addr).await);
+        }
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for ws in clients {
+            let frame = frame.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut sink, mut source) = ws.split();
+                let window = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+                let reader_window = window.clone();
+                let reader = tokio::spawn(async move {
+                    for _ in 0..per_connection {
+                        source.next().await.expect("echo").expect("echo ok");
+                        reader_window.add_permits(1);
+                    }
+                });
                 for _ in 0..per_connection {
-                    source.next().await.expect("echo").expect("echo ok");
-                    reader_window.add_permits(1);
+                    window.acquire().await.expect("window").forget();
+                    sink.send(Message::text(frame.clone())).await.expect("send");
                 }
-            });
-            for _ in 0..per_connection {
-                window.acquire().await.expect("window").forget();
-                sink.send(Message::text(frame.clone())).await.expect("send");
-            }
-            reader.await.expect("reader");
-        }));
-    }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    (per_connection * connections) as f64 / started.elapsed().as_secs_f64()
+                reader.await.expect("reader");
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        (per_connection * connections) as f64 / started.elapsed().as_secs_f64()
+    };
+    load.spawn(run).await.expect("load task")
 }
 
 /// Mean µs per echo of `value` through RPC, and per echo of an equally sized frame (raw).
@@ -193,22 +207,41 @@ async fn hold_connections(url: &str, n: usize) {
     let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
 }
 
+fn runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().thread_name(name).enable_all().build().expect("tokio")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
     if let Some(i) = args.iter().position(|a| a == "--hold") {
-        rt.block_on(hold_connections(&args[i + 1], args[i + 2].parse().expect("count")));
+        client.block_on(hold_connections(&args[i + 1], args[i + 2].parse().expect("count")));
         return;
     }
-    let python = args.iter().any(|a| a == "--python");
+    // The servers (ours and the echo) and their clients run on runtimes of their own, as they
+    // would in separate processes: sequential clients on this thread, which polls its own
+    // sockets, pipelined clients on two workers of their own. (With one shared runtime a
+    // client's wake-up waited for whatever the server's workers did after answering.)
+    let host = runtime("host");
+    let load = runtime("load");
+    let (server, echo) = host.block_on(async {
+        let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
+        (server, echo_server().await)
+    });
     if let Some(i) = args.iter().position(|a| a == "--profile") {
         let seconds: f64 = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(5.0);
-        rt.block_on(profile(&args[i + 1], Duration::from_secs_f64(seconds)));
-        return;
+        client.block_on(profile(&args[i + 1], Duration::from_secs_f64(seconds), &server, echo, load.handle()));
+    } else {
+        client.block_on(measure(&server, echo, load.handle(), &args[0]));
+        if args.iter().any(|a| a == "--python") {
+            python_baseline();
+        }
     }
-    rt.block_on(async {
-        let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
-        let echo = echo_server().await;
+    host.block_on(server.stop());
+}
+
+/// Every comparison, printed as it is measured.
+async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle, exe: &str) {
         let connect = |ser: Serialization| {
             let mut config = ClientConfig::new(&server.url(), SECRET, "peer");
             config.serialization = ser;
@@ -234,12 +267,8 @@ fn main() {
 
         println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
         for connections in [1usize, 4] {
-            let mut proxies = Vec::new();
-            for _ in 0..connections {
-                proxies.push(Arc::new(connect(Serialization::Json).await.expect("client")));
-            }
-            let rpc = rpc_throughput(&proxies, THROUGHPUT_CALLS).await;
-            let echo_rate = raw_throughput(echo, connections, THROUGHPUT_CALLS).await;
+            let rpc = rpc_throughput(load, &server.url(), connections, THROUGHPUT_CALLS).await;
+            let echo_rate = raw_throughput(load, echo, connections, THROUGHPUT_CALLS).await;
             println!(
                 "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:.0}%   (goal: >= 50%)",
                 100.0 * rpc / echo_rate
@@ -258,7 +287,7 @@ fn main() {
 
         println!("\n== {IDLE_CONNECTIONS} idle connections (held by a child process)");
         let before = rss();
-        let mut child = std::process::Command::new(&args[0])
+        let mut child = std::process::Command::new(exe)
             .args(["--hold", &server.url(), &IDLE_CONNECTIONS.to_string()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -280,24 +309,17 @@ fn main() {
         let per = after.saturating_sub(before) / IDLE_CONNECTIONS as u64;
         println!("host RSS {} MiB -> {} MiB: {per} bytes per idle connection (goal: < 64 KiB)", before >> 20, after >> 20);
 
-        if python {
-            python_baseline();
-        }
-        server.stop().await;
-    });
 }
 
 /// One path alone for `time`, printing calls/s and the median of the batches' p50: for profilers.
-async fn profile(path: &str, time: Duration) {
-    let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
-    let echo = echo_server().await;
+async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net::SocketAddr, load: &Handle) {
     let connect = || EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer"));
     let started = Instant::now();
     let mut calls = 0usize;
     let mut p50s = Vec::new();
     match path {
         "echo" | "host" => {
-            let mut ws = if path == "echo" { raw_client(echo).await } else { easyrpc_tests::RawClient::connect(&server, "peer").await.ws };
+            let mut ws = if path == "echo" { raw_client(echo).await } else { easyrpc_tests::RawClient::connect(server, "peer").await.ws };
             while started.elapsed() < time {
                 p50s.push(raw_latency(&mut ws, 1000).await.0);
                 calls += 1000;
@@ -311,18 +333,14 @@ async fn profile(path: &str, time: Duration) {
             }
         }
         "rpc-tp" => {
-            let mut proxies = Vec::new();
-            for _ in 0..4 {
-                proxies.push(Arc::new(connect().await.expect("client")));
-            }
             while started.elapsed() < time {
-                rpc_throughput(&proxies, THROUGHPUT_CALLS).await;
+                rpc_throughput(load, &server.url(), 4, THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
             }
         }
         "echo-tp" => {
             while started.elapsed() < time {
-                raw_throughput(echo, 4, THROUGHPUT_CALLS).await;
+                raw_throughput(load, echo, 4, THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
             }
         }
@@ -331,7 +349,6 @@ async fn profile(path: &str, time: Duration) {
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
     println!("{path}: {calls} calls, {:.0} calls/s{p50}", calls as f64 / started.elapsed().as_secs_f64());
-    server.stop().await;
 }
 
 /// Runs the Python original's benchmark (needs easyrpc in the test virtualenv).

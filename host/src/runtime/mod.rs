@@ -54,6 +54,10 @@ pub const KEEP_RESIDENT: usize = 128 << 10;
 pub const DECOMMIT_BATCH: usize = 64;
 /// Epoch tick: how often a running guest checks its deadline and yields to other tasks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Instantiated, never-called sandboxes a module keeps ready once it has been called. Each call
+/// still gets an instance nobody used before; it only skips the instantiation, which is made
+/// (with the used sandbox's teardown) after the call, off its latency.
+pub const READY_SANDBOXES: usize = 2;
 
 /// Limits applied to one call (later set per namespace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,7 +217,7 @@ impl Runtime {
         let by_name = functions.iter().enumerate().map(|(i, f)| (f.descriptor.name.clone(), i)).collect();
         tracing::debug!(module = %name, %hash, ?cache_outcome, ?compile_time, functions = functions.len(), "loaded module");
         Ok(Arc::new(Module {
-            name,
+            name: name.into(),
             hash,
             functions,
             by_name,
@@ -221,6 +225,9 @@ impl Runtime {
             runtime: self.inner.clone(),
             cache_outcome,
             compile_time,
+            ready: std::sync::Mutex::new(Vec::new()),
+            no_ready: AtomicBool::new(false),
+            refilling: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 }
@@ -263,7 +270,7 @@ impl ExportedFunction {
 
 /// A loaded component: described and ready to instantiate.
 pub struct Module {
-    name: String,
+    name: Arc<str>,
     hash: String,
     functions: Vec<ExportedFunction>,
     by_name: HashMap<String, usize>,
@@ -271,6 +278,33 @@ pub struct Module {
     runtime: Arc<RuntimeInner>,
     cache_outcome: CacheOutcome,
     compile_time: Duration,
+    /// Sandboxes instantiated ahead of calls (see [`READY_SANDBOXES`]).
+    ready: std::sync::Mutex<Vec<Sandbox>>,
+    /// Set when instantiating ahead failed: the module's calls then instantiate as they go
+    /// (and report why), rather than paying for a second failing instantiation each.
+    no_ready: AtomicBool,
+    /// Tasks pending that tear a used sandbox down and make a ready one.
+    refilling: std::sync::atomic::AtomicUsize,
+}
+
+/// One of a module's pending refills, counted until dropped.
+struct RefillSlot {
+    module: Arc<Module>,
+    /// Refills that were pending when this one was claimed.
+    pending_before: usize,
+}
+
+impl RefillSlot {
+    fn claim(module: &Arc<Module>) -> Self {
+        let pending_before = module.refilling.fetch_add(1, Ordering::AcqRel);
+        Self { module: module.clone(), pending_before }
+    }
+}
+
+impl Drop for RefillSlot {
+    fn drop(&mut self) {
+        self.module.refilling.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Module {
@@ -286,6 +320,10 @@ impl std::fmt::Debug for Module {
 impl Module {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// Hex SHA-256 of the module's bytes.
@@ -321,7 +359,7 @@ impl Module {
     /// The index of function `name`, or `UnknownFunction`.
     fn index_of(&self, name: &str) -> Result<usize, CallError> {
         self.by_name.get(name).copied().ok_or_else(|| CallError::UnknownFunction {
-            module: self.name.clone(),
+            module: self.name.to_string(),
             name: name.to_owned(),
         })
     }
@@ -356,10 +394,10 @@ impl Module {
         let index = self.index_of(name)?;
         let function = &self.functions[index];
         if function.next_index.is_none() {
-            return Err(CallError::UnknownFunction { module: self.name.clone(), name: format!("{name} (not a generator)") });
+            return Err(CallError::UnknownFunction { module: self.name.to_string(), name: format!("{name} (not a generator)") });
         }
         let params = self.prepare_at(index, args, kwargs)?;
-        let mut sandbox = self.sandbox(limits);
+        let mut sandbox = self.ready_sandbox(limits);
         let stream = sandbox.open(function, &params).await?;
         Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream) })
     }
@@ -374,14 +412,67 @@ impl Module {
     ) -> Result<Value, CallError> {
         let index = self.index_of(name)?;
         let params = self.prepare_at(index, args, kwargs)?;
-        self.sandbox(limits).call(&self.functions[index], &params).await
+        let mut sandbox = self.ready_sandbox(limits);
+        let result = sandbox.call(&self.functions[index], &params).await;
+        self.replace_used(sandbox);
+        result
+    }
+
+    /// A sandbox instantiated ahead with these limits, or a new one (instantiated by its
+    /// first call).
+    fn ready_sandbox(self: &Arc<Self>, limits: CallLimits) -> Sandbox {
+        let limits = self.capped(limits);
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        match ready.iter().position(|s| s.limits() == limits) {
+            Some(i) => ready.swap_remove(i),
+            None => Sandbox::new(self, limits),
+        }
+    }
+
+    /// After a call: tears the used sandbox down and instantiates a ready one in its place, in
+    /// a task of its own, so that both happen after the caller has its answer. At most
+    /// [`READY_SANDBOXES`] such tasks are pending per module (each holds a pool slot); beyond
+    /// that, and when the module has enough ready, the used sandbox is torn down here.
+    fn replace_used(self: &Arc<Self>, used: Sandbox) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if used.is_poisoned() || self.no_ready.load(Ordering::Relaxed) {
+            return;
+        }
+        let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let slot = RefillSlot::claim(self);
+        if ready + slot.pending_before >= READY_SANDBOXES {
+            return; // `used` is torn down here, `slot` released
+        }
+        runtime.spawn(async move {
+            let limits = used.limits();
+            drop(used);
+            slot.module.make_ready(limits).await;
+            drop(slot);
+        });
+    }
+
+    async fn make_ready(self: &Arc<Self>, limits: CallLimits) {
+        let mut sandbox = Sandbox::new(self, limits);
+        if let Err(error) = sandbox.instantiate().await {
+            tracing::debug!(module = %self.name, %error, "instantiating ahead failed; calls instantiate as they go");
+            self.no_ready.store(true, Ordering::Relaxed);
+            return;
+        }
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        if ready.len() < READY_SANDBOXES {
+            ready.push(sandbox);
+        }
+    }
+
+    fn capped(&self, mut limits: CallLimits) -> CallLimits {
+        limits.memory = limits.memory.min(self.runtime.max_memory);
+        limits
     }
 
     /// A sandbox for several calls on one instance (generators, benchmarks). Its memory limit
     /// is capped at the runtime's maximum.
-    pub fn sandbox(self: &Arc<Self>, mut limits: CallLimits) -> Sandbox {
-        limits.memory = limits.memory.min(self.runtime.max_memory);
-        Sandbox::new(self.clone(), limits)
+    pub fn sandbox(self: &Arc<Self>, limits: CallLimits) -> Sandbox {
+        Sandbox::new(self, self.capped(limits))
     }
 }
 

@@ -9,6 +9,7 @@
 use super::convert::from_val;
 use super::error::{CallError, ValueError};
 use super::{CallLimits, ExportedFunction, Module};
+use wasmtime::component::InstancePre;
 use crate::signature::WitType;
 use crate::value::Value;
 use bytes::Bytes;
@@ -173,7 +174,10 @@ pub struct Sandbox {
     instance: Option<Instance>,
     stdout: OutputCapture,
     stderr: OutputCapture,
-    module: Arc<Module>,
+    /// What instances are made from, and the module's name for errors and logs. Not the
+    /// module itself: a module keeps ready sandboxes, which must not keep it alive.
+    instance_pre: InstancePre<CallState>,
+    module_name: Arc<str>,
     limits: CallLimits,
     /// Set once a call trapped or was cut off: the instance's state can no longer be trusted.
     poisoned: bool,
@@ -182,7 +186,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Creates the store for an instance of `module`; instantiation happens on the first call
     /// (inside the deadline, so a guest whose start-up never ends is stopped too).
-    pub(super) fn new(module: Arc<Module>, limits: CallLimits) -> Self {
+    pub(super) fn new(module: &Module, limits: CallLimits) -> Self {
         let stdout = OutputCapture::new(limits.output);
         let stderr = OutputCapture::new(limits.output);
         let wasi = WasiCtxBuilder::new()
@@ -229,7 +233,16 @@ impl Sandbox {
                 }),
             ))
         });
-        Self { store: ManuallyDrop::new(store), instance: None, stdout, stderr, module, limits, poisoned: false }
+        Self {
+            store: ManuallyDrop::new(store),
+            instance: None,
+            stdout,
+            stderr,
+            instance_pre: module.instance_pre(),
+            module_name: module.shared_name(),
+            limits,
+            poisoned: false,
+        }
     }
 
     /// Calls `function` (already bound and converted arguments) within the sandbox's limits.
@@ -256,7 +269,7 @@ impl Sandbox {
     pub async fn next(&mut self, function: &ExportedFunction, stream: ResourceAny) -> Result<Option<Value>, CallError> {
         let name = &function.descriptor.name;
         let next = function.next_index().ok_or_else(|| CallError::UnknownFunction {
-            module: self.module.name().to_owned(),
+            module: self.module_name.to_string(),
             name: format!("{name} (not a generator)"),
         })?;
         let mut results = self.invoke(name, next, &[Val::Resource(stream)], 1).await?;
@@ -293,7 +306,7 @@ impl Sandbox {
         self.store.data_mut().started = now;
         self.store.set_epoch_deadline(1);
         let mut results = vec![Val::Bool(false); result_count];
-        let pre = self.module.instance_pre();
+        let pre = self.instance_pre.clone();
         let store: &mut Store<CallState> = &mut self.store;
         let run = async {
             let instance = match self.instance {
@@ -320,6 +333,44 @@ impl Sandbox {
         self.log_output(name);
         match error {
             None => Ok(results),
+            Some(error) => {
+                self.poisoned = true;
+                Err(error)
+            }
+        }
+    }
+
+    /// The limits the sandbox was made with.
+    pub(super) fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    /// Whether a call trapped or was cut off in this sandbox.
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Instantiates ahead of the first call (within the sandbox's deadline), so that the call
+    /// finds its instance ready. A sandbox that fails here is not to be used.
+    pub(super) async fn instantiate(&mut self) -> Result<(), CallError> {
+        let now = Instant::now();
+        self.store.data_mut().deadline = now + self.limits.deadline;
+        self.store.data_mut().started = now;
+        self.store.set_epoch_deadline(1);
+        let pre = self.instance_pre.clone();
+        let outcome = tokio::time::timeout(self.limits.deadline, pre.instantiate_async(&mut *self.store)).await;
+        drop(lock(&self.store.data().lane_slot).take());
+        let error = match outcome {
+            Ok(Ok(instance)) => {
+                self.instance = Some(instance);
+                None
+            }
+            Ok(Err(e)) => Some(self.classify("(instantiation)", e)),
+            Err(_elapsed) => Some(CallError::Timeout { function: "(instantiation)".to_owned(), deadline: self.limits.deadline }),
+        };
+        self.log_output("(instantiation)");
+        match error {
+            None => Ok(()),
             Some(error) => {
                 self.poisoned = true;
                 Err(error)
@@ -382,7 +433,7 @@ impl Sandbox {
             if !text.is_empty() || dropped > 0 {
                 tracing::info!(
                     target: "easyrpc::guest",
-                    module = %self.module.name(),
+                    module = %self.module_name,
                     function,
                     stream,
                     dropped_bytes = dropped,

@@ -11,6 +11,9 @@ use std::io::Write;
 
 struct Hostile;
 
+/// State that would leak from one call to the next if an instance were reused.
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Recursion whose frames live on the wasm stack (no address-taken locals), so it runs into
 /// the engine's stack limit rather than the guest's linear-memory stack.
 #[inline(never)]
@@ -38,6 +41,10 @@ fn deeper_in_memory(depth: u64, pad: &mut [u64; 64]) -> u64 {
 impl Guest for Hostile {
     fn ok() -> String {
         "ok".to_owned()
+    }
+
+    fn bump() -> u32 {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
     fn spin() -> u64 {
