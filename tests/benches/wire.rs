@@ -234,7 +234,7 @@ fn main() {
     } else {
         client.block_on(measure(&server, echo, load.handle(), &args[0]));
         if args.iter().any(|a| a == "--python") {
-            python_baseline();
+            client.block_on(python_comparison(&server.url(), load.handle()));
         }
     }
     host.block_on(server.stop());
@@ -351,11 +351,86 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
     println!("{path}: {calls} calls, {:.0} calls/s{p50}", calls as f64 / started.elapsed().as_secs_f64());
 }
 
-/// Runs the Python original's benchmark (needs easyrpc in the test virtualenv).
-fn python_baseline() {
+/// Runs the Python original's benchmark (shared/peer/bench_python_easyrpc.py: `echo(i)` on a
+/// uvicorn EasyRpcServer, its own client, 1 client and 4 client processes with 100 in flight)
+/// and measures ours the same way in this run: our client calling `echo(i)`, sequentially, then
+/// 1 and 4 connections with 100 in flight. Prints our speed-up.
+async fn python_comparison(url: &str, load: &Handle) {
     let python = easyrpc_tests::python_with_easyrpc();
     let script = easyrpc_tests::shared_peer_dir().join("bench_python_easyrpc.py");
-    println!("\n== the Python original (shared/peer/bench_python_easyrpc.py all --repeats 1)");
-    let out = std::process::Command::new(python).arg(script).args(["all", "--repeats", "1"]).output().expect("python bench runs");
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    let out_file = std::env::temp_dir().join(format!("easyrpc-python-bench-{}.json", std::process::id()));
+    println!("\n== the Python original (bench_python_easyrpc.py all --repeats 1), then ours the same way");
+    let out = tokio::task::spawn_blocking({
+        let out_file = out_file.clone();
+        move || {
+            std::process::Command::new(python)
+                .arg(script)
+                .args(["all", "--repeats", "1", "--port", "18731", "--json-out"])
+                .arg(&out_file)
+                .output()
+        }
+    })
+    .await
+    .expect("join")
+    .expect("python bench runs");
+    if !out.status.success() {
+        println!("the Python benchmark failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).expect("python results")).expect("python json");
+    let _ = std::fs::remove_file(&out_file);
+    let python = |key: &str| results["summary"]["json"][key].as_f64().unwrap_or(f64::NAN);
+
+    let proxy = EasyRpcProxy::connect_with(ClientConfig::new(url, SECRET, "peer")).await.expect("client");
+    let mut samples = Vec::with_capacity(LATENCY_CALLS);
+    for i in 0..LATENCY_CALLS + 200 {
+        let t = Instant::now();
+        proxy.call("echo", vec![Value::Int(i as i128)], vec![]).await.expect("echo");
+        if i >= 200 {
+            samples.push(t.elapsed());
+        }
+    }
+    let (ours_p50, _) = stats(samples);
+    let ours_1 = echo_throughput(load, url, 1, 20_000).await;
+    let ours_4 = echo_throughput(load, url, 4, 40_000).await;
+    println!("                          Python original        ours     speed-up");
+    let row = |what: &str, theirs: f64, ours: f64, unit: &str, speedup: f64| {
+        println!("{what:<24}{theirs:>12.0} {unit:<7}{ours:>8.0} {unit:<7}{speedup:>6.1}x")
+    };
+    row("echo p50 latency", python("latency_median_us"), ours_p50, "µs", python("latency_median_us") / ours_p50);
+    row("1 client x 100", python("tp_1client_calls_per_s"), ours_1, "c/s", ours_1 / python("tp_1client_calls_per_s"));
+    row("4 clients x 100", python("tp_4procs_calls_per_s"), ours_4, "c/s", ours_4 / python("tp_4procs_calls_per_s"));
+    println!("(goal: at least 10x the Python original's calls/s with 4 connections)");
+}
+
+/// Calls/s of `echo(i)` over `connections` clients with `IN_FLIGHT` each, run on `load`.
+async fn echo_throughput(load: &Handle, url: &str, connections: usize, total: usize) -> f64 {
+    let url = url.to_owned();
+    load.spawn(async move {
+        let mut proxies = Vec::new();
+        for _ in 0..connections {
+            proxies.push(Arc::new(EasyRpcProxy::connect_with(ClientConfig::new(&url, SECRET, "peer")).await.expect("client")));
+        }
+        let per_task = total / (connections * IN_FLIGHT);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for proxy in &proxies {
+            for _ in 0..IN_FLIGHT {
+                let proxy = proxy.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..per_task {
+                        let r = proxy.call("echo", vec![Value::Int(i as i128)], vec![]).await.expect("echo");
+                        assert_eq!(r, Value::Int(i as i128));
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        (per_task * connections * IN_FLIGHT) as f64 / started.elapsed().as_secs_f64()
+    })
+    .await
+    .expect("load task")
 }
