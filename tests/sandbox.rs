@@ -120,3 +120,24 @@ async fn every_call_gets_an_instance_no_call_used_before() {
     call(&hostile, "spin", "[]", limits(50, 64)).await.unwrap_err();
     assert_eq!(call(&hostile, "bump", "[]", CallLimits::default()).await.unwrap(), Value::Int(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_sandboxes_stay_a_small_share_of_the_pool() {
+    use easyrpc::runtime::{Runtime, RuntimeConfig};
+    // 100 instances: at most 2 may wait ready, however many modules are called.
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 100, ..Default::default() }).unwrap();
+    let modules: Vec<(Arc<Module>, &str, &str)> = [("math", "add", "[1, 2]"), ("peer", "add", "[1]"), ("hostile", "bump", "[]")]
+        .into_iter()
+        .map(|(m, f, a)| (runtime.load_file(easyrpc_tests::module_path(m)).unwrap(), f, a))
+        .collect();
+    for _ in 0..20 {
+        for (module, function, args) in &modules {
+            call(module, function, args, CallLimits::default()).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = runtime.ready_sandboxes();
+    assert!((1..=2).contains(&ready), "{ready} ready sandboxes");
+    drop(modules);
+    assert_eq!(runtime.ready_sandboxes(), 0, "a dropped module gives its ready sandboxes back");
+}

@@ -371,13 +371,13 @@ impl EasyRpcProxy {
         let ser = self.config.serialization;
         let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
-                let frame = match msg {
-                    WsMessage::Text(t) => Frame::Text(t.as_str().to_owned()),
-                    WsMessage::Binary(b) => Frame::Binary(b.to_vec()),
+                let decoded = match &msg {
+                    WsMessage::Text(t) => wire::decode_text(t.as_str()),
+                    WsMessage::Binary(b) => wire::decode_binary(ser, b),
                     WsMessage::Close(_) => break,
                     _ => continue,
                 };
-                let Ok(decoded) = wire::decode(ser, &frame) else { continue };
+                let Ok(decoded) = decoded else { continue };
                 match wire::parse_message(decoded.value) {
                     Message::Response { request_id, response, is_error } => {
                         let waiter = reader_pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);

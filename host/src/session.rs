@@ -1,11 +1,13 @@
 //! One client connection, from the setup frame to the close.
 //!
 //! Owns the per-connection protocol state: setup and auth (quirks Q1, Q14), the serialization
-//! chosen by the client, the json keep-alive pong (Q7), calls running concurrently and answered
-//! by request id (unlike the Python server, which serialises them), the in-flight bound that
-//! turns into backpressure, the connection's open generators (limits, idle timeout), and the close (a client that goes away aborts its calls; a host
-//! shutdown lets them finish within the grace period). What a call does is the registry's
-//! business; how frames look is `wire`'s.
+//! chosen by the client, the json keep-alive pong (Q7), calls answered by request id (unlike
+//! the Python server, which serialises them), the in-flight bound that turns into
+//! backpressure, the connection's open generators (limits, idle timeout), and the close (a
+//! client that goes away aborts its calls; a host shutdown lets them finish within the grace
+//! period). One task reads and writes the websocket and runs each call's first poll itself;
+//! calls that wait continue as tasks of their own and send their answers back to it. What a
+//! call does is the registry's business; how frames look is `wire`'s.
 
 use crate::deploy::Deployer;
 use crate::registry::{Callable, Registry, ValueStream};
