@@ -92,9 +92,21 @@ async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
     stats(samples)
 }
 
-/// Calls/s over `connections` new clients, each with `IN_FLIGHT` calls in flight, run on the
-/// `load` runtime.
-async fn rpc_throughput(load: &Handle, url: &str, connections: usize, total: usize) -> f64 {
+/// One call the throughput runs repeat: `function(i, **kwargs)`, which must return `i + offset`.
+#[derive(Clone, Copy)]
+struct Workload {
+    function: &'static str,
+    /// `b=1` for `add(i, b=1)`.
+    b: Option<i128>,
+    offset: i128,
+}
+
+const ADD: Workload = Workload { function: "add", b: Some(1), offset: 1 };
+const ECHO: Workload = Workload { function: "echo", b: None, offset: 0 };
+
+/// Calls/s of `work` over `connections` new clients, each with `IN_FLIGHT` calls in flight, run
+/// on the `load` runtime.
+async fn rpc_throughput(load: &Handle, url: &str, work: Workload, connections: usize, total: usize) -> f64 {
     let url = url.to_owned();
     let run = async move {
         let mut proxies = Vec::new();
@@ -108,8 +120,10 @@ async fn rpc_throughput(load: &Handle, url: &str, connections: usize, total: usi
             for _ in 0..IN_FLIGHT {
                 let proxy = proxy.clone();
                 tasks.push(tokio::spawn(async move {
-                    for i in 0..per_task {
-                        proxy.call("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]).await.expect("add");
+                    for i in 0..per_task as i128 {
+                        let kwargs = work.b.map(|b| ("b".to_owned(), Value::Int(b))).into_iter().collect();
+                        let r = proxy.call(work.function, vec![Value::Int(i)], kwargs).await.expect(work.function);
+                        assert_eq!(r, Value::Int(i + work.offset));
                     }
                 }));
             }
@@ -267,7 +281,7 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
 
         println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
         for connections in [1usize, 4] {
-            let rpc = rpc_throughput(load, &server.url(), connections, THROUGHPUT_CALLS).await;
+            let rpc = rpc_throughput(load, &server.url(), ADD, connections, THROUGHPUT_CALLS).await;
             let echo_rate = raw_throughput(load, echo, connections, THROUGHPUT_CALLS).await;
             println!(
                 "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:.0}%   (goal: >= 50%)",
@@ -334,7 +348,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
         }
         "rpc-tp" => {
             while started.elapsed() < time {
-                rpc_throughput(load, &server.url(), 4, THROUGHPUT_CALLS).await;
+                rpc_throughput(load, &server.url(), ADD, 4, THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
             }
         }
@@ -392,8 +406,8 @@ async fn python_comparison(url: &str, load: &Handle) {
         }
     }
     let (ours_p50, _) = stats(samples);
-    let ours_1 = echo_throughput(load, url, 1, 20_000).await;
-    let ours_4 = echo_throughput(load, url, 4, 40_000).await;
+    let ours_1 = rpc_throughput(load, url, ECHO, 1, 20_000).await;
+    let ours_4 = rpc_throughput(load, url, ECHO, 4, 40_000).await;
     println!("                          Python original        ours     speed-up");
     let row = |what: &str, theirs: f64, ours: f64, unit: &str, speedup: f64| {
         println!("{what:<24}{theirs:>12.0} {unit:<7}{ours:>8.0} {unit:<7}{speedup:>6.1}x")
@@ -402,35 +416,4 @@ async fn python_comparison(url: &str, load: &Handle) {
     row("1 client x 100", python("tp_1client_calls_per_s"), ours_1, "c/s", ours_1 / python("tp_1client_calls_per_s"));
     row("4 clients x 100", python("tp_4procs_calls_per_s"), ours_4, "c/s", ours_4 / python("tp_4procs_calls_per_s"));
     println!("(goal: at least 10x the Python original's calls/s with 4 connections)");
-}
-
-/// Calls/s of `echo(i)` over `connections` clients with `IN_FLIGHT` each, run on `load`.
-async fn echo_throughput(load: &Handle, url: &str, connections: usize, total: usize) -> f64 {
-    let url = url.to_owned();
-    load.spawn(async move {
-        let mut proxies = Vec::new();
-        for _ in 0..connections {
-            proxies.push(Arc::new(EasyRpcProxy::connect_with(ClientConfig::new(&url, SECRET, "peer")).await.expect("client")));
-        }
-        let per_task = total / (connections * IN_FLIGHT);
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for proxy in &proxies {
-            for _ in 0..IN_FLIGHT {
-                let proxy = proxy.clone();
-                tasks.push(tokio::spawn(async move {
-                    for i in 0..per_task {
-                        let r = proxy.call("echo", vec![Value::Int(i as i128)], vec![]).await.expect("echo");
-                        assert_eq!(r, Value::Int(i as i128));
-                    }
-                }));
-            }
-        }
-        for t in tasks {
-            t.await.expect("task");
-        }
-        (per_task * connections * IN_FLIGHT) as f64 / started.elapsed().as_secs_f64()
-    })
-    .await
-    .expect("load task")
 }
