@@ -54,6 +54,18 @@ fn math_module_names_interface_exports_and_records() {
     assert_eq!(json["params"][0]["ty"]["fields"][1]["name"], "y");
 }
 
+#[test]
+fn modules_import_wasi_only_when_they_use_it() {
+    // modules/Cargo.toml lists the modules that use WASI; the others are linked without it
+    // (their docs above still arrive) and instantiate a third faster.
+    let wasi = |name: &str| load(name).imports().into_iter().filter(|i| i.starts_with("wasi:")).collect::<Vec<_>>();
+    assert_eq!(wasi("math"), Vec::<String>::new());
+    assert_eq!(wasi("swap_v1"), Vec::<String>::new());
+    // peer sleeps in `slow`, hostile prints.
+    assert!(wasi("peer").iter().any(|i| i.starts_with("wasi:clocks/")), "{:?}", wasi("peer"));
+    assert!(wasi("hostile").iter().any(|i| i.starts_with("wasi:cli/stdout")), "{:?}", wasi("hostile"));
+}
+
 #[tokio::test]
 async fn calls_convert_arguments_and_results() {
     let math = load("math");

@@ -1,6 +1,10 @@
 //! The `easyrpc` binary: parse flags, hand over to the library.
 use clap::Parser;
 
+/// See host/Cargo.toml: measured faster than glibc malloc on the per-call instance churn.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     easyrpc::cli::init_logging();

@@ -15,6 +15,10 @@ use easyrpc_tests::{module_path, TestServer, PATH, SECRET};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The host binary's allocator (host/src/main.rs), so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MODULES: usize = 50;
 const DEPLOYS: usize = 10;
 

@@ -11,6 +11,10 @@ use easyrpc_tests::module_path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The host binary's allocator (host/src/main.rs), so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WARMUP: usize = 2_000;
 const CALLS: usize = 50_000;
 const LOADS: usize = 20;

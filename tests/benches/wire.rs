@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The host binary's allocator (host/src/main.rs), so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LATENCY_CALLS: usize = 5_000;
 const THROUGHPUT_CALLS: usize = 40_000;
 const IN_FLIGHT: usize = 100;

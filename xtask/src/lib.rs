@@ -1,5 +1,6 @@
 //! Project chores shared by the `cargo xtask` command, the test suite and the benchmarks:
-//! building the guest modules in `modules/` for `wasm32-wasip2`.
+//! building the guest modules in `modules/` into components (wasm32-wasip2 for guests that
+//! use WASI, wasm32-unknown-unknown linked by wasm-component-ld for those that do not).
 //!
 //! Owns the one place that shells out to cargo/rustup. The host binary never does: it serves
 //! `.wasm` files it is given.
@@ -8,19 +9,27 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The guest target; the toolchain installs it on first use.
-pub const WASM_TARGET: &str = "wasm32-wasip2";
+/// Target of guests that use WASI (stdout/stderr, clocks, panic messages on stderr).
+pub const WASI_TARGET: &str = "wasm32-wasip2";
+/// Target of guests that need nothing from WASI. Linked by `wasm-component-ld` (which rustup
+/// ships with the toolchain) they become components without WASI imports: one core instance
+/// instead of three and no WASI context, so a fresh instance per call costs a third less.
+pub const PLAIN_TARGET: &str = "wasm32-unknown-unknown";
 
 /// The project root (the directory holding the workspace Cargo.toml).
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Installs the wasm32-wasip2 target through rustup when the toolchain lacks it.
-pub fn ensure_wasm_target() -> Result<(), String> {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+fn rustc() -> String {
+    std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned())
+}
+
+/// Installs a guest target through rustup when the toolchain lacks it.
+pub fn ensure_wasm_target(target: &str) -> Result<(), String> {
+    let rustc = rustc();
     let libdir = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .args(["--print", "target-libdir", "--target", target])
         .output()
         .map_err(|e| format!("cannot run {rustc}: {e}"))?;
     let libdir = String::from_utf8_lossy(&libdir.stdout).trim().to_owned();
@@ -28,19 +37,33 @@ pub fn ensure_wasm_target() -> Result<(), String> {
     if installed {
         return Ok(());
     }
-    eprintln!("xtask: installing the {WASM_TARGET} target (rustup target add {WASM_TARGET})");
+    eprintln!("xtask: installing the {target} target (rustup target add {target})");
     let status = Command::new("rustup")
-        .args(["target", "add", WASM_TARGET])
+        .args(["target", "add", target])
         .status()
-        .map_err(|e| format!("the {WASM_TARGET} target is missing and rustup could not be run: {e}"))?;
+        .map_err(|e| format!("the {target} target is missing and rustup could not be run: {e}"))?;
     if !status.success() {
-        return Err(format!("rustup target add {WASM_TARGET} failed ({status})"));
+        return Err(format!("rustup target add {target} failed ({status})"));
     }
     Ok(())
 }
 
-/// Builds every module in `modules/` (release, wasm32-wasip2) and returns the directory that
-/// holds the `.wasm` files. Cargo makes this a no-op when nothing changed.
+/// The toolchain's `wasm-component-ld` (in `<sysroot>/lib/rustlib/<host>/bin`).
+fn component_linker() -> Result<PathBuf, String> {
+    let rustc = rustc();
+    let run = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new(&rustc).args(args).output().map_err(|e| format!("cannot run {rustc}: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let sysroot = run(&["--print", "sysroot"])?;
+    let version = run(&["-vV"])?;
+    let host = version.lines().find_map(|l| l.strip_prefix("host: ")).ok_or("rustc -vV names no host")?;
+    let linker = Path::new(sysroot.trim()).join("lib/rustlib").join(host.trim()).join("bin/wasm-component-ld");
+    linker.is_file().then_some(linker.clone()).ok_or_else(|| format!("{} not found (it comes with rustc 1.82+)", linker.display()))
+}
+
+/// Builds every module in `modules/` (release) and returns the directory that holds the
+/// components, one `<crate_name>.wasm` each. Cargo makes this a no-op when nothing changed.
 pub fn build_modules() -> Result<PathBuf, String> {
     build_guest_workspace("modules")
 }
@@ -51,28 +74,90 @@ pub fn build_examples() -> Result<PathBuf, String> {
     build_guest_workspace("examples")
 }
 
+/// The crates of a guest workspace that use WASI, from its Cargo.toml:
+/// `[workspace.metadata.easyrpc] wasi = ["crate", ...]`. None when the workspace does not say:
+/// then every crate is built for [`WASI_TARGET`].
+fn wasi_crates(manifest: &str) -> Option<Vec<String>> {
+    let section = manifest.split("[workspace.metadata.easyrpc]").nth(1)?;
+    let line = section.lines().take_while(|l| !l.trim_start().starts_with('[')).find(|l| l.trim_start().starts_with("wasi"))?;
+    let list = line.split_once('=')?.1.trim().strip_prefix('[')?.strip_suffix(']')?;
+    Some(list.split(',').map(|c| c.trim().trim_matches('"').to_owned()).filter(|c| !c.is_empty()).collect())
+}
+
 fn build_guest_workspace(dir: &str) -> Result<PathBuf, String> {
-    ensure_wasm_target()?;
     let root = project_root();
+    let manifest_path = root.join(dir).join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path).map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
     let target_dir = root.join(dir).join("target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--quiet", "--release", "--target", WASM_TARGET, "--manifest-path"])
-        .arg(root.join(dir).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Settings meant for the host build must not leak into the guest build.
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .map_err(|e| format!("cannot run cargo to build {dir}/: {e}"))?;
-    if !status.success() {
-        return Err(format!("building the guest crates in {dir}/ failed ({status})"));
+    let cargo_build = |target: &str, selection: &[String]| -> Result<PathBuf, String> {
+        ensure_wasm_target(target)?;
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+        command
+            .current_dir(&root)
+            .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])
+            .arg(&manifest_path)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .args(selection)
+            // Settings meant for the host build must not leak into the guest build.
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        if target == PLAIN_TARGET {
+            command.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", component_linker()?);
+        }
+        let status = command.status().map_err(|e| format!("cannot run cargo to build {dir}/: {e}"))?;
+        if !status.success() {
+            return Err(format!("building the guest crates in {dir}/ for {target} failed ({status})"));
+        }
+        Ok(target_dir.join(target).join("release"))
+    };
+    let file_of = |krate: &String| format!("{}.wasm", krate.replace('-', "_"));
+    // Which built file comes from which target directory: a crate moved between targets
+    // leaves a stale file in the other one.
+    let mut sources: Vec<(PathBuf, Box<dyn Fn(&str) -> bool>)> = Vec::new();
+    match wasi_crates(&manifest) {
+        None => sources.push((cargo_build(WASI_TARGET, &[])?, Box::new(|_: &str| true))),
+        Some(wasi) => {
+            let wasi_files: Vec<String> = wasi.iter().map(file_of).collect();
+            let mut plain = vec!["--workspace".to_owned()];
+            plain.extend(wasi.iter().flat_map(|c| ["--exclude".to_owned(), c.clone()]));
+            let plain_dir = cargo_build(PLAIN_TARGET, &plain)?;
+            let files = wasi_files.clone();
+            sources.push((plain_dir, Box::new(move |f: &str| !files.iter().any(|w| w == f))));
+            if !wasi.is_empty() {
+                let selection: Vec<String> = wasi.iter().flat_map(|c| ["--package".to_owned(), c.clone()]).collect();
+                let wasi_dir = cargo_build(WASI_TARGET, &selection)?;
+                sources.push((wasi_dir, Box::new(move |f: &str| wasi_files.iter().any(|w| w == f))));
+            }
+        }
     }
-    Ok(target_dir.join(WASM_TARGET).join("release"))
+    let components = target_dir.join("components");
+    std::fs::create_dir_all(&components).map_err(|e| format!("cannot create {}: {e}", components.display()))?;
+    for (from, wanted) in &sources {
+        let entries = std::fs::read_dir(from).map_err(|e| format!("cannot list {}: {e}", from.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".wasm") && wanted(&name) {
+                copy_if_changed(&entry.path(), &components.join(&name))?;
+            }
+        }
+    }
+    Ok(components)
+}
+
+/// Copies unless the destination already holds the same bytes, so an unchanged module keeps
+/// its modification time (the host's directory watcher reloads on changes).
+fn copy_if_changed(from: &Path, to: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    if std::fs::read(to).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    // Write then rename: a host watching the directory never sees half a file.
+    let partial = to.with_extension("wasm.partial");
+    std::fs::write(&partial, &bytes).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, to).map_err(|e| format!("cannot write {}: {e}", to.display()))
 }
 
 /// [`build_modules`] once per process; later calls return the same directory.
@@ -91,4 +176,19 @@ pub fn example_path(name: &str) -> Result<PathBuf, String> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = DIR.get_or_init(build_examples).as_ref().map_err(Clone::clone)?;
     Ok(dir.join(format!("{name}.wasm")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wasi_crates;
+
+    #[test]
+    fn wasi_crates_come_from_the_workspace_metadata() {
+        let manifest = "[workspace]\nmembers = [\"a\", \"b\"]\n\n[workspace.metadata.easyrpc]\n# comment\nwasi = [\"hostile\", \"peer\"]\n\n[profile.release]\nlto = true\n";
+        assert_eq!(wasi_crates(manifest), Some(vec!["hostile".to_owned(), "peer".to_owned()]));
+        assert_eq!(wasi_crates("[workspace.metadata.easyrpc]\nwasi = []\n"), Some(vec![]));
+        // Without the table every crate is built for WASI; a key in a later table is not ours.
+        assert_eq!(wasi_crates("[workspace]\nmembers = [\"a\"]\n"), None);
+        assert_eq!(wasi_crates("[workspace.metadata.easyrpc]\n[other]\nwasi = [\"x\"]\n"), None);
+    }
 }

@@ -1,8 +1,8 @@
 //! `cargo xtask <command>`:
 //! * `serve [ARGS...]`: build the guest modules and the host (release), then start
 //!   `easyrpc serve --demo` on the bundled modules (extra ARGS go to `easyrpc serve`);
-//! * `modules`: build the guest modules in modules/ for wasm32-wasip2 (installing the target
-//!   when missing) and print where the .wasm files are;
+//! * `modules`: build the guest modules in modules/ into components (installing the wasm
+//!   targets when missing) and print where the .wasm files are;
 //! * `examples`: build the guest crates of examples/ and print where they are;
 //! * `demo`: build the modules and show their functions with `easyrpc inspect`.
 use std::process::{Command, ExitCode};

@@ -15,7 +15,7 @@ pub const SECRET_ENV: &str = "EASYRPC_SECRET";
 /// The secret of `--demo` (the one easyrpc's README uses). Never used without --demo.
 pub const DEMO_SECRET: &str = "abcd1234";
 /// Where `cargo xtask modules` puts the bundled modules, relative to the project root.
-pub const BUNDLED_MODULES: &str = "modules/target/wasm32-wasip2/release";
+pub const BUNDLED_MODULES: &str = "modules/target/components";
 
 /// Serve WebAssembly component functions to easyrpc clients.
 ///

@@ -16,7 +16,7 @@ pub enum LoadError {
     Io { path: String, source: std::io::Error },
     #[error("{name} is not a WebAssembly file (it does not start with the \\0asm header)")]
     NotWasm { name: String },
-    #[error("{name} is a core WebAssembly module, not a component: build it for wasm32-wasip2 (see guest-sdk) or wrap it with `wasm-tools component new`")]
+    #[error("{name} is a core WebAssembly module, not a component: build it for wasm32-wasip2 or link it with wasm-component-ld (see guest-sdk), or wrap it with `wasm-tools component new`")]
     CoreModule { name: String },
     #[error("{name} failed to compile: {source:#}")]
     Compile { name: String, source: anyhow::Error },

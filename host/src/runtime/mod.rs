@@ -358,6 +358,13 @@ impl Module {
         (self.cache_outcome, self.compile_time)
     }
 
+    /// What the component imports from the host (e.g. `wasi:cli/stdout@0.2.6`). A component
+    /// without WASI imports instantiates a third faster: one core instance, no WASI context.
+    pub fn imports(&self) -> Vec<String> {
+        let engine = &self.runtime.engine;
+        self.instance_pre.component().component_type().imports(engine).map(|(name, _)| name.to_owned()).collect()
+    }
+
     pub fn descriptors(&self) -> impl Iterator<Item = &FunctionDescriptor> {
         self.functions.iter().map(|f| &f.descriptor)
     }

@@ -1,8 +1,8 @@
 //! One sandboxed instance of a module and the calls made on it.
 //!
-//! Owns the per-instance state wasmtime needs ([`CallState`]): a WASI context with nothing
-//! granted (no files, network, environment or arguments; stdout/stderr captured and bounded),
-//! the memory limiter, and the call deadline that the epoch callback enforces. It also turns
+//! Owns the per-instance state wasmtime needs ([`CallState`]): a WASI context (made on first
+//! use) with nothing granted (no files, network, environment or arguments; stdout/stderr
+//! captured and bounded), the memory limiter, and the call deadline that the epoch callback enforces. It also turns
 //! wasmtime's errors into [`CallError`]s. It does not pick limits (the caller passes
 //! [`CallLimits`]) and does not bind arguments (the module does that before calling).
 
@@ -30,7 +30,11 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Store data of one sandboxed instance.
 pub struct CallState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most calls make none, and building one (random
+    /// seeds, clocks, stdio) was a tenth of a fresh instance's cost.
+    wasi: Option<WasiCtx>,
+    stdout: OutputCapture,
+    stderr: OutputCapture,
     table: ResourceTable,
     limiter: MemoryLimiter,
     /// When the running call must stop; checked on every epoch tick while the guest runs.
@@ -52,7 +56,17 @@ const BIG_MEMORY: usize = 8 << 20;
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let (stdout, stderr) = (&self.stdout, &self.stderr);
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtxBuilder::new()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
+        });
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 
@@ -189,16 +203,11 @@ impl Sandbox {
     pub(super) fn new(module: &Module, limits: CallLimits) -> Self {
         let stdout = OutputCapture::new(limits.output);
         let stderr = OutputCapture::new(limits.output);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         let now = Instant::now();
         let state = CallState {
-            wasi,
+            wasi: None,
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter { limit: limits.memory, exceeded: false, peak: 0 },
             deadline: now + limits.deadline,
