@@ -8,9 +8,10 @@
 //! (1,000 connections held by a child process). `-- --python` also runs the Python original
 //! (shared/peer/bench_python_easyrpc.py) and prints our speed-up.
 //!
-//! `-- --profile echo|host|rpc|echo-tp|rpc-tp SECONDS` runs one path alone for that long (raw
-//! client to the echo, raw client to our host, our client to our host; `-tp`: 4 connections x
-//! 100 in flight) and prints its rate and median latency: a clean run for `perf` and `strace`.
+//! `-- --profile echo|host|rpc|echo-tp|rpc-tp|math-tp SECONDS` runs one path alone for that
+//! long (raw client to the echo, raw client to our host, our client to our host; `-tp`: 4
+//! connections x 100 in flight; `math-tp` calls the WASI-free math module) and prints its rate
+//! and median latency: a clean run for `perf` and `strace`.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -96,17 +97,23 @@ async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
     stats(samples)
 }
 
-/// One call the throughput runs repeat: `function(i, **kwargs)`, which must return `i + offset`.
+/// One call the throughput runs repeat: `namespace.function(i, **kwargs)`, which must return
+/// `i + offset`.
 #[derive(Clone, Copy)]
 struct Workload {
+    /// `peer` is a wasm32-wasip2 guest (it sleeps in `slow`); `math` needs no WASI and is linked
+    /// without it, so its fresh instances cost a third less (see modules/Cargo.toml).
+    namespace: &'static str,
     function: &'static str,
     /// `b=1` for `add(i, b=1)`.
     b: Option<i128>,
     offset: i128,
 }
 
-const ADD: Workload = Workload { function: "add", b: Some(1), offset: 1 };
-const ECHO: Workload = Workload { function: "echo", b: None, offset: 0 };
+const ADD: Workload = Workload { namespace: "peer", function: "add", b: Some(1), offset: 1 };
+const ECHO: Workload = Workload { namespace: "peer", function: "echo", b: None, offset: 0 };
+const MATH_ADD: Workload = Workload { namespace: "math", function: "add", b: Some(1), offset: 1 };
+const MATH_ECHO: Workload = Workload { namespace: "math", function: "kinds.echo_s64", b: None, offset: 0 };
 
 /// Calls/s of `work` over `connections` new clients, each with `IN_FLIGHT` calls in flight, run
 /// on the `load` runtime.
@@ -115,7 +122,7 @@ async fn rpc_throughput(load: &Handle, url: &str, work: Workload, connections: u
     let run = async move {
         let mut proxies = Vec::new();
         for _ in 0..connections {
-            proxies.push(Arc::new(EasyRpcProxy::connect_with(ClientConfig::new(&url, SECRET, "peer")).await.expect("client")));
+            proxies.push(Arc::new(EasyRpcProxy::connect_with(ClientConfig::new(&url, SECRET, work.namespace)).await.expect("client")));
         }
         let per_task = total / (connections * IN_FLIGHT);
         let started = Instant::now();
@@ -287,9 +294,14 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
         for connections in [1usize, 4] {
             let rpc = rpc_throughput(load, &server.url(), ADD, connections, THROUGHPUT_CALLS).await;
             let echo_rate = raw_throughput(load, echo, connections, THROUGHPUT_CALLS).await;
+            let plain = rpc_throughput(load, &server.url(), MATH_ADD, connections, THROUGHPUT_CALLS).await;
             println!(
-                "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:.0}%   (goal: >= 50%)",
+                "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:>3.0}%   (goal: >= 50%)",
                 100.0 * rpc / echo_rate
+            );
+            println!(
+                "   WASI-free guest (math.add): {plain:>9.0} calls/s                      RPC/echo {:>3.0}%",
+                100.0 * plain / echo_rate
             );
         }
 
@@ -350,9 +362,10 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += 1000;
             }
         }
-        "rpc-tp" => {
+        "rpc-tp" | "math-tp" => {
+            let work = if path == "rpc-tp" { ADD } else { MATH_ADD };
             while started.elapsed() < time {
-                rpc_throughput(load, &server.url(), ADD, 4, THROUGHPUT_CALLS).await;
+                rpc_throughput(load, &server.url(), work, 4, THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
             }
         }
@@ -362,7 +375,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += THROUGHPUT_CALLS;
             }
         }
-        other => panic!("--profile takes echo, host, rpc, echo-tp or rpc-tp, not {other}"),
+        other => panic!("--profile takes echo, host, rpc, echo-tp, rpc-tp or math-tp, not {other}"),
     }
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
@@ -412,6 +425,7 @@ async fn python_comparison(url: &str, load: &Handle) {
     let (ours_p50, _) = stats(samples);
     let ours_1 = rpc_throughput(load, url, ECHO, 1, 20_000).await;
     let ours_4 = rpc_throughput(load, url, ECHO, 4, 40_000).await;
+    let plain_4 = rpc_throughput(load, url, MATH_ECHO, 4, 40_000).await;
     println!("                          Python original        ours     speed-up");
     let row = |what: &str, theirs: f64, ours: f64, unit: &str, speedup: f64| {
         println!("{what:<24}{theirs:>12.0} {unit:<7}{ours:>8.0} {unit:<7}{speedup:>6.1}x")
@@ -419,5 +433,6 @@ async fn python_comparison(url: &str, load: &Handle) {
     row("echo p50 latency", python("latency_median_us"), ours_p50, "µs", python("latency_median_us") / ours_p50);
     row("1 client x 100", python("tp_1client_calls_per_s"), ours_1, "c/s", ours_1 / python("tp_1client_calls_per_s"));
     row("4 clients x 100", python("tp_4procs_calls_per_s"), ours_4, "c/s", ours_4 / python("tp_4procs_calls_per_s"));
+    row("  WASI-free guest", python("tp_4procs_calls_per_s"), plain_4, "c/s", plain_4 / python("tp_4procs_calls_per_s"));
     println!("(goal: at least 10x the Python original's calls/s with 4 connections)");
 }

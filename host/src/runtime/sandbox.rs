@@ -16,6 +16,7 @@ use bytes::Bytes;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use wasmtime::component::{ComponentExportIndex, Instance, ResourceAny, ResourceTable, Val};
@@ -331,7 +332,18 @@ impl Sandbox {
                 .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
             func.call_async(&mut *store, params, &mut results).await
         };
-        let outcome = tokio::time::timeout(self.limits.deadline, run).await;
+        // Most calls finish within their first poll: only a call that waits (a WASI sleep, a
+        // yield at an epoch tick) pays for a timer. The deadline still counts from `now`.
+        let outcome = {
+            let mut run = std::pin::pin!(run);
+            match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+                Poll::Ready(done) => Ok(done),
+                Poll::Pending => {
+                    let deadline = tokio::time::Instant::from_std(now + self.limits.deadline);
+                    tokio::time::timeout_at(deadline, run).await
+                }
+            }
+        };
         drop(lock(&self.store.data().lane_slot).take());
         // Classify before logging: a panic's message is read from the captured stderr.
         let error = match outcome {
