@@ -1,6 +1,7 @@
 //! Runtime benchmark (run with `cargo bench -p easyrpc-tests --bench runtime`):
 //! * ns per call of `add`: a fresh sandboxed instance per call (what the host does) vs one
-//!   reused instance, median and p99 over many sequential calls, measured in one run;
+//!   reused instance, median and p99 over many sequential calls, measured in one run; and a
+//!   fresh instance of a guest that imports WASI (peer) vs one that does not (math);
 //! * per module: compile time vs load from the on-disk cache.
 //! Prints figures; asserts nothing (machines here are shared and noisy).
 //! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
@@ -73,6 +74,12 @@ fn main() {
         reused_calls(&math, WARMUP).await;
         let reused = summarize("one reused instance", reused_calls(&math, CALLS).await);
         println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
+        // peer is the same kind of function in a wasm32-wasip2 guest (it imports WASI to
+        // sleep): what WASI imports cost a fresh instance.
+        let peer = runtime.load_file(module_path("peer")).expect("peer loads");
+        fresh_calls(&peer, WARMUP).await;
+        let wasi = summarize("fresh instance, WASI guest (peer.add)", fresh_calls(&peer, CALLS).await);
+        println!("WASI guest / WASI-free guest median ratio: {:.2}x", wasi.as_secs_f64() / fresh.as_secs_f64());
         if std::env::args().any(|a| a == "--calls-only") {
             return;
         }
