@@ -100,28 +100,53 @@ fn write_float(out: &mut String, x: f64) {
 
 /// Appends `s` as a JSON string literal.
 pub fn write_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(escape);
+    loop {
+        // Special bytes are ASCII, so `end` is always a char boundary.
+        let end = plain_run_end(bytes, start);
+        out.push_str(&s[start..end]);
+        let Some(&b) = bytes.get(end) else { break };
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
         }
-        start = i + 1;
+        start = end + 1;
     }
-    out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Index of the first byte at or after `from` that a JSON string cannot hold as it is: a
+/// quote, a backslash or a control character. Eight bytes at a time (the usual SWAR tests for
+/// "some byte equals / is below"), since this scan is most of the cost of big string payloads.
+fn plain_run_end(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else { break };
+        let w = u64::from_le_bytes(chunk);
+        let special = has_zero_byte(w ^ (ONES * u64::from(b'"')))
+            | has_zero_byte(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if special != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while bytes.get(i).is_some_and(|&b| b != b'"' && b != b'\\' && b >= 0x20) {
+        i += 1;
+    }
+    i
 }
 
 struct Parser<'a> {
@@ -300,12 +325,7 @@ impl<'a> Parser<'a> {
         let mut out = String::new();
         loop {
             let run_start = self.pos;
-            while let Some(&b) = self.bytes.get(self.pos) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos = plain_run_end(self.bytes, self.pos);
             out.push_str(&self.text[run_start..self.pos]);
             match self.bytes.get(self.pos) {
                 None => return Err(self.error("unterminated string")),
@@ -391,6 +411,33 @@ mod tests {
         assert_eq!(xs[2], Value::Float(f64::NEG_INFINITY));
         assert_eq!(v.get("b"), Some(&Value::Int(1180591620717411303424)));
         assert_eq!(v.get("c"), Some(&Value::Int(-5)));
+    }
+
+    #[test]
+    fn the_word_at_a_time_scan_stops_where_the_byte_scan_does() {
+        let naive = |bytes: &[u8], from: usize| {
+            (from..bytes.len()).find(|&i| bytes[i] == b'"' || bytes[i] == b'\\' || bytes[i] < 0x20).unwrap_or(bytes.len())
+        };
+        // Every special byte and its neighbours (0x1f/0x20, 0x21-0x23, 0x5b-0x5d, high bytes)
+        // at every offset of a 20-byte run, scanned from several starts.
+        let fillers = [b'a', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0x9f, 0xa0, 0xdc, 0xff];
+        let specials = [b'"', b'\\', 0x00, 0x09, 0x0a, 0x1f];
+        for filler in fillers {
+            for special in specials {
+                for at in 0..20 {
+                    let mut bytes = vec![filler; 20];
+                    bytes[at] = special;
+                    for from in [0, 1, 7, 8, 13] {
+                        assert_eq!(plain_run_end(&bytes, from), naive(&bytes, from), "{filler:#x} {special:#x} at {at} from {from}");
+                    }
+                }
+            }
+            let plain = vec![filler; 21];
+            assert_eq!(plain_run_end(&plain, 0), 21);
+        }
+        let text = "x".repeat(100) + "\"é☃" + &"y".repeat(50) + "\n";
+        let v = Value::Str(text.clone());
+        assert_eq!(parse(&to_string(&v)).unwrap(), v);
     }
 
     #[test]
