@@ -154,8 +154,9 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<(), String> {
     if std::fs::read(to).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    // Write then rename: a host watching the directory never sees half a file.
-    let partial = to.with_extension("wasm.partial");
+    // Write then rename: a host watching the directory never sees half a file, and two
+    // processes building at once never write into the same partial file.
+    let partial = to.with_extension(format!("wasm.{}.partial", std::process::id()));
     std::fs::write(&partial, &bytes).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
     std::fs::rename(&partial, to).map_err(|e| format!("cannot write {}: {e}", to.display()))
 }

@@ -2,9 +2,10 @@
 //!
 //! Owns the per-instance state wasmtime needs ([`CallState`]): a WASI context (made on first
 //! use) with nothing granted (no files, network, environment or arguments; stdout/stderr
-//! captured and bounded), the memory limiter, and the call deadline that the epoch callback enforces. It also turns
-//! wasmtime's errors into [`CallError`]s. It does not pick limits (the caller passes
-//! [`CallLimits`]) and does not bind arguments (the module does that before calling).
+//! captured and bounded), the memory limiter, and the call deadline that the epoch callback
+//! enforces. It also turns wasmtime's errors into [`CallError`]s. It does not pick limits (the
+//! caller passes [`CallLimits`]) and does not bind arguments (the module does that before
+//! calling).
 
 use super::convert::from_val;
 use super::error::{CallError, ValueError};
