@@ -61,8 +61,11 @@ fn modules_import_wasi_only_when_they_use_it() {
     let wasi = |name: &str| load(name).imports().into_iter().filter(|i| i.starts_with("wasi:")).collect::<Vec<_>>();
     assert_eq!(wasi("math"), Vec::<String>::new());
     assert_eq!(wasi("swap_v1"), Vec::<String>::new());
-    // peer sleeps in `slow`, hostile prints.
-    assert!(wasi("peer").iter().any(|i| i.starts_with("wasi:clocks/")), "{:?}", wasi("peer"));
+    // peer sleeps in `slow` through the host's own interface, not WASI clocks.
+    assert_eq!(wasi("peer"), Vec::<String>::new());
+    assert!(load("peer").imports().iter().any(|i| i == easyrpc::runtime::capabilities::HOST_INTERFACE));
+    assert!(!load("math").imports().iter().any(|i| i == easyrpc::runtime::capabilities::HOST_INTERFACE));
+    // hostile prints.
     assert!(wasi("hostile").iter().any(|i| i.starts_with("wasi:cli/stdout")), "{:?}", wasi("hostile"));
 }
 

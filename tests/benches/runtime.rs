@@ -1,7 +1,7 @@
 //! Runtime benchmark (run with `cargo bench -p easyrpc-tests --bench runtime`):
 //! * ns per call of `add`: a fresh sandboxed instance per call (what the host does) vs one
-//!   reused instance, median and p99 over many sequential calls, measured in one run; and a
-//!   fresh instance of a guest that imports WASI (peer) vs one that does not (math);
+//!   reused instance, median and p99 over many sequential calls, measured in one run; and
+//!   fresh instances of guests with more imports (peer: generator resources; hostile: WASI);
 //! * per module: compile time vs load from the on-disk cache.
 //! Prints figures; asserts nothing (machines here are shared and noisy).
 //! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
@@ -36,11 +36,15 @@ fn summarize(label: &str, mut samples: Vec<Duration>) -> Duration {
 }
 
 async fn fresh_calls(module: &Arc<Module>, n: usize) -> Vec<Duration> {
+    fresh_calls_of(module, "add", n, |i| vec![Value::Int(i as i128 % 1000), Value::Int(1)]).await
+}
+
+async fn fresh_calls_of(module: &Arc<Module>, function: &str, n: usize, args: impl Fn(usize) -> Vec<Value>) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
-        let args = vec![Value::Int(i as i128 % 1000), Value::Int(1)];
+        let args = args(i);
         let t = Instant::now();
-        let r = module.call("add", args, vec![], CallLimits::default()).await;
+        let r = module.call(function, args, vec![], CallLimits::default()).await;
         samples.push(t.elapsed());
         assert!(r.is_ok());
     }
@@ -74,12 +78,20 @@ fn main() {
         reused_calls(&math, WARMUP).await;
         let reused = summarize("one reused instance", reused_calls(&math, CALLS).await);
         println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
-        // peer is the same kind of function in a wasm32-wasip2 guest (it imports WASI to
-        // sleep): what WASI imports cost a fresh instance.
+        // What a guest's imports cost a fresh instance: peer has no WASI but exports generator
+        // resources (two more core instances wire them up); hostile is a wasm32-wasip2 guest
+        // (three core instances and thirteen lowered WASI functions).
         let peer = runtime.load_file(module_path("peer")).expect("peer loads");
         fresh_calls(&peer, WARMUP).await;
-        let wasi = summarize("fresh instance, WASI guest (peer.add)", fresh_calls(&peer, CALLS).await);
-        println!("WASI guest / WASI-free guest median ratio: {:.2}x", wasi.as_secs_f64() / fresh.as_secs_f64());
+        let resources = summarize("fresh instance, peer.add (resources)", fresh_calls(&peer, CALLS).await);
+        let hostile = runtime.load_file(module_path("hostile")).expect("hostile loads");
+        fresh_calls_of(&hostile, "bump", WARMUP, |_| vec![]).await;
+        let wasi = summarize("fresh instance, hostile.bump (WASI)", fresh_calls_of(&hostile, "bump", CALLS, |_| vec![]).await);
+        println!(
+            "against math.add: peer.add {:.2}x, hostile.bump {:.2}x",
+            resources.as_secs_f64() / fresh.as_secs_f64(),
+            wasi.as_secs_f64() / fresh.as_secs_f64()
+        );
         if std::env::args().any(|a| a == "--calls-only") {
             return;
         }

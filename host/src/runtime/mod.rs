@@ -2,17 +2,18 @@
 //! functions.
 //!
 //! Owns the one shared wasmtime [`Engine`] (pooling allocator, epoch interruption, async calls so
-//! sleeping or busy guests yield to tokio), the epoch ticker thread, the linker (WASI only, with
-//! nothing granted), loading and caching of components, the per-call limits, and each module's
+//! sleeping or busy guests yield to tokio), the epoch ticker thread, the linker (WASI with
+//! nothing granted, and EasyRpc's own `easyrpc:guest/host` functions), loading and caching of components, the per-call limits, and each module's
 //! few sandboxes instantiated ahead of calls (never reused: a call gets an instance no call
 //! used before). It must not know about namespaces, the wire protocol or sessions: the
 //! registry decides which module serves a name; the runtime only loads and runs.
 //!
 //! Submodules: `describe` (component types -> descriptors), `witdoc` (embedded WIT docs),
-//! `convert` (values), `sandbox` (one instance and its calls), `cache` (compiled components on
-//! disk), `error` (typed errors).
+//! `convert` (values), `sandbox` (one instance and its calls), `capabilities` (host functions
+//! guests import), `cache` (compiled components on disk), `error` (typed errors).
 
 mod cache;
+pub mod capabilities;
 pub mod convert;
 mod describe;
 mod error;
@@ -140,6 +141,7 @@ impl Runtime {
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        capabilities::add_to_linker(&mut linker)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(ComponentCache::new(&engine, dir)?),
             None => None,
