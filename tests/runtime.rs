@@ -149,6 +149,25 @@ async fn peer_functions_behave_like_the_python_reference() {
     assert_eq!(call(&peer, "echo", &big_text).await.unwrap(), Value::Str("x".repeat(1_000_000)));
 }
 
+/// Guests built without WASI use the SDK's allocator (guest-sdk/src/tail_first.rs): it serves
+/// small requests from the initial memory's tail and grows memory past it. Allocations of every
+/// size in one call, and many small ones that free and reuse, must keep their contents.
+#[tokio::test]
+async fn the_wasi_free_allocator_serves_every_size() {
+    let peer = load("peer");
+    for size in [0usize, 1, 100, 4_095, 4_097, 40_000, 70_000, 200_000, 3_000_000] {
+        let text: String = (0..size).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let echoed = peer.call("echo", vec![Value::Str(text.clone())], vec![], CallLimits::default()).await.unwrap();
+        assert_eq!(echoed, Value::Str(text), "echo of {size} bytes");
+    }
+    // Many parts (one allocation each), joined (one growing buffer), in one call.
+    let parts: Vec<Value> = (0..20_000).map(|i| Value::Str(format!("p{i}"))).collect();
+    let expected = (0..20_000).map(|i| format!("p{i}")).collect::<Vec<_>>().join("-");
+    assert_eq!(peer.call("concat", parts, vec![], CallLimits::default()).await.unwrap(), Value::Str(expected));
+    let xs: Vec<Value> = (0..100_000i64).map(Value::from).collect();
+    assert_eq!(peer.call("sum_list", vec![Value::List(xs)], vec![], CallLimits::default()).await.unwrap(), Value::Int(4_999_950_000));
+}
+
 /// A sleeping call (WASI clocks) must not hold up other calls, even on one thread.
 #[tokio::test(flavor = "current_thread")]
 async fn a_sleeping_call_does_not_block_others() {

@@ -76,6 +76,9 @@
 pub use serde_json;
 pub use wit_bindgen;
 
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod tail_first;
+
 /// The SDK's bindings of `easyrpc:guest/host` (wit/guest/host.wit), wrapped below. A module
 /// imports a host function only if it calls its wrapper.
 mod host_bindings {

@@ -84,6 +84,8 @@ fn main() {
         let peer = runtime.load_file(module_path("peer")).expect("peer loads");
         fresh_calls(&peer, WARMUP).await;
         let resources = summarize("fresh instance, peer.add (resources)", fresh_calls(&peer, CALLS).await);
+        fresh_calls_of(&peer, "echo", WARMUP, |i| vec![Value::Int(i as i128)]).await;
+        summarize("fresh instance, peer.echo (allocates)", fresh_calls_of(&peer, "echo", CALLS, |i| vec![Value::Int(i as i128)]).await);
         let hostile = runtime.load_file(module_path("hostile")).expect("hostile loads");
         fresh_calls_of(&hostile, "bump", WARMUP, |_| vec![]).await;
         let wasi = summarize("fresh instance, hostile.bump (WASI)", fresh_calls_of(&hostile, "bump", CALLS, |_| vec![]).await);
