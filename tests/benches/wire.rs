@@ -10,7 +10,7 @@
 //!
 //! `-- --profile echo|host|rpc|echo-tp|rpc-tp|math-tp SECONDS` runs one path alone for that
 //! long (raw client to the echo, raw client to our host, our client to our host; `-tp`: 4
-//! connections x 100 in flight; `math-tp` calls the WASI-free math module) and prints its rate
+//! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its rate
 //! and median latency: a clean run for `perf` and `strace`.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
@@ -101,8 +101,8 @@ async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
 /// `i + offset`.
 #[derive(Clone, Copy)]
 struct Workload {
-    /// `peer` is a wasm32-wasip2 guest (it sleeps in `slow`); `math` needs no WASI and is linked
-    /// without it, so its fresh instances cost a third less (see modules/Cargo.toml).
+    /// `peer` (the peer-test functions; no WASI, but generator resources and the host's
+    /// sleep) or `math` (no imports at all: one core instance, the cheapest kind).
     namespace: &'static str,
     function: &'static str,
     /// `b=1` for `add(i, b=1)`.
@@ -272,9 +272,35 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
             config.serialization = ser;
             EasyRpcProxy::connect_with(config)
         };
+        // First, before the other runs leave freed memory that the allocator keeps and would
+        // hand to the new connections without the RSS growing.
+        println!("== {IDLE_CONNECTIONS} idle connections (held by a child process)");
+        let before = rss();
+        let mut child = std::process::Command::new(exe)
+            .args(["--hold", &server.url(), &IDLE_CONNECTIONS.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("child starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("child ready");
+        assert_eq!(ready.trim(), "ready");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss();
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let per = after.saturating_sub(before) / IDLE_CONNECTIONS as u64;
+        println!("host RSS {} MiB -> {} MiB: {per} bytes per idle connection (goal: < 64 KiB)", before >> 20, after >> 20);
+
         let proxy = connect(Serialization::Json).await.expect("rpc client");
         let mut raw = raw_client(echo).await;
-        println!("frame: {} bytes (the JSON request of add(i, b=1))", add_frame(0).len());
+        println!("\nframe: {} bytes (the JSON request of add(i, b=1))", add_frame(0).len());
 
         rpc_latency(&proxy, 500).await;
         raw_latency(&mut raw, 500).await;
@@ -300,7 +326,7 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
                 100.0 * rpc / echo_rate
             );
             println!(
-                "   WASI-free guest (math.add): {plain:>9.0} calls/s                      RPC/echo {:>3.0}%",
+                "   no-import guest (math.add): {plain:>9.0} calls/s                      RPC/echo {:>3.0}%",
                 100.0 * plain / echo_rate
             );
         }
@@ -315,29 +341,6 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
             }
         }
 
-        println!("\n== {IDLE_CONNECTIONS} idle connections (held by a child process)");
-        let before = rss();
-        let mut child = std::process::Command::new(exe)
-            .args(["--hold", &server.url(), &IDLE_CONNECTIONS.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("child starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let ready = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("child ready");
-        assert_eq!(ready.trim(), "ready");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = rss();
-        drop(child.stdin.take());
-        let _ = child.wait();
-        let per = after.saturating_sub(before) / IDLE_CONNECTIONS as u64;
-        println!("host RSS {} MiB -> {} MiB: {per} bytes per idle connection (goal: < 64 KiB)", before >> 20, after >> 20);
 
 }
 
@@ -433,6 +436,6 @@ async fn python_comparison(url: &str, load: &Handle) {
     row("echo p50 latency", python("latency_median_us"), ours_p50, "µs", python("latency_median_us") / ours_p50);
     row("1 client x 100", python("tp_1client_calls_per_s"), ours_1, "c/s", ours_1 / python("tp_1client_calls_per_s"));
     row("4 clients x 100", python("tp_4procs_calls_per_s"), ours_4, "c/s", ours_4 / python("tp_4procs_calls_per_s"));
-    row("  WASI-free guest", python("tp_4procs_calls_per_s"), plain_4, "c/s", plain_4 / python("tp_4procs_calls_per_s"));
+    row("  math (no imports)", python("tp_4procs_calls_per_s"), plain_4, "c/s", plain_4 / python("tp_4procs_calls_per_s"));
     println!("(goal: at least 10x the Python original's calls/s with 4 connections)");
 }
