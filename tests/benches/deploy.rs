@@ -2,6 +2,7 @@
 //! * time from deploy (admin over the wire) to the first successful call of the new version,
 //!   for bytes the host has never seen (compiled) and for bytes it compiled before (cache);
 //! * host start time with 50 modules, cold (empty compile cache) and cached.
+//!
 //! Prints figures; asserts nothing.
 
 use easyrpc::client::EasyRpcProxy;

@@ -3,6 +3,7 @@
 //!   reused instance, median and p99 over many sequential calls, measured in one run; and
 //!   fresh instances of guests with more imports (peer: generator resources; hostile: WASI);
 //! * per module: compile time vs load from the on-disk cache.
+//!
 //! Prints figures; asserts nothing (machines here are shared and noisy).
 //! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
 

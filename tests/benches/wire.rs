@@ -307,7 +307,7 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
         let (rpc50, rpc99) = rpc_latency(&proxy, LATENCY_CALLS).await;
         let (raw50, raw99) = raw_latency(&mut raw, LATENCY_CALLS).await;
         // The same raw client against our host: the host's share without our client's.
-        let mut host_raw = easyrpc_tests::RawClient::connect(&server, "peer").await.ws;
+        let mut host_raw = easyrpc_tests::RawClient::connect(server, "peer").await.ws;
         raw_latency(&mut host_raw, 500).await;
         let (host50, host99) = raw_latency(&mut host_raw, LATENCY_CALLS).await;
         println!("\n== sequential round trip, {LATENCY_CALLS} calls");

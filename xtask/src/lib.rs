@@ -113,23 +113,19 @@ fn build_guest_workspace(dir: &str) -> Result<PathBuf, String> {
         }
         Ok(target_dir.join(target).join("release"))
     };
-    let file_of = |krate: &String| format!("{}.wasm", krate.replace('-', "_"));
-    // Which built file comes from which target directory: a crate moved between targets
+    // Which built files come from which target directory: a crate moved between targets
     // leaves a stale file in the other one.
-    let mut sources: Vec<(PathBuf, Box<dyn Fn(&str) -> bool>)> = Vec::new();
+    let mut sources: Vec<(PathBuf, Pick)> = Vec::new();
     match wasi_crates(&manifest) {
-        None => sources.push((cargo_build(WASI_TARGET, &[])?, Box::new(|_: &str| true))),
+        None => sources.push((cargo_build(WASI_TARGET, &[])?, Pick::Except(Vec::new()))),
         Some(wasi) => {
-            let wasi_files: Vec<String> = wasi.iter().map(file_of).collect();
+            let wasi_files: Vec<String> = wasi.iter().map(|krate| format!("{}.wasm", krate.replace('-', "_"))).collect();
             let mut plain = vec!["--workspace".to_owned()];
             plain.extend(wasi.iter().flat_map(|c| ["--exclude".to_owned(), c.clone()]));
-            let plain_dir = cargo_build(PLAIN_TARGET, &plain)?;
-            let files = wasi_files.clone();
-            sources.push((plain_dir, Box::new(move |f: &str| !files.iter().any(|w| w == f))));
+            sources.push((cargo_build(PLAIN_TARGET, &plain)?, Pick::Except(wasi_files.clone())));
             if !wasi.is_empty() {
                 let selection: Vec<String> = wasi.iter().flat_map(|c| ["--package".to_owned(), c.clone()]).collect();
-                let wasi_dir = cargo_build(WASI_TARGET, &selection)?;
-                sources.push((wasi_dir, Box::new(move |f: &str| wasi_files.iter().any(|w| w == f))));
+                sources.push((cargo_build(WASI_TARGET, &selection)?, Pick::Only(wasi_files)));
             }
         }
     }
@@ -139,12 +135,27 @@ fn build_guest_workspace(dir: &str) -> Result<PathBuf, String> {
         let entries = std::fs::read_dir(from).map_err(|e| format!("cannot list {}: {e}", from.display()))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".wasm") && wanted(&name) {
+            if name.ends_with(".wasm") && wanted.wants(&name) {
                 copy_if_changed(&entry.path(), &components.join(&name))?;
             }
         }
     }
     Ok(components)
+}
+
+/// Which `.wasm` files of a target directory belong to the build.
+enum Pick {
+    Only(Vec<String>),
+    Except(Vec<String>),
+}
+
+impl Pick {
+    fn wants(&self, file: &str) -> bool {
+        match self {
+            Pick::Only(files) => files.iter().any(|f| f == file),
+            Pick::Except(files) => !files.iter().any(|f| f == file),
+        }
+    }
 }
 
 /// Copies unless the destination already holds the same bytes, so an unchanged module keeps

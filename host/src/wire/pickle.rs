@@ -685,7 +685,7 @@ mod tests {
             Value::Str("h\u{e9}llo \u{2603}".into()),
             Value::Str("x".repeat(300)),
             Value::Bytes(vec![0, 255]),
-            Value::List((0..2500).map(|i| Value::Int(i)).collect()),
+            Value::List((0..2500).map(Value::Int).collect()),
             Value::Dict(vec![("z".into(), Value::Int(1)), ("a".into(), Value::List(vec![]))]),
         ];
         for v in values {
