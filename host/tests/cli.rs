@@ -153,6 +153,12 @@ fn inspect_prints_signatures_and_json() {
     let out = easyrpc(&["inspect", math.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("shapes.area(s: shape) -> f64\n    The area of a shape."));
+    // math needs nothing from the host; peer sleeps through EasyRpc's host interface.
+    assert!(text(&out.stdout).contains("imports: none\n"), "{}", text(&out.stdout));
+    let peer = xtask::module_path("peer").unwrap();
+    let out = easyrpc(&["inspect", peer.to_str().unwrap()]);
+    assert!(text(&out.stdout).contains("easyrpc:guest/host@0.1.0"), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("wasi:"), "{}", text(&out.stdout));
     let out = easyrpc(&["inspect", "--json", math.to_str().unwrap()]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["math"][0]["name"], "add");

@@ -1,5 +1,5 @@
-//! `easyrpc inspect FILE.wasm...`: print each export as a readable signature with its docs, or
-//! the descriptors as JSON.
+//! `easyrpc inspect FILE.wasm...`: print what a component imports (WASI, EasyRpc's host
+//! functions) and each export as a readable signature with its docs, or the descriptors as JSON.
 
 use crate::runtime::{Runtime, RuntimeConfig};
 use anyhow::Context;
@@ -27,6 +27,8 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             continue;
         }
         println!("# {} ({})", module.name(), file.display());
+        let imports = module.imports();
+        println!("imports: {}", if imports.is_empty() { "none".to_owned() } else { imports.join(", ") });
         for d in module.descriptors() {
             println!("{d}");
             for line in d.doc.iter().flat_map(|doc| doc.lines()) {
