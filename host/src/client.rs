@@ -14,7 +14,7 @@ use crate::wire::{self, auth, Frame, Message, Serialization};
 use futures_util::stream::{BoxStream, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -77,13 +77,17 @@ pub enum ClientError {
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<(Value, bool), ClientError>>>>>;
 type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, WsMessage>;
 
-/// One live websocket to the host. Callers write their requests themselves (no writer task to
-/// hand frames to); one reader task matches responses to callers by request id.
+/// One live websocket to the host. Callers write their requests into the sink's buffer
+/// themselves (no writer task to hand frames to); a flusher task sends the buffer out once the
+/// callers that are ready to run have written theirs; one reader task matches responses to
+/// callers by request id.
 struct Connection {
-    sink: tokio::sync::Mutex<WsSink>,
-    /// Callers waiting for `sink`: while some wait, a writer leaves the flush to the last of
-    /// them, so pipelined requests leave in few writes.
-    queued: AtomicUsize,
+    sink: Arc<tokio::sync::Mutex<WsSink>>,
+    /// Set by a caller after writing, cleared by the flusher before it flushes: every frame
+    /// written is followed by a flush that starts after it.
+    flush_requested: Arc<AtomicBool>,
+    flush: Arc<tokio::sync::Notify>,
+    flusher: tokio::task::JoinHandle<()>,
     pending: Pending,
     alive: Arc<AtomicBool>,
     server_id: String,
@@ -98,6 +102,7 @@ struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.reader.abort();
+        self.flusher.abort();
     }
 }
 
@@ -107,19 +112,12 @@ impl Connection {
         format!("{}{:012x}", self.id_prefix, n & 0xffff_ffff_ffff)
     }
 
-    /// Writes one frame. Flushes unless another caller is already waiting to write (that one
-    /// flushes both); a caller cancelled on the way leaves a flush task behind.
-    async fn send(self: &Arc<Self>, frame: WsMessage) -> Result<(), ClientError> {
-        let mut guard = SendGuard { conn: self.clone(), queued: true, finished: false };
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        let mut sink = self.sink.lock().await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        guard.queued = false;
-        let mut outcome = sink.feed(frame).await;
-        if outcome.is_ok() && self.queued.load(Ordering::Acquire) == 0 {
-            outcome = sink.flush().await;
-        }
-        guard.finished = true;
+    /// Writes one frame into the sink's buffer and asks the flusher to send it. A caller
+    /// cancelled while writing still asks (the frame may be half in the buffer).
+    async fn send(&self, frame: WsMessage) -> Result<(), ClientError> {
+        let request_flush = FlushOnDrop(self);
+        let outcome = self.sink.lock().await.feed(frame).await;
+        drop(request_flush);
         if outcome.is_err() {
             self.alive.store(false, Ordering::Release);
             fail_all(&self.pending, ClientError::Disconnected);
@@ -129,28 +127,29 @@ impl Connection {
     }
 }
 
-/// Keeps [`Connection::send`] right when its caller is dropped part-way (a timeout, an
-/// abandoned future): it leaves the queue of waiting writers, and since a writer before it may
-/// have left its flush to it, a task flushes what the buffer holds.
-struct SendGuard {
-    conn: Arc<Connection>,
-    queued: bool,
-    finished: bool,
+/// Asks the connection's flusher to flush, when dropped (written or cancelled).
+struct FlushOnDrop<'a>(&'a Connection);
+
+impl Drop for FlushOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.0.flush_requested.swap(true, Ordering::AcqRel) {
+            self.0.flush.notify_one();
+        }
+    }
 }
 
-impl Drop for SendGuard {
-    fn drop(&mut self) {
-        if self.queued {
-            self.conn.queued.fetch_sub(1, Ordering::AcqRel);
-        }
-        if self.finished {
+/// Sends the sink's buffer whenever a caller asked. It first lets the other tasks that are
+/// ready to run go ahead: pipelined callers woken by one batch of responses then write their
+/// next requests into the buffer, and they leave in one write instead of one each.
+async fn flusher(sink: Arc<tokio::sync::Mutex<WsSink>>, requested: Arc<AtomicBool>, flush: Arc<tokio::sync::Notify>, alive: Arc<AtomicBool>, pending: Pending) {
+    loop {
+        flush.notified().await;
+        tokio::task::yield_now().await;
+        requested.store(false, Ordering::Release);
+        if sink.lock().await.flush().await.is_err() {
+            alive.store(false, Ordering::Release);
+            fail_all(&pending, ClientError::Disconnected);
             return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let conn = self.conn.clone();
-            runtime.spawn(async move {
-                let _ = conn.sink.lock().await.flush().await;
-            });
         }
     }
 }
@@ -394,9 +393,15 @@ impl EasyRpcProxy {
             fail_all(&reader_pending, ClientError::Disconnected);
         });
         let uuid = uuid::Uuid::new_v4().to_string();
+        let sink = Arc::new(tokio::sync::Mutex::new(sink));
+        let flush_requested = Arc::new(AtomicBool::new(false));
+        let flush = Arc::new(tokio::sync::Notify::new());
+        let flusher = tokio::spawn(flusher(sink.clone(), flush_requested.clone(), flush.clone(), alive.clone(), pending.clone()));
         Ok(Connection {
-            sink: tokio::sync::Mutex::new(sink),
-            queued: AtomicUsize::new(0),
+            sink,
+            flush_requested,
+            flush,
+            flusher,
             pending,
             alive,
             server_id,
