@@ -51,10 +51,14 @@
 //!    ```
 //!
 //!    Faster, for a guest that needs nothing from WASI (no printing; a panic then traps
-//!    without its message; [`sleep`] instead of `std::thread::sleep`): build for `wasm32-unknown-unknown`, linked into a component by the
-//!    toolchain's `wasm-component-ld`. The component has no WASI imports, and a fresh instance
-//!    per call costs a third less (math.add: 5.1 -> 3.4 µs). `cargo xtask modules` does this
-//!    for the modules `modules/Cargo.toml` does not list under `wasi`; by hand:
+//!    without its message; [`sleep`] instead of `std::thread::sleep`): build for
+//!    `wasm32-unknown-unknown`, linked into a component by the toolchain's
+//!    `wasm-component-ld`. The component has no WASI imports, and a fresh instance per call
+//!    costs less (math.add 3.4 µs, peer.echo 4.6 µs; peer.echo as a wasm32-wasip2 guest 5.6 µs).
+//!    On that target this crate installs the guest's allocator (`tail_first.rs`: dlmalloc
+//!    serving the initial memory's tail before growing memory, which std's allocator does on
+//!    the first allocation, ~6 µs more per call). `cargo xtask modules` builds this way the
+//!    modules that `modules/Cargo.toml` does not list under `wasi`; by hand:
 //!    ```sh
 //!    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld \
 //!      cargo build --release --target wasm32-unknown-unknown
