@@ -14,7 +14,8 @@
 //! * [`registry`]: namespaces, groups and tenant policies of [`registry::Callable`]s (local
 //!   module functions now, cluster links later), in snapshots swapped atomically.
 //! * [`runtime`]: wasmtime: load components, describe them from their types and embedded WIT
-//!   docs, convert values, run each call in a sandbox, cache compiled components.
+//!   docs, convert values, run each call in a sandbox, the host functions guests import
+//!   (`easyrpc:guest/host`), cache compiled components.
 //! * [`signature`]: what a function looks like to callers: descriptors, WIT types, the naming
 //!   rule, binding `args`/`kwargs` to parameters the way Python does.
 //! * [`value`]: the dynamic [`value::Value`] every argument and result passes through, and its
