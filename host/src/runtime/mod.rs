@@ -3,10 +3,11 @@
 //!
 //! Owns the one shared wasmtime [`Engine`] (pooling allocator, epoch interruption, async calls so
 //! sleeping or busy guests yield to tokio), the epoch ticker thread, the linker (WASI with
-//! nothing granted, and EasyRpc's own `easyrpc:guest/host` functions), loading and caching of components, the per-call limits, and each module's
-//! few sandboxes instantiated ahead of calls (never reused: a call gets an instance no call
-//! used before). It must not know about namespaces, the wire protocol or sessions: the
-//! registry decides which module serves a name; the runtime only loads and runs.
+//! nothing granted, and EasyRpc's own `easyrpc:guest/host` functions), loading and caching of
+//! components, the per-call limits, and each module's few sandboxes instantiated ahead of
+//! calls (never reused: a call gets an instance no call used before). It must not know about
+//! namespaces, the wire protocol or sessions: the registry decides which module serves a name;
+//! the runtime only loads and runs.
 //!
 //! Submodules: `describe` (component types -> descriptors), `witdoc` (embedded WIT docs),
 //! `convert` (values), `sandbox` (one instance and its calls), `capabilities` (host functions

@@ -16,8 +16,8 @@ use crate::value::Value;
 use bytes::Bytes;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use wasmtime::component::{ComponentExportIndex, Instance, ResourceAny, ResourceTable, Val};
@@ -188,8 +188,6 @@ pub struct Sandbox {
     /// Dropped by hand (see `Drop`): big stores go to a blocking thread.
     store: ManuallyDrop<Store<CallState>>,
     instance: Option<Instance>,
-    stdout: OutputCapture,
-    stderr: OutputCapture,
     /// What instances are made from, and the module's name for errors and logs. Not the
     /// module itself: a module keeps ready sandboxes, which must not keep it alive.
     instance_pre: InstancePre<CallState>,
@@ -203,13 +201,11 @@ impl Sandbox {
     /// Creates the store for an instance of `module`; instantiation happens on the first call
     /// (inside the deadline, so a guest whose start-up never ends is stopped too).
     pub(super) fn new(module: &Module, limits: CallLimits) -> Self {
-        let stdout = OutputCapture::new(limits.output);
-        let stderr = OutputCapture::new(limits.output);
         let now = Instant::now();
         let state = CallState {
             wasi: None,
-            stdout: stdout.clone(),
-            stderr: stderr.clone(),
+            stdout: OutputCapture::new(limits.output),
+            stderr: OutputCapture::new(limits.output),
             table: ResourceTable::new(),
             limiter: MemoryLimiter { limit: limits.memory, exceeded: false, peak: 0 },
             deadline: now + limits.deadline,
@@ -247,8 +243,6 @@ impl Sandbox {
         Self {
             store: ManuallyDrop::new(store),
             instance: None,
-            stdout,
-            stderr,
             instance_pre: module.instance_pre(),
             module_name: module.shared_name(),
             limits,
@@ -333,8 +327,8 @@ impl Sandbox {
                 .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
             func.call_async(&mut *store, params, &mut results).await
         };
-        // Most calls finish within their first poll: only a call that waits (a WASI sleep, a
-        // yield at an epoch tick) pays for a timer. The deadline still counts from `now`.
+        // Most calls finish within their first poll: only a call that waits (a sleep, a yield
+        // at an epoch tick) pays for a timer. The deadline still counts from `now`.
         let outcome = {
             let mut run = std::pin::pin!(run);
             match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
@@ -433,7 +427,7 @@ impl Sandbox {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout { function, deadline: self.limits.deadline },
             Some(Trap::StackOverflow) => CallError::StackOverflow { function },
-            Some(Trap::UnreachableCodeReached) if let Some(message) = panic_message(&self.stderr.peek()) => {
+            Some(Trap::UnreachableCodeReached) if let Some(message) = panic_message(&self.store.data().stderr.peek()) => {
                 CallError::Panic { function, message }
             }
             // A Rust guest that overflows its linear-memory (shadow) stack wraps below address 0.
@@ -450,7 +444,8 @@ impl Sandbox {
 
     /// Sends what the guest printed to the log, tagged with module and function.
     fn log_output(&self, function: &str) {
-        for (stream, capture) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+        let state = self.store.data();
+        for (stream, capture) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
             let (text, dropped) = capture.take();
             if !text.is_empty() || dropped > 0 {
                 tracing::info!(
