@@ -36,11 +36,18 @@ fn summarize(label: &str, mut samples: Vec<Duration>) -> Duration {
     median
 }
 
-async fn fresh_calls(module: &Arc<Module>, n: usize) -> Vec<Duration> {
-    fresh_calls_of(module, "add", n, |i| vec![Value::Int(i as i128 % 1000), Value::Int(1)]).await
+fn add_args(i: usize) -> Vec<Value> {
+    vec![Value::Int(i as i128 % 1000), Value::Int(1)]
 }
 
-async fn fresh_calls_of(module: &Arc<Module>, function: &str, n: usize, args: impl Fn(usize) -> Vec<Value>) -> Vec<Duration> {
+/// Warms up, then times `CALLS` sequential calls, each in a fresh instance; prints and returns
+/// the median.
+async fn fresh_median(label: &str, module: &Arc<Module>, function: &str, args: impl Fn(usize) -> Vec<Value>) -> Duration {
+    fresh_calls(module, function, WARMUP, &args).await;
+    summarize(label, fresh_calls(module, function, CALLS, &args).await)
+}
+
+async fn fresh_calls(module: &Arc<Module>, function: &str, n: usize, args: impl Fn(usize) -> Vec<Value>) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let args = args(i);
@@ -57,7 +64,7 @@ async fn reused_calls(module: &Arc<Module>, n: usize) -> Vec<Duration> {
     let function = module.function("add").expect("add exported");
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
-        let args = vec![Value::Int(i as i128 % 1000), Value::Int(1)];
+        let args = add_args(i);
         let t = Instant::now();
         let params = module.prepare("add", args, vec![]).expect("valid arguments");
         let r = sandbox.call(function, &params).await;
@@ -74,8 +81,7 @@ fn main() {
         let math = runtime.load_file(module_path("math")).expect("math loads");
 
         println!("== call of math.add(i, 1), {CALLS} sequential calls after {WARMUP} warm-up");
-        fresh_calls(&math, WARMUP).await;
-        let fresh = summarize("fresh sandboxed instance per call", fresh_calls(&math, CALLS).await);
+        let fresh = fresh_median("fresh sandboxed instance per call", &math, "add", add_args).await;
         reused_calls(&math, WARMUP).await;
         let reused = summarize("one reused instance", reused_calls(&math, CALLS).await);
         println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
@@ -83,13 +89,10 @@ fn main() {
         // resources (two more core instances wire them up); hostile is a wasm32-wasip2 guest
         // (three core instances and thirteen lowered WASI functions).
         let peer = runtime.load_file(module_path("peer")).expect("peer loads");
-        fresh_calls(&peer, WARMUP).await;
-        let resources = summarize("fresh instance, peer.add (resources)", fresh_calls(&peer, CALLS).await);
-        fresh_calls_of(&peer, "echo", WARMUP, |i| vec![Value::Int(i as i128)]).await;
-        summarize("fresh instance, peer.echo (allocates)", fresh_calls_of(&peer, "echo", CALLS, |i| vec![Value::Int(i as i128)]).await);
+        let resources = fresh_median("fresh instance, peer.add (resources)", &peer, "add", add_args).await;
+        fresh_median("fresh instance, peer.echo (allocates)", &peer, "echo", |i| vec![Value::Int(i as i128)]).await;
         let hostile = runtime.load_file(module_path("hostile")).expect("hostile loads");
-        fresh_calls_of(&hostile, "bump", WARMUP, |_| vec![]).await;
-        let wasi = summarize("fresh instance, hostile.bump (WASI)", fresh_calls_of(&hostile, "bump", CALLS, |_| vec![]).await);
+        let wasi = fresh_median("fresh instance, hostile.bump (WASI)", &hostile, "bump", |_| vec![]).await;
         println!(
             "against math.add: peer.add {:.2}x, hostile.bump {:.2}x",
             resources.as_secs_f64() / fresh.as_secs_f64(),

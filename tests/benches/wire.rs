@@ -10,8 +10,8 @@
 //!
 //! `-- --profile echo|host|rpc|echo-tp|rpc-tp|math-tp SECONDS` runs one path alone for that
 //! long (raw client to the echo, raw client to our host, our client to our host; `-tp`: 4
-//! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its rate
-//! and median latency: a clean run for `perf` and `strace`.
+//! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its
+//! rate and median latency: a clean run for `perf` and `strace`.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
