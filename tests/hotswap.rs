@@ -7,6 +7,7 @@ use easyrpc::client::{ClientError, EasyRpcProxy};
 use easyrpc::config::ModuleSource;
 use easyrpc::deploy::{self, Deployer};
 use easyrpc::registry::{PolicyConfig, Registry, RegistrySnapshot};
+use easyrpc::runtime::InstanceReuse;
 use easyrpc::server::ServerConfig;
 use easyrpc::value::Value;
 use easyrpc_tests::{module_path, runtime, TestServer, PATH, SECRET};
@@ -20,8 +21,13 @@ fn bytes(name: &str) -> Vec<u8> {
 
 /// A server with a deployer over `sources` (none: deploys only).
 async fn server(sources: Vec<ModuleSource>) -> (TestServer, Arc<Deployer>) {
+    server_with(PolicyConfig::default(), sources).await
+}
+
+/// A server whose namespaces all have `policy`.
+async fn server_with(policy: PolicyConfig, sources: Vec<ModuleSource>) -> (TestServer, Arc<Deployer>) {
     let registry = Arc::new(Registry::default());
-    let base = RegistrySnapshot::with_default_policy(PolicyConfig::default());
+    let base = RegistrySnapshot::with_default_policy(policy);
     let deployer = Arc::new(Deployer::new(runtime(), registry.clone(), base, sources));
     deployer.load_all().expect("sources load");
     let server = TestServer::serve(registry, Some(deployer.clone()), ServerConfig::single(PATH, SECRET)).await;
@@ -30,7 +36,17 @@ async fn server(sources: Vec<ModuleSource>) -> (TestServer, Arc<Deployer>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_swaps_under_load_lose_no_call() {
-    let (server, _) = server(vec![]).await;
+    twenty_swaps_under_load(PolicyConfig::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_swaps_under_load_lose_no_call_with_reused_instances() {
+    // Kept instances belong to the version they were made of: none answers after its swap.
+    twenty_swaps_under_load(PolicyConfig { instances: InstanceReuse::reused(), ..PolicyConfig::default() }).await;
+}
+
+async fn twenty_swaps_under_load(policy: PolicyConfig) {
+    let (server, _) = server_with(policy, vec![]).await;
     let admin = EasyRpcProxy::connect(&server.url(), SECRET, "live").await.unwrap();
     let (v1, v2) = (bytes("swap_v1"), bytes("swap_v2"));
     admin.deploy("live", "swap", &v1).await.unwrap();

@@ -1,7 +1,7 @@
 //! The sandbox against the `hostile` module: every misbehaviour stops with its typed error, the
 //! guest sees no files, environment or network, and a normal call succeeds right after each.
 
-use easyrpc::runtime::{CallError, CallLimits, Module};
+use easyrpc::runtime::{CallError, CallLimits, InstanceReuse, Module, WarmInstances, MAX_WARM_MEMORY, WARM_PER_NAMESPACE};
 use easyrpc::value::Value;
 use easyrpc_tests::{j, load, v};
 use std::sync::Arc;
@@ -119,6 +119,89 @@ async fn every_call_gets_an_instance_no_call_used_before() {
     // A call that failed poisons only its own instance; the next call starts clean.
     call(&hostile, "spin", "[]", limits(50, 64)).await.unwrap_err();
     assert_eq!(call(&hostile, "bump", "[]", CallLimits::default()).await.unwrap(), Value::Int(1));
+}
+
+async fn call_in(m: &Arc<Module>, warm: &WarmInstances, name: &str, args: &str, limits: CallLimits) -> Result<Value, CallError> {
+    let Value::List(args) = v(args) else { panic!("args must be a list") };
+    m.call_in(Some(warm), name, args, vec![], limits).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reusing_namespace_keeps_state_only_in_sound_instances_of_its_own() {
+    // `bump` counts its calls in a global: with reuse it counts on while calls land in one kept
+    // instance, and starts again at 1 in any instance no call used.
+    let hostile = load("hostile");
+    let reused = |max_calls| WarmInstances::for_policy(&hostile, InstanceReuse::Reused { max_calls }).expect("kept");
+    let (warm, other_tenant, short) = (reused(100), reused(100), reused(2));
+    assert!(WarmInstances::for_policy(&hostile, InstanceReuse::Fresh).is_none());
+    // Every call of `warm` runs with the same limits, as a namespace's calls do.
+    let limits = limits(300, 32);
+    let run = |warm: &Arc<WarmInstances>, function: &'static str, args: String| {
+        let (hostile, warm) = (hostile.clone(), warm.clone());
+        async move { call_in(&hostile, &warm, function, &args, limits).await }
+    };
+    let bump = |warm: &Arc<WarmInstances>| {
+        let call = run(warm, "bump", "[]".into());
+        async move { call.await.unwrap() }
+    };
+    assert_eq!(bump(&warm).await, Value::Int(1));
+    assert_eq!(bump(&warm).await, Value::Int(2));
+    assert_eq!(bump(&warm).await, Value::Int(3));
+    // Another namespace's calls never run in this namespace's instances, nor do fresh calls.
+    assert_eq!(bump(&other_tenant).await, Value::Int(1));
+    assert_eq!(call(&hostile, "bump", "[]", limits).await.unwrap(), Value::Int(1));
+    // An instance serves at most max_calls calls.
+    assert_eq!(bump(&short).await, Value::Int(1));
+    assert_eq!(bump(&short).await, Value::Int(2));
+    assert_eq!(bump(&short).await, Value::Int(1));
+    // A function that returns its error value leaves a sound instance: it stays in use.
+    let e = run(&warm, "read_file", r#"["/etc/passwd"]"#.into()).await.unwrap_err();
+    assert!(matches!(e, CallError::Failed { .. }), "{e}");
+    assert_eq!(bump(&warm).await, Value::Int(4));
+    // A panic, a timeout or running out of memory ends the instance: the next call starts clean.
+    for (function, args) in [("panic", r#"["boom"]"#), ("spin", "[]"), ("memory_bomb", "[]")] {
+        assert_ne!(bump(&warm).await, Value::Int(1), "before {function}: the kept instance serves");
+        let e = run(&warm, function, args.into()).await.unwrap_err();
+        assert!(matches!(e, CallError::Panic { .. } | CallError::Timeout { .. } | CallError::OutOfMemory { .. }), "{e}");
+        assert_eq!(bump(&warm).await, Value::Int(1), "after {function}");
+    }
+    // An instance whose memory grew past MAX_WARM_MEMORY is not kept.
+    assert_eq!(run(&warm, "hoard", "[1]".into()).await.unwrap(), Value::Int(2));
+    assert_eq!(bump(&warm).await, Value::Int(3), "1 MiB more is still a small instance");
+    let big = (MAX_WARM_MEMORY >> 20) + 1;
+    assert_eq!(run(&warm, "hoard", format!("[{big}]")).await.unwrap(), Value::Int(4));
+    assert_eq!(bump(&warm).await, Value::Int(1));
+    // Other limits (the namespace's were changed, say) start afresh too.
+    assert_eq!(call_in(&hostile, &warm, "bump", "[]", CallLimits::default()).await.unwrap(), Value::Int(1));
+    // Concurrent calls each run in an instance of their own; a few are kept afterwards.
+    let calls: Vec<_> = (0..50).map(|_| tokio::spawn(run(&warm, "hoard", "[0]".into()))).collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert!((1..=WARM_PER_NAMESPACE).contains(&warm.idle()), "{} idle", warm.idle());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_instances_stay_a_small_share_of_the_pool() {
+    use easyrpc::runtime::{Runtime, RuntimeConfig};
+    // 100 instances: at most 4 may be kept idle, however many namespaces reuse them.
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 100, ..Default::default() }).unwrap();
+    let math = runtime.load_file(easyrpc_tests::module_path("math")).unwrap();
+    let namespaces: Vec<Arc<WarmInstances>> =
+        (0..5).map(|_| WarmInstances::for_policy(&math, InstanceReuse::reused()).unwrap()).collect();
+    for _ in 0..3 {
+        let mut calls = Vec::new();
+        for warm in namespaces.iter().chain(&namespaces) {
+            let (math, warm) = (math.clone(), warm.clone());
+            calls.push(tokio::spawn(async move { call_in(&math, &warm, "add", "[1, 2]", CallLimits::default()).await }));
+        }
+        for c in calls {
+            assert_eq!(c.await.unwrap().unwrap(), Value::Int(3));
+        }
+    }
+    assert!((1..=4).contains(&runtime.warm_instances()), "{} kept", runtime.warm_instances());
+    drop(namespaces);
+    assert_eq!(runtime.warm_instances(), 0, "a namespace's functions, once gone, give their instances back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

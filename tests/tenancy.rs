@@ -1,7 +1,8 @@
 //! Namespace groups and tenants: group listing, first-member dispatch and fallback (module
 //! removed, module failing to load), per-namespace secrets tried by every path (direct, group,
-//! guessed generator ids, crafted request ids), and per-namespace limits (deadline, memory,
-//! concurrent calls with a bounded queue, open generators, frame size).
+//! guessed generator ids, crafted request ids), per-namespace limits (deadline, memory,
+//! concurrent calls with a bounded queue, open generators, frame size), and namespaces that
+//! reuse instances between their calls.
 
 use easyrpc::client::{ClientError, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -219,4 +220,53 @@ fn remote_stream<T>(r: Result<T, ClientError>) -> String {
         Err(other) => panic!("expected a remote error, got {other:?}"),
         Ok(_) => panic!("expected a remote error, it opened"),
     }
+}
+
+const REUSING: &str = r#"
+[[namespace]]
+name = "warm"
+instances = "reused"
+max_calls_per_instance = 3
+
+[[namespace]]
+name = "cold"
+
+[[group]]
+name = "warm_first"
+members = ["warm", "cold"]
+
+[[module]]
+file = "{hostile}"
+namespaces = ["warm", "cold"]
+"#;
+
+async fn bump(client: &EasyRpcProxy) -> Value {
+    client.call("bump", vec![], vec![]).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_may_reuse_instances_and_keeps_them_to_itself() {
+    // `bump` counts its calls in a global: in a reused instance the count goes on.
+    let (server, failures) = serve_config(REUSING).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let warm = connect(&server, "warm", SECRET).await.unwrap();
+    let cold = connect(&server, "cold", SECRET).await.unwrap();
+    for expected in [1, 2, 3, 1, 2] {
+        assert_eq!(bump(&warm).await, Value::Int(expected), "warm: three calls per instance");
+        assert_eq!(bump(&cold).await, Value::Int(1), "cold: every call in a fresh instance");
+    }
+    // Through a group the calls are the member's: its instances, its count.
+    let group = connect(&server, "warm_first", SECRET).await.unwrap();
+    assert_eq!(bump(&group).await, Value::Int(3));
+    // A second connection to the namespace is the same tenant: the same instances.
+    let again = connect(&server, "warm", SECRET).await.unwrap();
+    assert_eq!(bump(&again).await, Value::Int(1), "after max_calls_per_instance, a new instance");
+    // A panic ends the instance; the caller gets its error, the next call a clean instance.
+    assert_eq!(bump(&warm).await, Value::Int(2));
+    match warm.call("panic", vec!["boom".into()], vec![]).await {
+        Err(ClientError::Remote(text)) => assert!(text.contains("boom"), "{text}"),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    assert_eq!(bump(&warm).await, Value::Int(1));
+    server.stop().await;
 }

@@ -32,6 +32,10 @@
 //! max_queued_calls = 32         # this many; beyond it: Busy
 //! max_open_generators = 20
 //! max_frame_bytes = 1048576
+//! instances = "reused"          # default "fresh": every call in an instance no call used;
+//! max_calls_per_instance = 10000  # "reused": a call may run in one an earlier call of this
+//!                               # namespace finished in cleanly (globals carry over), each
+//!                               # instance serving at most this many calls
 //!
 //! [[group]]                     # reached like a namespace; calls go to the first member
 //! name = "both"                 # (in this order) that has the function
@@ -54,7 +58,7 @@
 
 use crate::deploy::Deployer;
 use crate::registry::{Group, NamespacePolicy, PolicyConfig, Registry, RegistrySnapshot, DEFAULT_NAMESPACE};
-use crate::runtime::{CallLimits, Runtime};
+use crate::runtime::{CallLimits, InstanceReuse, Runtime, DEFAULT_MAX_CALLS_PER_INSTANCE};
 use crate::server::{ConnectionLimits, PathConfig};
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -95,6 +99,34 @@ pub struct NamespaceEntry {
     pub max_queued_calls: Option<usize>,
     pub max_open_generators: Option<usize>,
     pub max_frame_bytes: Option<usize>,
+    pub instances: Option<InstancesEntry>,
+    pub max_calls_per_instance: Option<u32>,
+}
+
+/// `instances = "fresh" | "reused"` of a `[[namespace]]`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InstancesEntry {
+    Fresh,
+    Reused,
+}
+
+impl NamespaceEntry {
+    /// The namespace's instance policy; `max_calls_per_instance` without reuse is an error, not
+    /// a setting silently ignored.
+    fn instance_reuse(&self) -> anyhow::Result<InstanceReuse> {
+        match (self.instances, self.max_calls_per_instance) {
+            (Some(InstancesEntry::Reused), max) => {
+                let max_calls = max.unwrap_or(DEFAULT_MAX_CALLS_PER_INSTANCE);
+                if max_calls == 0 {
+                    bail!("namespace {}: max_calls_per_instance must be at least 1", self.name);
+                }
+                Ok(InstanceReuse::Reused { max_calls })
+            }
+            (_, Some(_)) => bail!("namespace {}: max_calls_per_instance needs instances = \"reused\"", self.name),
+            (Some(InstancesEntry::Fresh) | None, None) => Ok(InstanceReuse::Fresh),
+        }
+    }
 }
 
 /// `[[group]]`: a namespace group, reached like a namespace.
@@ -213,6 +245,7 @@ impl ConfigFile {
             ns.max_queued_calls.into_iter().for_each(|v| policy.max_queued_calls = v);
             ns.max_open_generators.into_iter().for_each(|v| policy.max_open_generators = v);
             policy.max_frame = ns.max_frame_bytes.or(policy.max_frame);
+            policy.instances = ns.instance_reuse()?;
             snapshot.set_policy(&ns.name, NamespacePolicy::new(policy));
         }
         for g in &self.groups {
@@ -352,5 +385,42 @@ max_open_generators = 7
         std::fs::write(&file, "prot = 1").unwrap();
         assert!(ConfigFile::read(&file).is_err(), "unknown keys are errors");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn instance_reuse_is_chosen_per_namespace() {
+        let parse = |text: &str| -> anyhow::Result<Vec<PolicyConfig>> {
+            let file: ConfigFile = toml::from_str(text)?;
+            let snapshot = file.prepare_snapshot(&PolicyConfig::default())?;
+            Ok(file.namespaces.iter().map(|ns| snapshot.policy(&ns.name).expect("policy").config.clone()).collect())
+        };
+        let policies = parse(
+            r#"
+[[namespace]]
+name = "plain"
+[[namespace]]
+name = "fresh"
+instances = "fresh"
+[[namespace]]
+name = "warm"
+instances = "reused"
+[[namespace]]
+name = "short"
+instances = "reused"
+max_calls_per_instance = 3
+"#,
+        )
+        .unwrap();
+        let instances: Vec<InstanceReuse> = policies.iter().map(|p| p.instances).collect();
+        assert_eq!(instances, vec![
+            InstanceReuse::Fresh,
+            InstanceReuse::Fresh,
+            InstanceReuse::Reused { max_calls: DEFAULT_MAX_CALLS_PER_INSTANCE },
+            InstanceReuse::Reused { max_calls: 3 },
+        ]);
+        let error = |text: &str| parse(text).unwrap_err().to_string();
+        assert!(error("[[namespace]]\nname = \"a\"\nmax_calls_per_instance = 5").contains("needs instances = \"reused\""));
+        assert!(error("[[namespace]]\nname = \"a\"\ninstances = \"reused\"\nmax_calls_per_instance = 0").contains("at least 1"));
+        assert!(error("[[namespace]]\nname = \"a\"\ninstances = \"shared\"").contains("unknown variant"));
     }
 }

@@ -9,7 +9,7 @@
 //! between snapshots, so a swap keeps counting a tenant's running calls. It does not parse
 //! frames or run wasm itself.
 
-use crate::runtime::{CallError, CallLimits, GeneratorStream, Module};
+use crate::runtime::{CallError, CallLimits, GeneratorStream, InstanceReuse, Module, WarmInstances};
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -51,19 +51,27 @@ impl ValueStream for GeneratorStream {
     }
 }
 
-/// A function of a module loaded into this host: each call runs in a fresh sandbox.
+/// A function of a module loaded into this host: each call runs in a sandbox of its own, fresh
+/// or (when its namespace reuses instances) kept from an earlier call of that namespace.
 pub struct LocalFunction {
     module: Arc<Module>,
     descriptor: FunctionDescriptor,
     limits: CallLimits,
+    /// The namespace's idle instances of this module, shared by the module's functions there.
+    warm: Option<Arc<WarmInstances>>,
 }
 
 impl LocalFunction {
-    /// Every function of `module`, called with `limits`.
-    pub fn all(module: &Arc<Module>, limits: CallLimits) -> Vec<Arc<dyn Callable>> {
+    /// Every function of `module` for one namespace, called with `limits`, in instances got
+    /// as `reuse` says.
+    pub fn all(module: &Arc<Module>, limits: CallLimits, reuse: InstanceReuse) -> Vec<Arc<dyn Callable>> {
+        let warm = WarmInstances::for_policy(module, reuse);
         module
             .descriptors()
-            .map(|d| Arc::new(LocalFunction { module: module.clone(), descriptor: d.clone(), limits }) as Arc<dyn Callable>)
+            .map(|d| {
+                let f = LocalFunction { module: module.clone(), descriptor: d.clone(), limits, warm: warm.clone() };
+                Arc::new(f) as Arc<dyn Callable>
+            })
             .collect()
     }
 }
@@ -77,7 +85,7 @@ impl Callable for LocalFunction {
         format!("module {}", self.module.name())
     }
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError> {
-        self.module.call(&self.descriptor.name, args, kwargs, self.limits).await
+        self.module.call_in(self.warm.as_deref(), &self.descriptor.name, args, kwargs, self.limits).await
     }
     async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
         let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, self.limits).await?;
@@ -91,6 +99,8 @@ pub struct PolicyConfig {
     /// The namespace's own secret; connections naming it may sign with it (or the admin secret).
     pub secret: Option<String>,
     pub limits: CallLimits,
+    /// Whether calls may run in instances earlier calls of this namespace used.
+    pub instances: InstanceReuse,
     pub max_concurrent_calls: usize,
     pub max_queued_calls: usize,
     pub max_open_generators: usize,
@@ -103,6 +113,7 @@ impl Default for PolicyConfig {
         Self {
             secret: None,
             limits: CallLimits::default(),
+            instances: InstanceReuse::Fresh,
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             max_queued_calls: DEFAULT_MAX_QUEUED_CALLS,
             max_open_generators: DEFAULT_NAMESPACE_MAX_OPEN_GENERATORS,
@@ -318,13 +329,14 @@ impl RegistrySnapshot {
     }
 
     /// Adds every function of `module` to `namespace`, or to every member when it names a group;
-    /// each namespace's calls get that namespace's limits.
+    /// each namespace's calls get that namespace's limits and instance policy (a namespace that
+    /// reuses instances keeps its own).
     pub fn add_module(&mut self, namespace: &str, module: &Arc<Module>) {
         let targets: Vec<String> = self.members(namespace).into_iter().map(str::to_owned).collect();
         for target in targets {
             let ns = self.namespace_mut(&target);
-            let limits = ns.policy.config.limits;
-            for f in LocalFunction::all(module, limits) {
+            let config = &ns.policy.config;
+            for f in LocalFunction::all(module, config.limits, config.instances) {
                 ns.insert(f);
             }
         }
@@ -333,7 +345,7 @@ impl RegistrySnapshot {
     /// Adds `module` to `namespace` with explicit call limits (tests and tools).
     pub fn add_module_with_limits(&mut self, namespace: &str, module: &Arc<Module>, limits: CallLimits) {
         let ns = self.namespace_mut(namespace);
-        for f in LocalFunction::all(module, limits) {
+        for f in LocalFunction::all(module, limits, InstanceReuse::Fresh) {
             ns.insert(f);
         }
     }

@@ -1,13 +1,14 @@
 //! Runtime benchmark (run with `cargo bench -p easyrpc-tests --bench runtime`):
-//! * ns per call of `add`: a fresh sandboxed instance per call (what the host does) vs one
-//!   reused instance, median and p99 over many sequential calls, measured in one run; and
+//! * ns per call of `add`: a fresh sandboxed instance per call (what the host does by default)
+//!   vs an instance kept between calls (a namespace with `instances = "reused"`), median and
+//!   p99 over many sequential calls, measured in one run; and
 //!   fresh instances of guests with more imports (peer: generator resources; hostile: WASI);
 //! * per module: compile time vs load from the on-disk cache.
 //!
 //! Prints figures; asserts nothing (machines here are shared and noisy).
 //! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
 
-use easyrpc::runtime::{CallLimits, Module, Runtime, RuntimeConfig};
+use easyrpc::runtime::{CallLimits, InstanceReuse, Module, Runtime, RuntimeConfig, WarmInstances};
 use easyrpc::value::Value;
 use easyrpc_tests::module_path;
 use std::sync::Arc;
@@ -43,31 +44,23 @@ fn add_args(i: usize) -> Vec<Value> {
 /// Warms up, then times `CALLS` sequential calls, each in a fresh instance; prints and returns
 /// the median.
 async fn fresh_median(label: &str, module: &Arc<Module>, function: &str, args: impl Fn(usize) -> Vec<Value>) -> Duration {
-    fresh_calls(module, function, WARMUP, &args).await;
-    summarize(label, fresh_calls(module, function, CALLS, &args).await)
+    timed_calls(module, None, function, WARMUP, &args).await;
+    summarize(label, timed_calls(module, None, function, CALLS, &args).await)
 }
 
-async fn fresh_calls(module: &Arc<Module>, function: &str, n: usize, args: impl Fn(usize) -> Vec<Value>) -> Vec<Duration> {
+/// `n` sequential calls, in fresh instances or (with `warm`) in instances kept between calls.
+async fn timed_calls(
+    module: &Arc<Module>,
+    warm: Option<&WarmInstances>,
+    function: &str,
+    n: usize,
+    args: impl Fn(usize) -> Vec<Value>,
+) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let args = args(i);
         let t = Instant::now();
-        let r = module.call(function, args, vec![], CallLimits::default()).await;
-        samples.push(t.elapsed());
-        assert!(r.is_ok());
-    }
-    samples
-}
-
-async fn reused_calls(module: &Arc<Module>, n: usize) -> Vec<Duration> {
-    let mut sandbox = module.sandbox(CallLimits::default());
-    let function = module.function("add").expect("add exported");
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        let args = add_args(i);
-        let t = Instant::now();
-        let params = module.prepare("add", args, vec![]).expect("valid arguments");
-        let r = sandbox.call(function, &params).await;
+        let r = module.call_in(warm, function, args, vec![], CallLimits::default()).await;
         samples.push(t.elapsed());
         assert!(r.is_ok());
     }
@@ -82,8 +75,9 @@ fn main() {
 
         println!("== call of math.add(i, 1), {CALLS} sequential calls after {WARMUP} warm-up");
         let fresh = fresh_median("fresh sandboxed instance per call", &math, "add", add_args).await;
-        reused_calls(&math, WARMUP).await;
-        let reused = summarize("one reused instance", reused_calls(&math, CALLS).await);
+        let warm = WarmInstances::for_policy(&math, InstanceReuse::reused()).expect("reusing policy");
+        timed_calls(&math, warm.as_deref(), "add", WARMUP, add_args).await;
+        let reused = summarize("kept instance (instances = reused)", timed_calls(&math, warm.as_deref(), "add", CALLS, add_args).await);
         println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
         // What a guest's imports cost a fresh instance: peer has no WASI but exports generator
         // resources (two more core instances wire them up); hostile is a wasm32-wasip2 guest

@@ -8,10 +8,16 @@
 //! (1,000 connections held by a child process). `-- --python` also runs the Python original
 //! (shared/peer/bench_python_easyrpc.py) and prints our speed-up.
 //!
-//! `-- --profile echo|host|rpc|echo-tp|rpc-tp|math-tp SECONDS` runs one path alone for that
-//! long (raw client to the echo, raw client to our host, our client to our host; `-tp`: 4
-//! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its
-//! rate and median latency: a clean run for `perf` and `strace`.
+//! Throughput is measured twice for our host: in namespaces with the default fresh instance per
+//! call (`peer`, `math`), and in namespaces configured with `instances = "reused"`
+//! (`peer_reused`, `math_reused`: the same modules, instances kept between the namespace's
+//! calls, as the Python original keeps its functions' process).
+//!
+//! `-- --profile echo|host|rpc|echo-tp|rpc-tp|math-tp|reused-tp SECONDS` runs one path alone
+//! for that long (raw client to the echo, raw client to our host, our client to our host;
+//! `-tp`: 4 connections x 100 in flight; `math-tp` calls math, a guest with no imports;
+//! `reused-tp` peer with reused instances) and prints its rate and median latency: a clean run
+//! for `perf` and `strace`.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -114,6 +120,16 @@ const ADD: Workload = Workload { namespace: "peer", function: "add", b: Some(1),
 const ECHO: Workload = Workload { namespace: "peer", function: "echo", b: None, offset: 0 };
 const MATH_ADD: Workload = Workload { namespace: "math", function: "add", b: Some(1), offset: 1 };
 const MATH_ECHO: Workload = Workload { namespace: "math", function: "kinds.echo_s64", b: None, offset: 0 };
+
+/// The same workloads in namespaces that reuse instances between their calls.
+fn reused(work: Workload) -> Workload {
+    let namespace = match work.namespace {
+        "peer" => "peer_reused",
+        "math" => "math_reused",
+        other => panic!("no reusing namespace for {other}"),
+    };
+    Workload { namespace, ..work }
+}
 
 /// Calls/s of `work` over `connections` new clients, each with `IN_FLIGHT` calls in flight, run
 /// on the `load` runtime.
@@ -249,10 +265,7 @@ fn main() {
     // client's wake-up waited for whatever the server's workers did after answering.)
     let host = runtime("host");
     let load = runtime("load");
-    let (server, echo) = host.block_on(async {
-        let server = TestServer::start(&[("peer", &["peer"]), ("math", &["math"])]).await;
-        (server, echo_server().await)
-    });
+    let (server, echo) = host.block_on(async { (serve_bench_modules().await, echo_server().await) });
     if let Some(i) = args.iter().position(|a| a == "--profile") {
         let seconds: f64 = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(5.0);
         client.block_on(profile(&args[i + 1], Duration::from_secs_f64(seconds), &server, echo, load.handle()));
@@ -263,6 +276,23 @@ fn main() {
         }
     }
     host.block_on(server.stop());
+}
+
+/// Our host serving peer and math in namespaces named after them (a fresh instance per call)
+/// and in `peer_reused` and `math_reused` (instances kept between calls).
+async fn serve_bench_modules() -> TestServer {
+    use easyrpc::registry::{NamespacePolicy, PolicyConfig, RegistrySnapshot};
+    use easyrpc::runtime::InstanceReuse;
+    let mut snapshot = RegistrySnapshot::default();
+    let reusing = PolicyConfig { instances: InstanceReuse::reused(), ..PolicyConfig::default() };
+    for name in ["peer", "math"] {
+        let module = easyrpc_tests::load(name);
+        let reused = format!("{name}_reused");
+        snapshot.set_policy(&reused, NamespacePolicy::new(reusing.clone()));
+        snapshot.add_module(name, &module);
+        snapshot.add_module(&reused, &module);
+    }
+    TestServer::with_config(snapshot, easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET)).await
 }
 
 /// Every comparison, printed as it is measured.
@@ -321,6 +351,7 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
             let rpc = rpc_throughput(load, &server.url(), ADD, connections, THROUGHPUT_CALLS).await;
             let echo_rate = raw_throughput(load, echo, connections, THROUGHPUT_CALLS).await;
             let plain = rpc_throughput(load, &server.url(), MATH_ADD, connections, THROUGHPUT_CALLS).await;
+            let kept = rpc_throughput(load, &server.url(), reused(ADD), connections, THROUGHPUT_CALLS).await;
             println!(
                 "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:>3.0}%   (goal: >= 50%)",
                 100.0 * rpc / echo_rate
@@ -328,6 +359,10 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
             println!(
                 "   no-import guest (math.add): {plain:>9.0} calls/s                      RPC/echo {:>3.0}%",
                 100.0 * plain / echo_rate
+            );
+            println!(
+                "   reused instances (peer.add): {kept:>8.0} calls/s                      RPC/echo {:>3.0}%",
+                100.0 * kept / echo_rate
             );
         }
 
@@ -365,8 +400,12 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += 1000;
             }
         }
-        "rpc-tp" | "math-tp" => {
-            let work = if path == "rpc-tp" { ADD } else { MATH_ADD };
+        "rpc-tp" | "math-tp" | "reused-tp" => {
+            let work = match path {
+                "rpc-tp" => ADD,
+                "math-tp" => MATH_ADD,
+                _ => reused(ADD),
+            };
             while started.elapsed() < time {
                 rpc_throughput(load, &server.url(), work, 4, THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
@@ -378,7 +417,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += THROUGHPUT_CALLS;
             }
         }
-        other => panic!("--profile takes echo, host, rpc, echo-tp, rpc-tp or math-tp, not {other}"),
+        other => panic!("--profile takes echo, host, rpc, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
     }
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
@@ -429,6 +468,8 @@ async fn python_comparison(url: &str, load: &Handle) {
     let ours_1 = rpc_throughput(load, url, ECHO, 1, 20_000).await;
     let ours_4 = rpc_throughput(load, url, ECHO, 4, 40_000).await;
     let plain_4 = rpc_throughput(load, url, MATH_ECHO, 4, 40_000).await;
+    let reused_4 = rpc_throughput(load, url, reused(ECHO), 4, 40_000).await;
+    let reused_plain_4 = rpc_throughput(load, url, reused(MATH_ECHO), 4, 40_000).await;
     println!("                          Python original        ours     speed-up");
     let row = |what: &str, theirs: f64, ours: f64, unit: &str, speedup: f64| {
         println!("{what:<24}{theirs:>12.0} {unit:<7}{ours:>8.0} {unit:<7}{speedup:>6.1}x")
@@ -436,6 +477,9 @@ async fn python_comparison(url: &str, load: &Handle) {
     row("echo p50 latency", python("latency_median_us"), ours_p50, "µs", python("latency_median_us") / ours_p50);
     row("1 client x 100", python("tp_1client_calls_per_s"), ours_1, "c/s", ours_1 / python("tp_1client_calls_per_s"));
     row("4 clients x 100", python("tp_4procs_calls_per_s"), ours_4, "c/s", ours_4 / python("tp_4procs_calls_per_s"));
-    row("  math (no imports)", python("tp_4procs_calls_per_s"), plain_4, "c/s", plain_4 / python("tp_4procs_calls_per_s"));
+    let python_4 = python("tp_4procs_calls_per_s");
+    row("  math (no imports)", python_4, plain_4, "c/s", plain_4 / python_4);
+    row("  reused instances", python_4, reused_4, "c/s", reused_4 / python_4);
+    row("  math, reused", python_4, reused_plain_4, "c/s", reused_plain_4 / python_4);
     println!("(goal: at least 10x the Python original's calls/s with 4 connections)");
 }

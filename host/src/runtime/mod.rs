@@ -5,24 +5,28 @@
 //! sleeping or busy guests yield to tokio), the epoch ticker thread, the linker (WASI with
 //! nothing granted, and EasyRpc's own `easyrpc:guest/host` functions), loading and caching of
 //! components, the per-call limits, and each module's few sandboxes instantiated ahead of
-//! calls (never reused: a call gets an instance no call used before). It must not know about
-//! namespaces, the wire protocol or sessions: the registry decides which module serves a name;
-//! the runtime only loads and runs.
+//! calls (never used before: a call gets an instance no call used before, unless its namespace
+//! opted into reusing instances, see `reuse`). It must not know about namespaces, the wire
+//! protocol or sessions: the registry decides which module serves a name and hands in a
+//! namespace's [`WarmInstances`]; the runtime only loads and runs.
 //!
 //! Submodules: `describe` (component types -> descriptors), `witdoc` (embedded WIT docs),
-//! `convert` (values), `sandbox` (one instance and its calls), `capabilities` (host functions
-//! guests import), `cache` (compiled components on disk), `error` (typed errors).
+//! `convert` (values), `sandbox` (one instance and its calls), `reuse` (instances kept between
+//! one namespace's calls), `capabilities` (host functions guests import), `cache` (compiled
+//! components on disk), `error` (typed errors).
 
 mod cache;
 pub mod capabilities;
 pub mod convert;
 mod describe;
 mod error;
+mod reuse;
 mod sandbox;
 pub mod witdoc;
 
 pub use cache::{content_hash, CacheOutcome};
 pub use error::{CallError, LoadError, ValueError};
+pub use reuse::{InstanceReuse, WarmInstances, DEFAULT_MAX_CALLS_PER_INSTANCE, MAX_WARM_MEMORY, WARM_PER_NAMESPACE};
 pub use sandbox::Sandbox;
 
 use crate::signature::{bind_arguments, FunctionDescriptor};
@@ -111,6 +115,10 @@ struct RuntimeInner {
     /// Ready sandboxes across all modules, and their ceiling.
     ready_total: std::sync::atomic::AtomicUsize,
     ready_cap: usize,
+    /// Instances kept between calls (namespaces that reuse them) across all modules, and their
+    /// ceiling.
+    warm_total: std::sync::atomic::AtomicUsize,
+    warm_cap: usize,
 }
 
 impl Drop for RuntimeInner {
@@ -159,6 +167,8 @@ impl Runtime {
                 ticker_stop,
                 ready_total: std::sync::atomic::AtomicUsize::new(0),
                 ready_cap: config.max_instances as usize / READY_SHARE_OF_POOL,
+                warm_total: std::sync::atomic::AtomicUsize::new(0),
+                warm_cap: config.max_instances as usize / reuse::WARM_SHARE_OF_POOL,
             }),
         })
     }
@@ -170,6 +180,12 @@ impl Runtime {
     /// Sandboxes instantiated ahead of calls across all modules (at most 1/50 of the pool).
     pub fn ready_sandboxes(&self) -> usize {
         self.inner.ready_total.load(Ordering::Acquire)
+    }
+
+    /// Instances kept between calls, across all namespaces that reuse them (at most 1/25 of the
+    /// pool).
+    pub fn warm_instances(&self) -> usize {
+        self.inner.warm_total.load(Ordering::Acquire)
     }
 
     /// The largest memory limit a call may be given.
@@ -450,11 +466,33 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
     ) -> Result<Value, CallError> {
+        self.call_in(None, name, args, kwargs, limits).await
+    }
+
+    /// Calls `name` with `limits` in one of `warm`'s idle instances (kept from earlier calls of
+    /// the same namespace), or without one (or none idle) in a fresh instance. Afterwards the
+    /// instance goes back to `warm` if it may serve another call, else it is torn down.
+    pub async fn call_in(
+        self: &Arc<Self>,
+        warm: Option<&WarmInstances>,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+        limits: CallLimits,
+    ) -> Result<Value, CallError> {
         let index = self.index_of(name)?;
         let params = self.prepare_at(index, args, kwargs)?;
-        let mut sandbox = self.ready_sandbox(limits);
+        let limits = self.capped(limits);
+        let kept = warm.and_then(|w| w.take(self, limits));
+        let mut sandbox = kept.unwrap_or_else(|| self.ready_sandbox(limits));
         let result = sandbox.call(&self.functions[index], &params).await;
-        self.replace_used(sandbox);
+        let used = match warm {
+            Some(warm) => warm.keep(self, sandbox),
+            None => Some(sandbox),
+        };
+        if let Some(used) = used {
+            self.replace_used(used);
+        }
         result
     }
 

@@ -182,8 +182,8 @@ impl tokio::io::AsyncWrite for OutputCapture {
     }
 }
 
-/// A live instance of a module. [`Module::call`] makes a fresh one per call; keeping one for
-/// several calls is for generators (an instance lives as long as its stream) and benchmarks.
+/// A live instance of a module. [`Module::call`] makes a fresh one per call unless the
+/// namespace reuses instances (see `reuse`); generators keep one for as long as their stream.
 pub struct Sandbox {
     /// Dropped by hand (see `Drop`): big stores go to a blocking thread.
     store: ManuallyDrop<Store<CallState>>,
@@ -195,6 +195,8 @@ pub struct Sandbox {
     limits: CallLimits,
     /// Set once a call trapped or was cut off: the instance's state can no longer be trusted.
     poisoned: bool,
+    /// Calls (and generator steps) made on this instance.
+    calls: u32,
 }
 
 impl Sandbox {
@@ -247,6 +249,7 @@ impl Sandbox {
             module_name: module.shared_name(),
             limits,
             poisoned: false,
+            calls: 0,
         }
     }
 
@@ -306,9 +309,14 @@ impl Sandbox {
                 source: anyhow::anyhow!("poisoned sandbox"),
             });
         }
+        self.calls = self.calls.saturating_add(1);
         let now = Instant::now();
-        self.store.data_mut().deadline = now + self.limits.deadline;
-        self.store.data_mut().started = now;
+        let state = self.store.data_mut();
+        state.deadline = now + self.limits.deadline;
+        state.started = now;
+        // A guest may have met the memory limit in an earlier call and carried on (growth
+        // refused, no trap): only a refusal during this call makes this call out-of-memory.
+        state.limiter.exceeded = false;
         self.store.set_epoch_deadline(1);
         let mut results = vec![Val::Bool(false); result_count];
         let pre = self.instance_pre.clone();
@@ -359,6 +367,16 @@ impl Sandbox {
     /// The limits the sandbox was made with.
     pub(super) fn limits(&self) -> CallLimits {
         self.limits
+    }
+
+    /// Calls made on this instance so far.
+    pub(super) fn calls(&self) -> u32 {
+        self.calls
+    }
+
+    /// The largest linear memory this instance has had, in bytes.
+    pub(super) fn peak_memory(&self) -> usize {
+        self.store.data().limiter.peak
     }
 
     /// Whether a call trapped or was cut off in this sandbox.

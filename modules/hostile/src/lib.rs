@@ -47,6 +47,11 @@ impl Guest for Hostile {
         CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
+    fn hoard(mib: u32) -> u32 {
+        std::hint::black_box(vec![1u8; (mib as usize) << 20]).leak();
+        Self::bump()
+    }
+
     fn spin() -> u64 {
         let mut n: u64 = 0;
         loop {
