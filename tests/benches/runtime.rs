@@ -76,8 +76,8 @@ fn main() {
         println!("== call of math.add(i, 1), {CALLS} sequential calls after {WARMUP} warm-up");
         let fresh = fresh_median("fresh sandboxed instance per call", &math, "add", add_args).await;
         let warm = WarmInstances::for_policy(&math, InstanceReuse::reused()).expect("reusing policy");
-        timed_calls(&math, warm.as_deref(), "add", WARMUP, add_args).await;
-        let reused = summarize("kept instance (instances = reused)", timed_calls(&math, warm.as_deref(), "add", CALLS, add_args).await);
+        timed_calls(&math, Some(&*warm), "add", WARMUP, add_args).await;
+        let reused = summarize("kept instance (instances = reused)", timed_calls(&math, Some(&*warm), "add", CALLS, add_args).await);
         println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
         // What a guest's imports cost a fresh instance: peer has no WASI but exports generator
         // resources (two more core instances wire them up); hostile is a wasm32-wasip2 guest
