@@ -79,8 +79,8 @@ type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, WsMessage>;
 
 /// One live websocket to the host. Callers write their requests into the sink's buffer
 /// themselves (no writer task to hand frames to); a flusher task sends the buffer out once the
-/// callers that are ready to run have written theirs; one reader task matches responses to
-/// callers by request id.
+/// callers that are ready to run have written theirs (a caller with no other request in flight
+/// sends its own); one reader task matches responses to callers by request id.
 struct Connection {
     sink: Arc<tokio::sync::Mutex<WsSink>>,
     /// Set by a caller after writing, cleared by the flusher before it flushes: every frame
@@ -112,12 +112,24 @@ impl Connection {
         format!("{}{:012x}", self.id_prefix, n & 0xffff_ffff_ffff)
     }
 
-    /// Writes one frame into the sink's buffer and asks the flusher to send it. A caller
-    /// cancelled while writing still asks (the frame may be half in the buffer).
-    async fn send(&self, frame: WsMessage) -> Result<(), ClientError> {
+    /// Writes one frame into the sink's buffer and asks the flusher to send it; `alone` (no
+    /// other request of this connection in flight, none to share a write with) sends it at
+    /// once instead, sparing the flusher's wake-up on the sequential path. A caller cancelled
+    /// while writing still asks the flusher (the frame may be half in the buffer).
+    async fn send(&self, frame: WsMessage, alone: bool) -> Result<(), ClientError> {
         let request_flush = FlushOnDrop(self);
-        let outcome = self.sink.lock().await.feed(frame).await;
-        drop(request_flush);
+        let outcome = if alone {
+            let sent = self.sink.lock().await.send(frame).await;
+            if sent.is_ok() {
+                // Written and flushed: nothing left for the flusher.
+                std::mem::forget(request_flush);
+            }
+            sent
+        } else {
+            let fed = self.sink.lock().await.feed(frame).await;
+            drop(request_flush);
+            fed
+        };
         if outcome.is_err() {
             self.alive.store(false, Ordering::Release);
             fail_all(&self.pending, ClientError::Disconnected);
@@ -443,9 +455,13 @@ impl EasyRpcProxy {
             Frame::Binary(b) => WsMessage::binary(b),
         };
         let (tx, rx) = oneshot::channel();
-        conn.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        let alone = {
+            let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.insert(id.clone(), tx);
+            pending.len() == 1
+        };
         let forget = |conn: &Connection| conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        if !conn.alive.load(Ordering::Acquire) || conn.send(frame).await.is_err() {
+        if !conn.alive.load(Ordering::Acquire) || conn.send(frame, alone).await.is_err() {
             forget(conn);
             return Err(ClientError::Disconnected);
         }

@@ -13,11 +13,11 @@
 //! (`peer_reused`, `math_reused`: the same modules, instances kept between the namespace's
 //! calls, as the Python original keeps its functions' process).
 //!
-//! `-- --profile echo|host|rpc|echo-tp|rpc-tp|math-tp|reused-tp SECONDS` runs one path alone
-//! for that long (raw client to the echo, raw client to our host, our client to our host;
-//! `-tp`: 4 connections x 100 in flight; `math-tp` calls math, a guest with no imports;
-//! `reused-tp` peer with reused instances) and prints its rate and median latency: a clean run
-//! for `perf` and `strace`.
+//! `-- --profile echo|host|rpc|echo-tp|rpc-tp|math-tp SECONDS` runs one path alone for that
+//! long (raw client to the echo, raw client to our host, our client to our host; `-tp`: 4
+//! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its
+//! rate and median latency: a clean run for `perf` and `strace`. `host-reused`, `rpc-reused`
+//! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -332,10 +332,13 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
         let mut raw = raw_client(echo).await;
         println!("\nframe: {} bytes (the JSON request of add(i, b=1))", add_frame(0).len());
 
+        let kept = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer_reused")).await.expect("client");
         rpc_latency(&proxy, 500).await;
         raw_latency(&mut raw, 500).await;
+        rpc_latency(&kept, 500).await;
         let (rpc50, rpc99) = rpc_latency(&proxy, LATENCY_CALLS).await;
         let (raw50, raw99) = raw_latency(&mut raw, LATENCY_CALLS).await;
+        let (kept50, kept99) = rpc_latency(&kept, LATENCY_CALLS).await;
         // The same raw client against our host: the host's share without our client's.
         let mut host_raw = easyrpc_tests::RawClient::connect(server, "peer").await.ws;
         raw_latency(&mut host_raw, 500).await;
@@ -345,6 +348,8 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
         println!("RPC add, raw client    p50 {host50:>8.1} µs   p99 {host99:>8.1} µs   (host only)");
         println!("RPC add (json)         p50 {rpc50:>8.1} µs   p99 {rpc99:>8.1} µs");
         println!("RPC - echo             p50 {:>+8.1} µs   p99 {:>+8.1} µs   (goal: p50 within +15 µs)", rpc50 - raw50, rpc99 - raw99);
+        println!("RPC add, reused inst.  p50 {kept50:>8.1} µs   p99 {kept99:>8.1} µs");
+        println!("reused - echo          p50 {:>+8.1} µs   p99 {:>+8.1} µs", kept50 - raw50, kept99 - raw99);
 
         println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
         for connections in [1usize, 4] {
@@ -381,20 +386,24 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
 
 /// One path alone for `time`, printing calls/s and the median of the batches' p50: for profilers.
 async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net::SocketAddr, load: &Handle) {
-    let connect = || EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer"));
     let started = Instant::now();
     let mut calls = 0usize;
     let mut p50s = Vec::new();
     match path {
-        "echo" | "host" => {
-            let mut ws = if path == "echo" { raw_client(echo).await } else { easyrpc_tests::RawClient::connect(server, "peer").await.ws };
+        "echo" | "host" | "host-reused" => {
+            let mut ws = match path {
+                "echo" => raw_client(echo).await,
+                "host" => easyrpc_tests::RawClient::connect(server, "peer").await.ws,
+                _ => easyrpc_tests::RawClient::connect(server, "peer_reused").await.ws,
+            };
             while started.elapsed() < time {
                 p50s.push(raw_latency(&mut ws, 1000).await.0);
                 calls += 1000;
             }
         }
-        "rpc" => {
-            let proxy = connect().await.expect("client");
+        "rpc" | "rpc-reused" => {
+            let namespace = if path == "rpc" { "peer" } else { "peer_reused" };
+            let proxy = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, namespace)).await.expect("client");
             while started.elapsed() < time {
                 p50s.push(rpc_latency(&proxy, 1000).await.0);
                 calls += 1000;
@@ -417,7 +426,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += THROUGHPUT_CALLS;
             }
         }
-        other => panic!("--profile takes echo, host, rpc, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
+        other => panic!("--profile takes echo, host, host-reused, rpc, rpc-reused, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
     }
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
