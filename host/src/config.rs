@@ -54,6 +54,8 @@
 //! max_generators_per_connection = 100
 //! max_open_generators = 500
 //! generator_idle_timeout_ms = 60000
+//! instances = "fresh"           # or "reused" (with max_calls_per_instance): every namespace's
+//!                               # default; a [[namespace]] may choose otherwise
 //! ```
 
 use crate::deploy::Deployer;
@@ -111,21 +113,27 @@ pub enum InstancesEntry {
     Reused,
 }
 
-impl NamespaceEntry {
-    /// The namespace's instance policy; `max_calls_per_instance` without reuse is an error, not
-    /// a setting silently ignored.
-    fn instance_reuse(&self) -> anyhow::Result<InstanceReuse> {
-        match (self.instances, self.max_calls_per_instance) {
-            (Some(InstancesEntry::Reused), max) => {
-                let max_calls = max.unwrap_or(DEFAULT_MAX_CALLS_PER_INSTANCE);
-                if max_calls == 0 {
-                    bail!("namespace {}: max_calls_per_instance must be at least 1", self.name);
-                }
-                Ok(InstanceReuse::Reused { max_calls })
-            }
-            (_, Some(_)) => bail!("namespace {}: max_calls_per_instance needs instances = \"reused\"", self.name),
-            (Some(InstancesEntry::Fresh) | None, None) => Ok(InstanceReuse::Fresh),
-        }
+/// The instance policy a scope (`[limits]` or a `[[namespace]]`) configures, falling back to
+/// `inherited` for what it leaves out. `max_calls_per_instance` where instances are fresh is an
+/// error, not a setting silently ignored.
+fn instance_reuse(
+    scope: &str,
+    instances: Option<InstancesEntry>,
+    max_calls: Option<u32>,
+    inherited: InstanceReuse,
+) -> anyhow::Result<InstanceReuse> {
+    let reused = match instances {
+        Some(InstancesEntry::Reused) => true,
+        Some(InstancesEntry::Fresh) => false,
+        None => inherited != InstanceReuse::Fresh,
+    };
+    match (reused, max_calls, inherited) {
+        (false, Some(_), _) => bail!("{scope}: max_calls_per_instance needs instances = \"reused\""),
+        (false, None, _) => Ok(InstanceReuse::Fresh),
+        (true, Some(0), _) => bail!("{scope}: max_calls_per_instance must be at least 1"),
+        (true, Some(max_calls), _) => Ok(InstanceReuse::Reused { max_calls }),
+        (true, None, InstanceReuse::Reused { max_calls }) => Ok(InstanceReuse::Reused { max_calls }),
+        (true, None, InstanceReuse::Fresh) => Ok(InstanceReuse::reused()),
     }
 }
 
@@ -153,6 +161,9 @@ pub struct LimitsEntry {
     pub max_generators_per_connection: Option<usize>,
     pub max_open_generators: Option<usize>,
     pub generator_idle_timeout_ms: Option<u64>,
+    /// Every namespace's default; a `[[namespace]]` may choose otherwise.
+    pub instances: Option<InstancesEntry>,
+    pub max_calls_per_instance: Option<u32>,
 }
 
 impl LimitsEntry {
@@ -226,8 +237,11 @@ impl ConfigFile {
     }
 
     /// An empty snapshot with the configured tenants (policies) and groups; unconfigured
-    /// namespaces get `default` limits.
-    pub fn prepare_snapshot(&self, default: &PolicyConfig) -> anyhow::Result<RegistrySnapshot> {
+    /// namespaces get `base`'s policy, with the instance policy of `[limits]` if it sets one.
+    pub fn prepare_snapshot(&self, base: &PolicyConfig) -> anyhow::Result<RegistrySnapshot> {
+        let mut default = base.clone();
+        let limits = &self.limits;
+        default.instances = instance_reuse("[limits]", limits.instances, limits.max_calls_per_instance, base.instances)?;
         let mut snapshot = RegistrySnapshot::with_default_policy(default.clone());
         for ns in &self.namespaces {
             if self.groups.iter().any(|g| g.name == ns.name) {
@@ -245,7 +259,8 @@ impl ConfigFile {
             ns.max_queued_calls.into_iter().for_each(|v| policy.max_queued_calls = v);
             ns.max_open_generators.into_iter().for_each(|v| policy.max_open_generators = v);
             policy.max_frame = ns.max_frame_bytes.or(policy.max_frame);
-            policy.instances = ns.instance_reuse()?;
+            let scope = format!("namespace {}", ns.name);
+            policy.instances = instance_reuse(&scope, ns.instances, ns.max_calls_per_instance, default.instances)?;
             snapshot.set_policy(&ns.name, NamespacePolicy::new(policy));
         }
         for g in &self.groups {
@@ -418,7 +433,35 @@ max_calls_per_instance = 3
             InstanceReuse::Reused { max_calls: DEFAULT_MAX_CALLS_PER_INSTANCE },
             InstanceReuse::Reused { max_calls: 3 },
         ]);
+        // [limits] sets every namespace's default; a namespace may still choose otherwise.
+        let policies = parse(
+            r#"
+[limits]
+instances = "reused"
+max_calls_per_instance = 50
+[[namespace]]
+name = "inherits"
+[[namespace]]
+name = "own_count"
+max_calls_per_instance = 7
+[[namespace]]
+name = "opts_out"
+instances = "fresh"
+"#,
+        )
+        .unwrap();
+        let instances: Vec<InstanceReuse> = policies.iter().map(|p| p.instances).collect();
+        assert_eq!(instances, vec![
+            InstanceReuse::Reused { max_calls: 50 },
+            InstanceReuse::Reused { max_calls: 7 },
+            InstanceReuse::Fresh,
+        ]);
+        let file: ConfigFile = toml::from_str("[limits]\ninstances = \"reused\"").unwrap();
+        let snapshot = file.prepare_snapshot(&PolicyConfig::default()).unwrap();
+        let unlisted = snapshot.default_policy().instances;
+        assert_eq!(unlisted, InstanceReuse::reused(), "namespaces without an entry follow [limits]");
         let error = |text: &str| parse(text).unwrap_err().to_string();
+        assert!(error("[limits]\nmax_calls_per_instance = 5").starts_with("[limits]: max_calls_per_instance needs"));
         assert!(error("[[namespace]]\nname = \"a\"\nmax_calls_per_instance = 5").contains("needs instances = \"reused\""));
         assert!(error("[[namespace]]\nname = \"a\"\ninstances = \"reused\"\nmax_calls_per_instance = 0").contains("at least 1"));
         assert!(error("[[namespace]]\nname = \"a\"\ninstances = \"shared\"").contains("unknown variant"));
