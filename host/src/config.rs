@@ -60,7 +60,7 @@
 
 use crate::deploy::Deployer;
 use crate::registry::{Group, NamespacePolicy, PolicyConfig, Registry, RegistrySnapshot, DEFAULT_NAMESPACE};
-use crate::runtime::{CallLimits, InstanceReuse, Runtime, DEFAULT_MAX_CALLS_PER_INSTANCE};
+use crate::runtime::{CallLimits, InstanceReuse, Runtime};
 use crate::server::{ConnectionLimits, PathConfig};
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -345,6 +345,7 @@ pub fn load_registry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::DEFAULT_MAX_CALLS_PER_INSTANCE;
 
     #[test]
     fn directory_layout_maps_to_namespaces() {
