@@ -565,12 +565,6 @@ impl Module {
         limits.memory = limits.memory.min(self.runtime.max_memory);
         limits
     }
-
-    /// A sandbox for several calls on one instance (generators, benchmarks). Its memory limit
-    /// is capped at the runtime's maximum.
-    pub fn sandbox(self: &Arc<Self>, limits: CallLimits) -> Sandbox {
-        Sandbox::new(self, self.capped(limits))
-    }
 }
 
 /// An open generator: its sandbox (instance) and stream resource. Dropping it frees both.

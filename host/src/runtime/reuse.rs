@@ -10,7 +10,7 @@
 //! It does not run calls (the module does) and does not decide which namespaces reuse (the
 //! registry passes the policy in).
 
-use super::sandbox::Sandbox;
+use super::sandbox::{lock, Sandbox};
 use super::{CallLimits, Module, RuntimeInner};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
@@ -123,8 +123,4 @@ impl Drop for WarmInstances {
         let idle = self.idle.get_mut().map_or(0, |idle| idle.len());
         self.runtime.warm_total.fetch_sub(idle, Ordering::AcqRel);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
