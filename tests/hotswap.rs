@@ -1,9 +1,9 @@
 //! Hot-swap: modules deployed, replaced and removed while the host serves, over the wire by an
 //! admin and through watched module directories. Four clients calling through 20 swaps see
 //! no failed call; a module that does not load leaves the old one serving; clients pick up
-//! new signatures.
+//! new signatures, also after a call cancelled while it read its own answer.
 
-use easyrpc::client::{ClientError, EasyRpcProxy};
+use easyrpc::client::{ClientConfig, ClientError, EasyRpcProxy};
 use easyrpc::config::ModuleSource;
 use easyrpc::deploy::{self, Deployer};
 use easyrpc::registry::{PolicyConfig, Registry, RegistrySnapshot};
@@ -169,6 +169,32 @@ async fn clients_pick_up_new_signatures() {
     let other = EasyRpcProxy::connect(&server.url(), SECRET, "live").await.unwrap();
     admin.deploy("live", "more", &bytes("peer")).await.unwrap();
     assert_eq!(other.call("add", vec![1.into()], vec![]).await.unwrap(), Value::Int(3));
+    server.stop().await;
+}
+
+/// A caller alone on its connection reads its answer itself rather than through the client's
+/// reader task; cancelled while reading (here by its timeout), it hands the reading back, so
+/// the idle connection still reads the host's change notice. One thread, as in a
+/// `current_thread` program, where a missed hand-back would leave nobody reading.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lone_caller_cancelled_while_reading_hands_the_reading_back() {
+    let (server, _) = server(vec![]).await;
+    let admin = EasyRpcProxy::connect(&server.url(), SECRET, "live").await.unwrap();
+    admin.deploy("live", "swap", &bytes("swap_v1")).await.unwrap();
+    admin.deploy("live", "peer", &bytes("peer")).await.unwrap();
+    let mut config = ClientConfig::new(&server.url(), SECRET, "live");
+    config.call_timeout = Some(Duration::from_millis(200));
+    let client = EasyRpcProxy::connect_with(config).await.unwrap();
+    let late = client.call("slow", vec![Value::Float(0.5), "late".into()], vec![]).await.unwrap_err();
+    assert!(matches!(late, ClientError::Timeout(_)), "{late}");
+    // The next caller gets its own answer, not the late one still on its way.
+    assert_eq!(client.call("add", vec![1.into()], vec![]).await.unwrap(), Value::Int(3));
+    // Idle now: the late answer and the notice of this deploy arrive with no call waiting.
+    admin.deploy("live", "swap", &bytes("swap_v2")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(client.function("extra").is_none(), "listed again only at the next call");
+    assert_eq!(client.call("add", vec![2.into()], vec![]).await.unwrap(), Value::Int(4));
+    assert!(client.function("extra").is_some(), "the notice read while idle marked the listing stale");
     server.stop().await;
 }
 

@@ -11,11 +11,15 @@ use crate::runtime::convert::to_val;
 use crate::signature::{bind_arguments, FunctionDescriptor};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, Serialization};
-use futures_util::stream::{BoxStream, SplitSink};
+use futures_util::stream::{BoxStream, SplitSink, SplitStream};
+use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -74,13 +78,17 @@ pub enum ClientError {
     Protocol(String),
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<(Value, bool), ClientError>>>>>;
+/// Where a response goes: to the caller waiting for its request id.
+type Waiter = oneshot::Sender<Result<(Value, bool), ClientError>>;
+type Pending = Arc<Mutex<HashMap<String, Waiter>>>;
 type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, WsMessage>;
+type WsStream = SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>;
 
 /// One live websocket to the host. Callers write their requests into the sink's buffer
 /// themselves (no writer task to hand frames to); a flusher task sends the buffer out once the
 /// callers that are ready to run have written theirs (a caller with no other request in flight
-/// sends its own); one reader task matches responses to callers by request id.
+/// sends its own). Responses are read by a reader task, which matches them to callers by
+/// request id, except while a caller with no other request in flight reads its own.
 struct Connection {
     sink: Arc<tokio::sync::Mutex<WsSink>>,
     /// Set by a caller after writing, cleared by the flusher before it flushes: every frame
@@ -90,6 +98,7 @@ struct Connection {
     flusher: tokio::task::JoinHandle<()>,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    inbox: Arc<Inbox>,
     server_id: String,
     serialization: Serialization,
     /// Request ids are this connection's random prefix and a counter: unique, shaped like the
@@ -148,6 +157,125 @@ impl Drop for FlushOnDrop<'_> {
             self.0.flush.notify_one();
         }
     }
+}
+
+/// The receiving half of the websocket and the reading of it. Whoever reads (the reader task,
+/// or a caller waiting alone for its answer) hands every response to the caller waiting for its
+/// request id and marks the listing stale on a change notice. A caller alone reads its own
+/// answer because handing it over costs the sequential path a task wake-up (and, when the
+/// caller is a runtime's `block_on` future, a wake of the runtime's driver) per call.
+struct Inbox {
+    /// Locked only while frames are read, never across an await.
+    stream: Mutex<WsStream>,
+    serialization: Serialization,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    stale: Arc<AtomicBool>,
+    /// A caller is reading its own answer: the reader task leaves the stream to it.
+    caller_reading: AtomicBool,
+    /// The reader task, woken when a caller stops reading.
+    reader: AtomicWaker,
+}
+
+/// How reading the stream ended (it stops at Pending otherwise).
+enum Read {
+    /// The response to the reader's own request, with the waiter it no longer needs.
+    Own { answer: (Value, bool), waiter: Option<Waiter> },
+    /// The connection ended: marked dead, every waiter failed.
+    Closed,
+}
+
+impl Inbox {
+    /// Reads the frames that are here, handing out responses, until none is left (Pending,
+    /// with `cx` woken when more arrive), the response to `own` comes, or the connection ends.
+    /// Another reader busy with the stream: Pending without waiting for the socket, as that
+    /// reader hands out what it reads.
+    fn poll_read(&self, cx: &mut Context<'_>, own: Option<&str>) -> Poll<Read> {
+        let Ok(mut stream) = self.stream.try_lock() else { return Poll::Pending };
+        loop {
+            let message = match stream.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(message))) => message,
+                Poll::Ready(Some(Err(_)) | None) => break,
+            };
+            let decoded = match &message {
+                WsMessage::Text(t) => wire::decode_text(t.as_str()),
+                WsMessage::Binary(b) => wire::decode_binary(self.serialization, b),
+                WsMessage::Close(_) => break,
+                _ => continue,
+            };
+            let Ok(decoded) = decoded else { continue };
+            match wire::parse_message(decoded.value) {
+                Message::Response { request_id, response, is_error } => {
+                    let waiter = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
+                    if own == Some(request_id.as_str()) {
+                        return Poll::Ready(Read::Own { answer: (response, is_error), waiter });
+                    }
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(Ok((response, is_error)));
+                    }
+                }
+                Message::Notice(_) => self.stale.store(true, Ordering::Release),
+                _ => {}
+            }
+        }
+        // Mark dead before failing the waiters, so their retry reconnects.
+        self.alive.store(false, Ordering::Release);
+        fail_all(&self.pending, ClientError::Disconnected);
+        Poll::Ready(Read::Closed)
+    }
+
+    /// Waits for the answer to request `id` (already in `pending` with `rx` as its receiver)
+    /// by reading the stream itself, while the reader task stays away.
+    async fn read_own(&self, id: &str, mut rx: oneshot::Receiver<Result<(Value, bool), ClientError>>) -> Result<(Value, bool), ClientError> {
+        let _reading = CallerReading(self);
+        let mut own_waiter = None;
+        let answer = std::future::poll_fn(|cx| {
+            // The reader task may have read it (it was reading when this caller began).
+            if let Poll::Ready(answer) = Pin::new(&mut rx).poll(cx) {
+                return Poll::Ready(answer.unwrap_or(Err(ClientError::Disconnected)));
+            }
+            self.poll_read(cx, Some(id)).map(|read| match read {
+                Read::Own { answer, waiter } => {
+                    own_waiter = waiter;
+                    Ok(answer)
+                }
+                Read::Closed => Err(ClientError::Disconnected),
+            })
+        })
+        .await;
+        // The receiver goes first: a sender dropped while its receiver lives would wake this
+        // caller once more for nothing (on a current-thread runtime, one more poll of the
+        // driver per call).
+        drop(rx);
+        drop(own_waiter);
+        answer
+    }
+}
+
+/// Marks a caller reading its own answer; when it is done (or cancelled) the reader task reads
+/// again.
+struct CallerReading<'a>(&'a Inbox);
+
+impl Drop for CallerReading<'_> {
+    fn drop(&mut self) {
+        self.0.caller_reading.store(false, Ordering::Release);
+        self.0.reader.wake();
+    }
+}
+
+/// The reader task: reads whenever no caller does, until the connection ends.
+async fn read_responses(inbox: Arc<Inbox>) {
+    std::future::poll_fn(|cx| {
+        // Registered before looking at the flag, so that a caller finishing after the look
+        // still wakes this task.
+        inbox.reader.register(cx.waker());
+        if inbox.caller_reading.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        inbox.poll_read(cx, None).map(drop)
+    })
+    .await
 }
 
 /// Sends the sink's buffer whenever a caller asked. It first lets the other tasks that are
@@ -373,37 +501,19 @@ impl EasyRpcProxy {
             .ok_or_else(|| ClientError::Protocol("auth reply without server_id".to_owned()))?
             .to_owned();
 
-        let (sink, mut stream) = ws.split();
+        let (sink, stream) = ws.split();
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let alive = Arc::new(AtomicBool::new(true));
-        let reader_alive = alive.clone();
-        let reader_pending = pending.clone();
-        let stale = self.stale.clone();
-        let ser = self.config.serialization;
-        let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let decoded = match &msg {
-                    WsMessage::Text(t) => wire::decode_text(t.as_str()),
-                    WsMessage::Binary(b) => wire::decode_binary(ser, b),
-                    WsMessage::Close(_) => break,
-                    _ => continue,
-                };
-                let Ok(decoded) = decoded else { continue };
-                match wire::parse_message(decoded.value) {
-                    Message::Response { request_id, response, is_error } => {
-                        let waiter = reader_pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
-                        if let Some(waiter) = waiter {
-                            let _ = waiter.send(Ok((response, is_error)));
-                        }
-                    }
-                    Message::Notice(_) => stale.store(true, Ordering::Release),
-                    _ => {}
-                }
-            }
-            // Mark dead before failing the waiters, so their retry reconnects.
-            reader_alive.store(false, Ordering::Release);
-            fail_all(&reader_pending, ClientError::Disconnected);
+        let inbox = Arc::new(Inbox {
+            stream: Mutex::new(stream),
+            serialization: self.config.serialization,
+            pending: pending.clone(),
+            alive: alive.clone(),
+            stale: self.stale.clone(),
+            caller_reading: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
         });
+        let reader = tokio::spawn(read_responses(inbox.clone()));
         let uuid = uuid::Uuid::new_v4().to_string();
         let sink = Arc::new(tokio::sync::Mutex::new(sink));
         let flush_requested = Arc::new(AtomicBool::new(false));
@@ -416,8 +526,9 @@ impl EasyRpcProxy {
             flusher,
             pending,
             alive,
+            inbox,
             server_id,
-            serialization: ser,
+            serialization: self.config.serialization,
             id_prefix: uuid[..24].to_owned(),
             next_id: AtomicU64::new(0),
             reader,
@@ -465,17 +576,24 @@ impl EasyRpcProxy {
             forget(conn);
             return Err(ClientError::Disconnected);
         }
-        let outcome = match self.config.call_timeout {
-            Some(limit) => match tokio::time::timeout(limit, rx).await {
-                Ok(r) => r,
+        let reads_own = alone && conn.inbox.caller_reading.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        let answer = async {
+            if reads_own {
+                conn.inbox.read_own(&id, rx).await
+            } else {
+                rx.await.unwrap_or(Err(ClientError::Disconnected))
+            }
+        };
+        match self.config.call_timeout {
+            Some(limit) => match tokio::time::timeout(limit, answer).await {
+                Ok(outcome) => outcome,
                 Err(_) => {
                     forget(conn);
-                    return Err(ClientError::Timeout(limit));
+                    Err(ClientError::Timeout(limit))
                 }
             },
-            None => rx.await,
-        };
-        outcome.unwrap_or(Err(ClientError::Disconnected))
+            None => answer.await,
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its
 //! rate and median latency: a clean run for `perf` and `strace`. `host-reused`, `rpc-reused`
 //! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances.
+//! `latency` repeats the sequential round-trip comparison alone for that long.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -82,17 +83,28 @@ fn stats(mut samples: Vec<Duration>) -> (f64, f64) {
 
 async fn rpc_latency(proxy: &EasyRpcProxy, n: usize) -> (f64, f64) {
     let mut samples = Vec::with_capacity(n);
+    rpc_samples(proxy, n, &mut samples).await;
+    stats(samples)
+}
+
+/// Times `n` sequential `add` calls through our client.
+async fn rpc_samples(proxy: &EasyRpcProxy, n: usize, samples: &mut Vec<Duration>) {
     for i in 0..n {
         let t = Instant::now();
         let r = proxy.call("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]).await.expect("add");
         samples.push(t.elapsed());
         debug_assert_eq!(r, Value::Int(i as i128 + 1));
     }
-    stats(samples)
 }
 
 async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
     let mut samples = Vec::with_capacity(n);
+    raw_samples(ws, n, &mut samples).await;
+    stats(samples)
+}
+
+/// Times `n` sequential round trips of the `add` request frame through a raw websocket client.
+async fn raw_samples(ws: &mut Ws, n: usize, samples: &mut Vec<Duration>) {
     for i in 0..n {
         let frame = add_frame(i);
         let t = Instant::now();
@@ -100,7 +112,28 @@ async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
         ws.next().await.expect("echo").expect("echo ok");
         samples.push(t.elapsed());
     }
-    stats(samples)
+}
+
+/// Sequential round trips (p50, p99 in µs) of: the raw echo, RPC `add` through our client
+/// (fresh instances, then reused ones), and the raw client against our host. The paths take
+/// turns in short batches, so that the machine's changing load falls on all of them alike.
+async fn sequential_latency(server: &TestServer, echo: std::net::SocketAddr) -> [(f64, f64); 4] {
+    const BATCH: usize = 250;
+    let proxy = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer")).await.expect("rpc client");
+    let kept = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer_reused")).await.expect("client");
+    let mut raw = raw_client(echo).await;
+    let mut host_raw = easyrpc_tests::RawClient::connect(server, "peer").await.ws;
+    let mut samples: [Vec<Duration>; 4] = Default::default();
+    let mut warm_up: [Vec<Duration>; 4] = Default::default();
+    for round in 0..=LATENCY_CALLS / BATCH {
+        // The first round warms every path up and is not counted.
+        let into = if round == 0 { &mut warm_up } else { &mut samples };
+        raw_samples(&mut raw, BATCH, &mut into[0]).await;
+        rpc_samples(&proxy, BATCH, &mut into[1]).await;
+        rpc_samples(&kept, BATCH, &mut into[2]).await;
+        raw_samples(&mut host_raw, BATCH, &mut into[3]).await;
+    }
+    samples.map(stats)
 }
 
 /// One call the throughput runs repeat: `namespace.function(i, **kwargs)`, which must return
@@ -295,93 +328,85 @@ async fn serve_bench_modules() -> TestServer {
     TestServer::with_config(snapshot, easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET)).await
 }
 
+/// The sequential round trips, printed.
+async fn print_latency(server: &TestServer, echo: std::net::SocketAddr) {
+    let [(raw50, raw99), (rpc50, rpc99), (kept50, kept99), (host50, host99)] = sequential_latency(server, echo).await;
+    println!("\n== sequential round trip, {LATENCY_CALLS} calls each, the paths taking turns");
+    println!("raw websocket echo     p50 {raw50:>8.1} µs   p99 {raw99:>8.1} µs");
+    println!("RPC add, raw client    p50 {host50:>8.1} µs   p99 {host99:>8.1} µs   (host only)");
+    println!("RPC add (json)         p50 {rpc50:>8.1} µs   p99 {rpc99:>8.1} µs");
+    println!("RPC - echo             p50 {:>+8.1} µs   p99 {:>+8.1} µs   (goal: p50 within +15 µs)", rpc50 - raw50, rpc99 - raw99);
+    println!("RPC add, reused inst.  p50 {kept50:>8.1} µs   p99 {kept99:>8.1} µs");
+    println!("reused - echo          p50 {:>+8.1} µs   p99 {:>+8.1} µs", kept50 - raw50, kept99 - raw99);
+}
+
 /// Every comparison, printed as it is measured.
 async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle, exe: &str) {
-        let connect = |ser: Serialization| {
-            let mut config = ClientConfig::new(&server.url(), SECRET, "peer");
-            config.serialization = ser;
-            EasyRpcProxy::connect_with(config)
-        };
-        // First, before the other runs leave freed memory that the allocator keeps and would
-        // hand to the new connections without the RSS growing.
-        println!("== {IDLE_CONNECTIONS} idle connections (held by a child process)");
-        let before = rss();
-        let mut child = std::process::Command::new(exe)
-            .args(["--hold", &server.url(), &IDLE_CONNECTIONS.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("child starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let ready = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("child ready");
-        assert_eq!(ready.trim(), "ready");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = rss();
-        drop(child.stdin.take());
-        let _ = child.wait();
-        let per = after.saturating_sub(before) / IDLE_CONNECTIONS as u64;
-        println!("host RSS {} MiB -> {} MiB: {per} bytes per idle connection (goal: < 64 KiB)", before >> 20, after >> 20);
+    let connect = |ser: Serialization| {
+        let mut config = ClientConfig::new(&server.url(), SECRET, "peer");
+        config.serialization = ser;
+        EasyRpcProxy::connect_with(config)
+    };
+    // First, before the other runs leave freed memory that the allocator keeps and would
+    // hand to the new connections without the RSS growing.
+    println!("== {IDLE_CONNECTIONS} idle connections (held by a child process)");
+    let before = rss();
+    let mut child = std::process::Command::new(exe)
+        .args(["--hold", &server.url(), &IDLE_CONNECTIONS.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("child starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("child ready");
+    assert_eq!(ready.trim(), "ready");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss();
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let per = after.saturating_sub(before) / IDLE_CONNECTIONS as u64;
+    println!("host RSS {} MiB -> {} MiB: {per} bytes per idle connection (goal: < 64 KiB)", before >> 20, after >> 20);
 
-        let proxy = connect(Serialization::Json).await.expect("rpc client");
-        let mut raw = raw_client(echo).await;
-        println!("\nframe: {} bytes (the JSON request of add(i, b=1))", add_frame(0).len());
+    println!("\nframe: {} bytes (the JSON request of add(i, b=1))", add_frame(0).len());
+    print_latency(server, echo).await;
 
-        let kept = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer_reused")).await.expect("client");
-        rpc_latency(&proxy, 500).await;
-        raw_latency(&mut raw, 500).await;
-        rpc_latency(&kept, 500).await;
-        let (rpc50, rpc99) = rpc_latency(&proxy, LATENCY_CALLS).await;
-        let (raw50, raw99) = raw_latency(&mut raw, LATENCY_CALLS).await;
-        let (kept50, kept99) = rpc_latency(&kept, LATENCY_CALLS).await;
-        // The same raw client against our host: the host's share without our client's.
-        let mut host_raw = easyrpc_tests::RawClient::connect(server, "peer").await.ws;
-        raw_latency(&mut host_raw, 500).await;
-        let (host50, host99) = raw_latency(&mut host_raw, LATENCY_CALLS).await;
-        println!("\n== sequential round trip, {LATENCY_CALLS} calls");
-        println!("raw websocket echo     p50 {raw50:>8.1} µs   p99 {raw99:>8.1} µs");
-        println!("RPC add, raw client    p50 {host50:>8.1} µs   p99 {host99:>8.1} µs   (host only)");
-        println!("RPC add (json)         p50 {rpc50:>8.1} µs   p99 {rpc99:>8.1} µs");
-        println!("RPC - echo             p50 {:>+8.1} µs   p99 {:>+8.1} µs   (goal: p50 within +15 µs)", rpc50 - raw50, rpc99 - raw99);
-        println!("RPC add, reused inst.  p50 {kept50:>8.1} µs   p99 {kept99:>8.1} µs");
-        println!("reused - echo          p50 {:>+8.1} µs   p99 {:>+8.1} µs", kept50 - raw50, kept99 - raw99);
+    println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
+    for connections in [1usize, 4] {
+        let rpc = rpc_throughput(load, &server.url(), ADD, connections, THROUGHPUT_CALLS).await;
+        let echo_rate = raw_throughput(load, echo, connections, THROUGHPUT_CALLS).await;
+        let plain = rpc_throughput(load, &server.url(), MATH_ADD, connections, THROUGHPUT_CALLS).await;
+        let kept = rpc_throughput(load, &server.url(), reused(ADD), connections, THROUGHPUT_CALLS).await;
+        println!(
+            "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:>3.0}%   (goal: >= 50%)",
+            100.0 * rpc / echo_rate
+        );
+        println!(
+            "   no-import guest (math.add): {plain:>9.0} calls/s                      RPC/echo {:>3.0}%",
+            100.0 * plain / echo_rate
+        );
+        println!(
+            "   reused instances (peer.add): {kept:>8.0} calls/s                      RPC/echo {:>3.0}%",
+            100.0 * kept / echo_rate
+        );
+    }
 
-        println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
-        for connections in [1usize, 4] {
-            let rpc = rpc_throughput(load, &server.url(), ADD, connections, THROUGHPUT_CALLS).await;
-            let echo_rate = raw_throughput(load, echo, connections, THROUGHPUT_CALLS).await;
-            let plain = rpc_throughput(load, &server.url(), MATH_ADD, connections, THROUGHPUT_CALLS).await;
-            let kept = rpc_throughput(load, &server.url(), reused(ADD), connections, THROUGHPUT_CALLS).await;
-            println!(
-                "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:>3.0}%   (goal: >= 50%)",
-                100.0 * rpc / echo_rate
-            );
-            println!(
-                "   no-import guest (math.add): {plain:>9.0} calls/s                      RPC/echo {:>3.0}%",
-                100.0 * plain / echo_rate
-            );
-            println!(
-                "   reused instances (peer.add): {kept:>8.0} calls/s                      RPC/echo {:>3.0}%",
-                100.0 * kept / echo_rate
-            );
+    println!("\n== payload scaling: echo(x) of a string of the size (RPC) vs echo of the same frame (raw)");
+    let proxy = connect(Serialization::Json).await.expect("rpc client");
+    let pickle = connect(Serialization::Pickle).await.expect("pickle client");
+    let mut raw = raw_client(echo).await;
+    for (size, n) in [(1usize << 10, 2000usize), (64 << 10, 500), (1 << 20, 50)] {
+        let value = Value::Str("x".repeat(size));
+        for (name, client, ser) in [("json", &proxy, Serialization::Json), ("pickle", &pickle, Serialization::Pickle)] {
+            let (rpc, raw_us) = payload(client, &mut raw, &value, ser, n).await;
+            println!("{:>5} KiB {name:<6}  RPC {rpc:>9.1} µs/call   echo {raw_us:>9.1} µs   ratio {:.2}x", size >> 10, rpc / raw_us);
         }
-
-        println!("\n== payload scaling: echo(x) of a string of the size (RPC) vs echo of the same frame (raw)");
-        let pickle = connect(Serialization::Pickle).await.expect("pickle client");
-        for (size, n) in [(1usize << 10, 2000usize), (64 << 10, 500), (1 << 20, 50)] {
-            let value = Value::Str("x".repeat(size));
-            for (name, client, ser) in [("json", &proxy, Serialization::Json), ("pickle", &pickle, Serialization::Pickle)] {
-                let (rpc, raw_us) = payload(client, &mut raw, &value, ser, n).await;
-                println!("{:>5} KiB {name:<6}  RPC {rpc:>9.1} µs/call   echo {raw_us:>9.1} µs   ratio {:.2}x", size >> 10, rpc / raw_us);
-            }
-        }
-
-
+    }
 }
 
 /// One path alone for `time`, printing calls/s and the median of the batches' p50: for profilers.
@@ -390,6 +415,11 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
     let mut calls = 0usize;
     let mut p50s = Vec::new();
     match path {
+        "latency" => {
+            while started.elapsed() < time {
+                print_latency(server, echo).await;
+            }
+        }
         "echo" | "host" | "host-reused" => {
             let mut ws = match path {
                 "echo" => raw_client(echo).await,
@@ -426,7 +456,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += THROUGHPUT_CALLS;
             }
         }
-        other => panic!("--profile takes echo, host, host-reused, rpc, rpc-reused, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
+        other => panic!("--profile takes latency, echo, host, host-reused, rpc, rpc-reused, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
     }
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
