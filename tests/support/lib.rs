@@ -145,6 +145,16 @@ pub fn shared_peer_dir() -> PathBuf {
     xtask::project_root().parent().map(|p| p.join("shared").join("peer")).unwrap_or_default()
 }
 
+/// A websocket connection to `url` with the websocket settings of our client (its read
+/// buffer), so that raw clients and ours differ only in what they do with frames.
+pub async fn connect_like_our_client(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.read_buffer_size = easyrpc::client::READ_BUFFER;
+    tokio_tungstenite::connect_async_with_config(url, Some(config), false).await.expect("ws connects").0
+}
+
 /// A raw websocket client speaking the wire protocol by hand, for tests that send what a
 /// well-behaved client never would.
 pub struct RawClient {
@@ -170,7 +180,7 @@ impl RawClient {
         secret: &str,
     ) -> Self {
         use futures_util::SinkExt;
-        let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.expect("ws connects");
+        let mut ws = connect_like_our_client(&server.url()).await;
         let claims = easyrpc::wire::auth::SetupClaims {
             kind: "PROXY".into(),
             id: "raw".into(),
@@ -188,7 +198,7 @@ impl RawClient {
 
     /// Connects without sending a setup frame.
     pub async fn connect_without_setup(server: &TestServer) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(server.url()).await.expect("ws connects");
+        let ws = connect_like_our_client(&server.url()).await;
         Self { ws }
     }
 
