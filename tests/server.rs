@@ -160,6 +160,33 @@ async fn abandoned_and_timed_out_calls_leave_the_connection_working() {
     server.stop().await;
 }
 
+/// A caller alone reads its own answer while the client's reader task may be reading on the
+/// other thread: whoever the socket wakes, the answer reaches its caller. Sequential calls,
+/// some with a second call joining, each bounded so that a lost wake fails instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_callers_and_the_reader_task_never_lose_an_answer() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let peer = std::sync::Arc::new(proxy(&server, "peer", Serialization::Json).await);
+    for i in 0..10_000i64 {
+        let call = async {
+            if i % 7 == 0 {
+                let other = peer.clone();
+                let joined = tokio::spawn(async move { other.call("add", vec![i.into()], vec![("b".into(), 5.into())]).await });
+                let mine = peer.call("add", vec![i.into()], vec![]).await;
+                (mine, Some(joined.await.unwrap()))
+            } else {
+                (peer.call("add", vec![i.into()], vec![]).await, None)
+            }
+        };
+        let (mine, joined) = tokio::time::timeout(Duration::from_secs(5), call).await.unwrap_or_else(|_| panic!("call {i} stalled"));
+        assert_eq!(mine.unwrap(), Value::Int(i as i128 + 2));
+        if let Some(joined) = joined {
+            assert_eq!(joined.unwrap(), Value::Int(i as i128 + 5));
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_megabyte_payloads() {
     let server = TestServer::start(&[("peer", &["peer"])]).await;

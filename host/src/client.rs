@@ -172,7 +172,7 @@ impl Drop for FlushOnDrop<'_> {
 /// caller is a runtime's `block_on` future, a wake of the runtime's driver) per call.
 struct Inbox {
     /// Locked only while frames are read, never across an await.
-    stream: Mutex<WsStream>,
+    stream: Mutex<ReadHalf>,
     serialization: Serialization,
     pending: Pending,
     alive: Arc<AtomicBool>,
@@ -181,6 +181,16 @@ struct Inbox {
     caller_reading: AtomicBool,
     /// The reader task, woken when a caller stops reading.
     reader: AtomicWaker,
+    /// The caller reading, woken by the reader task when the socket woke that task instead.
+    caller: AtomicWaker,
+}
+
+/// The websocket's receiving half and who will be woken when more arrives.
+struct ReadHalf {
+    ws: WsStream,
+    /// The reader task polled the stream last, so the socket's next wake goes to it (a socket
+    /// wakes only the last task that polled it).
+    reader_registered: bool,
 }
 
 /// How reading the stream ended (it stops at Pending otherwise).
@@ -193,14 +203,16 @@ enum Read {
 
 impl Inbox {
     /// Reads the frames that are here, handing out responses, until none is left (Pending,
-    /// with `cx` woken when more arrive), the response to `own` comes, or the connection ends.
-    /// Another reader busy with the stream: Pending without waiting for the socket, as that
-    /// reader hands out what it reads.
+    /// with `cx` woken when more arrive), the response to `own` (a caller's request id; none:
+    /// the reader task) comes, or the connection ends.
     fn poll_read(&self, cx: &mut Context<'_>, own: Option<&str>) -> Poll<Read> {
-        let Ok(mut stream) = self.stream.try_lock() else { return Poll::Pending };
+        let mut half = self.stream.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let message = match stream.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
+            let message = match half.ws.poll_next_unpin(cx) {
+                Poll::Pending => {
+                    half.reader_registered = own.is_none();
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Ok(message))) => message,
                 Poll::Ready(Some(Err(_)) | None) => break,
             };
@@ -237,6 +249,7 @@ impl Inbox {
         let _reading = CallerReading(self);
         let mut own_waiter = None;
         let answer = std::future::poll_fn(|cx| {
+            self.caller.register(cx.waker());
             // The reader task may have read it (it was reading when this caller began).
             if let Poll::Ready(answer) = Pin::new(&mut rx).poll(cx) {
                 return Poll::Ready(answer.unwrap_or(Err(ClientError::Disconnected)));
@@ -276,10 +289,21 @@ async fn read_responses(inbox: Arc<Inbox>) {
         // Registered before looking at the flag, so that a caller finishing after the look
         // still wakes this task.
         inbox.reader.register(cx.waker());
-        if inbox.caller_reading.load(Ordering::Acquire) {
-            return Poll::Pending;
+        if !inbox.caller_reading.load(Ordering::Acquire) {
+            if inbox.poll_read(cx, None).is_ready() {
+                return Poll::Ready(());
+            }
+            if !inbox.caller_reading.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
         }
-        inbox.poll_read(cx, None).map(drop)
+        // A caller reads. If this task polled the stream after it (on another thread), the
+        // socket's next wake comes here, not to the caller: the caller looks again, which
+        // also takes the socket's wake over.
+        if inbox.stream.lock().unwrap_or_else(|e| e.into_inner()).reader_registered {
+            inbox.caller.wake();
+        }
+        Poll::Pending
     })
     .await
 }
@@ -515,13 +539,14 @@ impl EasyRpcProxy {
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let alive = Arc::new(AtomicBool::new(true));
         let inbox = Arc::new(Inbox {
-            stream: Mutex::new(stream),
+            stream: Mutex::new(ReadHalf { ws: stream, reader_registered: false }),
             serialization: self.config.serialization,
             pending: pending.clone(),
             alive: alive.clone(),
             stale: self.stale.clone(),
             caller_reading: AtomicBool::new(false),
             reader: AtomicWaker::new(),
+            caller: AtomicWaker::new(),
         });
         let reader = tokio::spawn(read_responses(inbox.clone()));
         let uuid = uuid::Uuid::new_v4().to_string();
