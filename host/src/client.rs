@@ -86,7 +86,7 @@ pub enum ClientError {
 
 /// Where a response goes: to the caller waiting for its request id.
 type Waiter = oneshot::Sender<Result<(Value, bool), ClientError>>;
-type Pending = Arc<Mutex<HashMap<String, Waiter>>>;
+type Pending = Mutex<HashMap<String, Waiter>>;
 type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, WsMessage>;
 type WsStream = SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>;
 
@@ -102,11 +102,8 @@ struct Connection {
     flush_requested: Arc<AtomicBool>,
     flush: Arc<tokio::sync::Notify>,
     flusher: tokio::task::JoinHandle<()>,
-    pending: Pending,
-    alive: Arc<AtomicBool>,
     inbox: Arc<Inbox>,
     server_id: String,
-    serialization: Serialization,
     /// Request ids are this connection's random prefix and a counter: unique, shaped like the
     /// Python client's uuid4 ids, and no random draw per call.
     id_prefix: String,
@@ -146,8 +143,7 @@ impl Connection {
             fed
         };
         if outcome.is_err() {
-            self.alive.store(false, Ordering::Release);
-            fail_all(&self.pending, ClientError::Disconnected);
+            self.inbox.end();
             return Err(ClientError::Disconnected);
         }
         Ok(())
@@ -174,8 +170,10 @@ struct Inbox {
     /// Locked only while frames are read, never across an await.
     stream: Mutex<ReadHalf>,
     serialization: Serialization,
+    /// The callers waiting for answers, by request id.
     pending: Pending,
-    alive: Arc<AtomicBool>,
+    /// Cleared when the connection ends; the next call then connects again.
+    alive: AtomicBool,
     stale: Arc<AtomicBool>,
     /// A caller is reading its own answer: the reader task leaves the stream to it.
     caller_reading: AtomicBool,
@@ -237,10 +235,18 @@ impl Inbox {
                 _ => {}
             }
         }
-        // Mark dead before failing the waiters, so their retry reconnects.
-        self.alive.store(false, Ordering::Release);
-        fail_all(&self.pending, ClientError::Disconnected);
+        self.end();
         Poll::Ready(Read::Closed)
+    }
+
+    /// The connection is over: marks it dead, then fails every waiting call (so that their
+    /// retries connect again).
+    fn end(&self) {
+        self.alive.store(false, Ordering::Release);
+        let waiting: Vec<_> = self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(ClientError::Disconnected));
+        }
     }
 
     /// Waits for the answer to request `id` (already in `pending` with `rx` as its receiver)
@@ -311,14 +317,13 @@ async fn read_responses(inbox: Arc<Inbox>) {
 /// Sends the sink's buffer whenever a caller asked. It first lets the other tasks that are
 /// ready to run go ahead: pipelined callers woken by one batch of responses then write their
 /// next requests into the buffer, and they leave in one write instead of one each.
-async fn flusher(sink: Arc<tokio::sync::Mutex<WsSink>>, requested: Arc<AtomicBool>, flush: Arc<tokio::sync::Notify>, alive: Arc<AtomicBool>, pending: Pending) {
+async fn flusher(sink: Arc<tokio::sync::Mutex<WsSink>>, requested: Arc<AtomicBool>, flush: Arc<tokio::sync::Notify>, inbox: Arc<Inbox>) {
     loop {
         flush.notified().await;
         tokio::task::yield_now().await;
         requested.store(false, Ordering::Release);
         if sink.lock().await.flush().await.is_err() {
-            alive.store(false, Ordering::Release);
-            fail_all(&pending, ClientError::Disconnected);
+            inbox.end();
             return;
         }
     }
@@ -334,13 +339,6 @@ pub struct EasyRpcProxy {
     functions: Mutex<Arc<Vec<FunctionDescriptor>>>,
     /// Set when the host sends a change notice: the next call lists the functions again first.
     stale: Arc<AtomicBool>,
-}
-
-fn fail_all(pending: &Pending, error: ClientError) {
-    let waiting: Vec<_> = pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
-    for (_, tx) in waiting {
-        let _ = tx.send(Err(error.clone()));
-    }
 }
 
 impl EasyRpcProxy {
@@ -480,7 +478,7 @@ impl EasyRpcProxy {
 
     /// The current connection, connecting (and listing) again when there is none or it died.
     async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
-        let live = || self.live.lock().unwrap_or_else(|e| e.into_inner()).clone().filter(|c| c.alive.load(Ordering::Acquire));
+        let live = || self.live.lock().unwrap_or_else(|e| e.into_inner()).clone().filter(|c| c.inbox.alive.load(Ordering::Acquire));
         if let Some(conn) = live() {
             return Ok(conn);
         }
@@ -536,13 +534,11 @@ impl EasyRpcProxy {
             .to_owned();
 
         let (sink, stream) = ws.split();
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-        let alive = Arc::new(AtomicBool::new(true));
         let inbox = Arc::new(Inbox {
             stream: Mutex::new(ReadHalf { ws: stream, reader_registered: false }),
             serialization: self.config.serialization,
-            pending: pending.clone(),
-            alive: alive.clone(),
+            pending: Mutex::new(HashMap::new()),
+            alive: AtomicBool::new(true),
             stale: self.stale.clone(),
             caller_reading: AtomicBool::new(false),
             reader: AtomicWaker::new(),
@@ -553,17 +549,14 @@ impl EasyRpcProxy {
         let sink = Arc::new(tokio::sync::Mutex::new(sink));
         let flush_requested = Arc::new(AtomicBool::new(false));
         let flush = Arc::new(tokio::sync::Notify::new());
-        let flusher = tokio::spawn(flusher(sink.clone(), flush_requested.clone(), flush.clone(), alive.clone(), pending.clone()));
+        let flusher = tokio::spawn(flusher(sink.clone(), flush_requested.clone(), flush.clone(), inbox.clone()));
         Ok(Connection {
             sink,
             flush_requested,
             flush,
             flusher,
-            pending,
-            alive,
             inbox,
             server_id,
-            serialization: self.config.serialization,
             id_prefix: uuid[..24].to_owned(),
             next_id: AtomicU64::new(0),
             reader,
@@ -596,18 +589,18 @@ impl EasyRpcProxy {
         } else {
             request
         };
-        let frame = match wire::request(conn.serialization, &id, request, true) {
+        let frame = match wire::request(conn.inbox.serialization, &id, request, true) {
             Frame::Text(t) => WsMessage::text(t),
             Frame::Binary(b) => WsMessage::binary(b),
         };
         let (tx, rx) = oneshot::channel();
         let alone = {
-            let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = conn.inbox.pending.lock().unwrap_or_else(|e| e.into_inner());
             pending.insert(id.clone(), tx);
             pending.len() == 1
         };
-        let forget = |conn: &Connection| conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        if !conn.alive.load(Ordering::Acquire) || conn.send(frame, alone).await.is_err() {
+        let forget = |conn: &Connection| conn.inbox.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        if !conn.inbox.alive.load(Ordering::Acquire) || conn.send(frame, alone).await.is_err() {
             forget(conn);
             return Err(ClientError::Disconnected);
         }
