@@ -55,6 +55,8 @@ impl ValueStream for GeneratorStream {
 /// or (when its namespace reuses instances) kept from an earlier call of that namespace.
 pub struct LocalFunction {
     module: Arc<Module>,
+    /// The function's position in `module` (see [`Module::call_at`]).
+    position: usize,
     descriptor: FunctionDescriptor,
     limits: CallLimits,
     /// The namespace's idle instances of this module, shared by the module's functions there.
@@ -68,8 +70,9 @@ impl LocalFunction {
         let warm = WarmInstances::for_policy(module, reuse);
         module
             .descriptors()
-            .map(|d| {
-                let f = LocalFunction { module: module.clone(), descriptor: d.clone(), limits, warm: warm.clone() };
+            .enumerate()
+            .map(|(position, d)| {
+                let f = LocalFunction { module: module.clone(), position, descriptor: d.clone(), limits, warm: warm.clone() };
                 Arc::new(f) as Arc<dyn Callable>
             })
             .collect()
@@ -85,7 +88,7 @@ impl Callable for LocalFunction {
         format!("module {}", self.module.name())
     }
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError> {
-        self.module.call_in(self.warm.as_deref(), &self.descriptor.name, args, kwargs, self.limits).await
+        self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, self.limits).await
     }
     async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
         let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, self.limits).await?;

@@ -128,7 +128,7 @@ pub(crate) async fn serve(
         calls: JoinSet::new(),
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
         waited: mpsc::unbounded_channel(),
-        slow_actions: HashMap::new(),
+        slow_actions: SlowActions::default(),
         requests: 0,
     };
     let mut changes = shared.registry.subscribe();
@@ -241,7 +241,7 @@ struct Connection {
     waited: (mpsc::UnboundedSender<WsMessage>, mpsc::UnboundedReceiver<WsMessage>),
     /// Actions whose last calls took longer than [`INLINE_LIMIT`] here, and how many in a row;
     /// at [`SLOW_STRIKES`] they start as tasks.
-    slow_actions: HashMap<String, u8>,
+    slow_actions: SlowActions,
     requests: u64,
 }
 
@@ -295,26 +295,24 @@ impl Connection {
             _ => return Flow::Continue,
         };
         self.requests += 1;
-        let expected = request.response_expected;
-        let id = request.request_id.clone();
-        let action = request_action(&request.body).to_owned();
-        let slow = self.slow_actions.get(&action).is_some_and(|&strikes| strikes >= SLOW_STRIKES);
+        let wire::Request { request_id, response_expected: expected, body } = request;
+        let action = action_key(request_action(&body));
+        let slow = self.slow_actions.strikes(action) >= SLOW_STRIKES;
         let session = self.session.clone();
         let mut call = Box::pin(async move {
-            let request_id = request.request_id.clone();
-            let outcome = session.handle(&request_id, request, decoded.unsupported).await;
-            (session, outcome)
+            let outcome = session.handle(&request_id, body, decoded.unsupported).await;
+            (session, request_id, outcome)
         });
         // Most calls finish on their first poll: run that here, with no hand-off to another
         // task and the answer written by this task. Known slow functions skip it.
         let started = Instant::now();
         let first = if slow { Poll::Pending } else { std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await };
         match first {
-            Poll::Ready((session, (value, is_error))) => {
+            Poll::Ready((session, id, (value, is_error))) => {
                 if started.elapsed() > INLINE_LIMIT {
-                    *self.slow_actions.entry(action).or_default() += 1;
-                } else if !self.slow_actions.is_empty() {
-                    self.slow_actions.remove(&action);
+                    self.slow_actions.strike(action);
+                } else {
+                    self.slow_actions.clear(action);
                 }
                 if !expected {
                     return Flow::Continue;
@@ -328,7 +326,7 @@ impl Connection {
                 let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return Flow::Close };
                 let answers = self.waited.0.clone();
                 self.calls.spawn(async move {
-                    let (session, (value, is_error)) = call.await;
+                    let (session, id, (value, is_error)) = call.await;
                     if expected {
                         let _ = answers.send(session.encode_response(&id, &value, is_error));
                     }
@@ -346,6 +344,33 @@ impl Connection {
             Err(_) => Flow::Close,
         }
     }
+}
+
+/// A connection's slow actions, known by [`action_key`]: few or none, so a list. (A key two
+/// actions share only makes the other one start as a task too.)
+#[derive(Default)]
+struct SlowActions(Vec<(u64, u8)>);
+
+impl SlowActions {
+    fn strikes(&self, action: u64) -> u8 {
+        self.0.iter().find(|(key, _)| *key == action).map_or(0, |&(_, strikes)| strikes)
+    }
+
+    fn strike(&mut self, action: u64) {
+        match self.0.iter_mut().find(|(key, _)| *key == action) {
+            Some((_, strikes)) => *strikes = strikes.saturating_add(1),
+            None => self.0.push((action, 1)),
+        }
+    }
+
+    fn clear(&mut self, action: u64) {
+        self.0.retain(|(key, _)| *key != action);
+    }
+}
+
+/// An action's name as a number (FNV-1a), so that the call path keeps no copy of it.
+fn action_key(action: &str) -> u64 {
+    action.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The action a request names, as far as it can be seen before decoding it further (an
@@ -427,8 +452,8 @@ const GENERATOR_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Session {
     /// Answers one request: the response value and whether it reports an error.
-    async fn handle(&self, request_id: &str, request: wire::Request, unsupported: Option<String>) -> (Value, bool) {
-        let body = match (request.body, self.path.encryption) {
+    async fn handle(&self, request_id: &str, body: RequestBody, unsupported: Option<String>) -> (Value, bool) {
+        let body = match (body, self.path.encryption) {
             (RequestBody::Plain(v), false) => v,
             (RequestBody::Wrapped(token), true) => match auth::unwrap_request(&token, &self.path.secret) {
                 Ok(v) => v,

@@ -229,7 +229,7 @@ impl Runtime {
         let described = describe::describe(engine, &component, &docs)
             .map_err(|message| LoadError::Describe { name: name.clone(), message })?;
         let mut functions = Vec::with_capacity(described.len());
-        for (descriptor, path) in described {
+        for (position, (descriptor, path)) in described.into_iter().enumerate() {
             let iface_index = match &path.interface {
                 Some(iface) => Some(component.get_export_index(None, iface.as_str()).ok_or_else(|| {
                     LoadError::Describe { name: name.clone(), message: format!("export {iface} not found") }
@@ -239,12 +239,14 @@ impl Runtime {
             let index = component.get_export_index(iface_index.as_ref(), path.function.as_str()).ok_or_else(|| {
                 LoadError::Describe { name: name.clone(), message: format!("export {} not found", path.function) }
             })?;
+            let index = Export { index, slot: 2 * position };
             let next_index = match &path.next {
                 Some(method) => Some(component.get_export_index(iface_index.as_ref(), method.as_str()).ok_or_else(|| {
                     LoadError::Describe { name: name.clone(), message: format!("export {method} not found") }
                 })?),
                 None => None,
             };
+            let next_index = next_index.map(|index| Export { index, slot: 2 * position + 1 });
             let result_count = usize::from(descriptor.result.is_some());
             functions.push(ExportedFunction { descriptor, index, next_index, result_count });
         }
@@ -286,18 +288,26 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<
 /// One exported function: its descriptor and where to find it in an instance.
 pub struct ExportedFunction {
     pub descriptor: FunctionDescriptor,
-    index: ComponentExportIndex,
+    index: Export,
     /// A generator's `next` method.
-    next_index: Option<ComponentExportIndex>,
+    next_index: Option<Export>,
     result_count: usize,
 }
 
+/// One export a sandbox calls: where the component has it, and its slot among the module's
+/// exports (an instance keeps the functions it looked up by slot, so a kept instance looks
+/// each up once).
+pub(crate) struct Export {
+    pub(crate) index: ComponentExportIndex,
+    pub(crate) slot: usize,
+}
+
 impl ExportedFunction {
-    fn export_index(&self) -> &ComponentExportIndex {
+    fn export_index(&self) -> &Export {
         &self.index
     }
 
-    fn next_index(&self) -> Option<&ComponentExportIndex> {
+    fn next_index(&self) -> Option<&Export> {
         self.next_index.as_ref()
     }
 }
@@ -480,7 +490,23 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
     ) -> Result<Value, CallError> {
-        let index = self.index_of(name)?;
+        self.call_at(warm, self.index_of(name)?, args, kwargs, limits).await
+    }
+
+    /// [`call_in`](Self::call_in) for the function at `index`, its position in
+    /// [`descriptors`](Self::descriptors): the registry's functions call this way, so that
+    /// their calls need no lookup by name.
+    pub async fn call_at(
+        self: &Arc<Self>,
+        warm: Option<&WarmInstances>,
+        index: usize,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+        limits: CallLimits,
+    ) -> Result<Value, CallError> {
+        if index >= self.functions.len() {
+            return Err(CallError::UnknownFunction { module: self.name.to_string(), name: format!("(function {index})") });
+        }
         let params = self.prepare_at(index, args, kwargs)?;
         let limits = self.capped(limits);
         let kept = warm.and_then(|w| w.take(self, limits));

@@ -9,7 +9,7 @@
 
 use super::convert::from_val;
 use super::error::{CallError, ValueError};
-use super::{CallLimits, ExportedFunction, Module};
+use super::{CallLimits, Export, ExportedFunction, Module};
 use wasmtime::component::InstancePre;
 use crate::signature::WitType;
 use crate::value::Value;
@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
-use wasmtime::component::{ComponentExportIndex, Instance, ResourceAny, ResourceTable, Val};
+use wasmtime::component::{Func, Instance, ResourceAny, ResourceTable, Val};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -188,6 +188,8 @@ pub struct Sandbox {
     /// Dropped by hand (see `Drop`): big stores go to a blocking thread.
     store: ManuallyDrop<Store<CallState>>,
     instance: Option<Instance>,
+    /// The instance's exported functions looked up so far, by [`Export::slot`].
+    funcs: Vec<Option<Func>>,
     /// What instances are made from, and the module's name for errors and logs. Not the
     /// module itself: a module keeps ready sandboxes, which must not keep it alive.
     instance_pre: InstancePre<CallState>,
@@ -245,6 +247,7 @@ impl Sandbox {
         Self {
             store: ManuallyDrop::new(store),
             instance: None,
+            funcs: Vec::new(),
             instance_pre: module.instance_pre(),
             module_name: module.shared_name(),
             limits,
@@ -298,7 +301,7 @@ impl Sandbox {
     async fn invoke(
         &mut self,
         name: &str,
-        index: &ComponentExportIndex,
+        export: &Export,
         params: &[Val],
         result_count: usize,
     ) -> Result<Vec<Val>, CallError> {
@@ -321,6 +324,7 @@ impl Sandbox {
         let mut results = vec![Val::Bool(false); result_count];
         let pre = self.instance_pre.clone();
         let store: &mut Store<CallState> = &mut self.store;
+        let funcs = &mut self.funcs;
         let run = async {
             let instance = match self.instance {
                 Some(i) => i,
@@ -330,9 +334,19 @@ impl Sandbox {
                     i
                 }
             };
-            let func = instance
-                .get_func(&mut *store, index)
-                .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
+            let func = match funcs.get(export.slot).copied().flatten() {
+                Some(func) => func,
+                None => {
+                    let func = instance
+                        .get_func(&mut *store, &export.index)
+                        .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
+                    if funcs.len() <= export.slot {
+                        funcs.resize(export.slot + 1, None);
+                    }
+                    funcs[export.slot] = Some(func);
+                    func
+                }
+            };
             func.call_async(&mut *store, params, &mut results).await
         };
         // Most calls finish within their first poll: only a call that waits (a sleep, a yield
