@@ -8,7 +8,7 @@
 //! run functions or know about namespaces beyond the one it connected to.
 
 use crate::runtime::convert::to_val;
-use crate::signature::{bind_arguments, FunctionDescriptor};
+use crate::signature::{bind_borrowed, FunctionDescriptor};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, Serialization};
 use futures_util::stream::{BoxStream, SplitSink, SplitStream};
@@ -214,14 +214,14 @@ impl Inbox {
                 Poll::Ready(Some(Ok(message))) => message,
                 Poll::Ready(Some(Err(_)) | None) => break,
             };
-            let decoded = match &message {
-                WsMessage::Text(t) => wire::decode_text(t.as_str()),
-                WsMessage::Binary(b) => wire::decode_binary(self.serialization, b),
+            let message = match &message {
+                WsMessage::Text(t) => wire::read_text(t.as_str()),
+                WsMessage::Binary(b) => wire::decode_binary(self.serialization, b).map(|decoded| wire::parse_message(decoded.value)),
                 WsMessage::Close(_) => break,
                 _ => continue,
             };
-            let Ok(decoded) = decoded else { continue };
-            match wire::parse_message(decoded.value) {
+            let Ok(message) = message else { continue };
+            match message {
                 Message::Response { request_id, response, is_error } => {
                     let waiter = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
                     if own == Some(request_id.as_str()) {
@@ -589,7 +589,7 @@ impl EasyRpcProxy {
         } else {
             request
         };
-        let frame = match wire::request(conn.inbox.serialization, &id, request, true) {
+        let frame = match wire::request(conn.inbox.serialization, &id, &request, true) {
             Frame::Text(t) => WsMessage::text(t),
             Frame::Binary(b) => WsMessage::binary(b),
         };
@@ -637,7 +637,7 @@ fn remote_error(value: Value) -> ClientError {
 /// parameter's type. Nothing is sent when this fails.
 pub fn check_arguments(d: &FunctionDescriptor, args: &[Value], kwargs: &[(String, Value)]) -> Result<(), ClientError> {
     let bad = |reason: String| ClientError::BadArguments { function: d.name.clone(), reason };
-    let bound = bind_arguments(&d.params, args.to_vec(), kwargs.to_vec()).map_err(|e| bad(e.to_string()))?;
+    let bound = bind_borrowed(&d.params, args, kwargs).map_err(|e| bad(e.to_string()))?;
     for (value, param) in bound.iter().zip(&d.params) {
         to_val(value, &param.ty, &param.name).map_err(|e| bad(e.to_string()))?;
     }

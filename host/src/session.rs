@@ -269,9 +269,11 @@ impl Connection {
                         return Flow::Close;
                     }
                 }
-                wire::decode_text(text.as_str())
+                wire::read_text(text.as_str()).map(|message| (message, None))
             }
-            Some(Ok(WsMessage::Binary(bytes))) => wire::decode_binary(ser, &bytes),
+            Some(Ok(WsMessage::Binary(bytes))) => {
+                wire::decode_binary(ser, &bytes).map(|decoded| (wire::parse_message(decoded.value), decoded.unsupported))
+            }
             Some(Ok(WsMessage::Close(_))) | None => return Flow::Close,
             Some(Ok(_)) => return Flow::Continue, // websocket ping/pong: answered by tungstenite
             Some(Err(e)) => {
@@ -279,14 +281,14 @@ impl Connection {
                 return Flow::Close;
             }
         };
-        let decoded = match decoded {
+        let (message, unsupported) = match decoded {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "ignoring undecodable frame");
                 return Flow::Continue;
             }
         };
-        let request = match wire::parse_message(decoded.value) {
+        let request = match message {
             Message::Request(r) => r,
             Message::Malformed { request_id: Some(id), reason } => {
                 let reply = to_ws(wire::response(ser, &id, &error_dict(&reason), true));
@@ -300,7 +302,7 @@ impl Connection {
         let slow = self.slow_actions.strikes(action) >= SLOW_STRIKES;
         let session = self.session.clone();
         let mut call = Box::pin(async move {
-            let outcome = session.handle(&request_id, body, decoded.unsupported).await;
+            let outcome = session.handle(&request_id, body, unsupported).await;
             (session, request_id, outcome)
         });
         // Most calls finish on their first poll: run that here, with no hand-off to another
@@ -378,6 +380,7 @@ fn action_key(action: &str) -> u64 {
 fn request_action(body: &RequestBody) -> &str {
     match body {
         RequestBody::Plain(request) => request.get("action").and_then(Value::as_str).unwrap_or_default(),
+        RequestBody::Call(call) => call.action.as_deref().unwrap_or_default(),
         RequestBody::Wrapped(_) => "",
     }
 }
@@ -454,18 +457,19 @@ impl Session {
     /// Answers one request: the response value and whether it reports an error.
     async fn handle(&self, request_id: &str, body: RequestBody, unsupported: Option<String>) -> (Value, bool) {
         let body = match (body, self.path.encryption) {
-            (RequestBody::Plain(v), false) => v,
+            (RequestBody::Call(call), false) => Ok(call),
+            (RequestBody::Plain(v), false) => wire::parse_call(v),
             (RequestBody::Wrapped(token), true) => match auth::unwrap_request(&token, &self.path.secret) {
-                Ok(v) => v,
+                Ok(v) => wire::parse_call(v),
                 Err(e) => return (error_dict(&format!("cannot unwrap the encrypted request: {e}")), true),
             },
             // What the Python server answers when the request is a string it does not expect.
             (RequestBody::Wrapped(_), false) => return (error_dict("missing expected input: 'action' "), true),
-            (RequestBody::Plain(_), true) => {
+            (RequestBody::Plain(_) | RequestBody::Call(_), true) => {
                 return (error_dict("this server has encryption_enabled: requests must be wrapped"), true)
             }
         };
-        let call = match wire::parse_call(body) {
+        let call = match body {
             Ok(c) => c,
             Err(e) => return (error_dict(&e), true),
         };

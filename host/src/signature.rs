@@ -7,6 +7,7 @@
 //! the wire turns them into easyrpc `sig` listings, and clients bind arguments against them, all
 //! through this one model.
 
+use std::borrow::Cow;
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -287,7 +288,38 @@ pub fn bind_arguments(
     args: Vec<Value>,
     kwargs: Vec<(String, Value)>,
 ) -> Result<Vec<Value>, BindError> {
-    let mut slots: Vec<Option<Value>> = vec![None; params.len()];
+    bind(params, args, kwargs, Value::clone, Value::List, Value::Dict)
+}
+
+/// [`bind_arguments`] without taking the arguments: values passed are borrowed, only defaults
+/// and `*args`/`**kwargs` collections are made. For checking a call before it is sent.
+pub fn bind_borrowed<'a>(
+    params: &'a [ParamDescriptor],
+    args: &'a [Value],
+    kwargs: &'a [(String, Value)],
+) -> Result<Vec<Cow<'a, Value>>, BindError> {
+    let owned = |values: Vec<Cow<'a, Value>>| values.into_iter().map(Cow::into_owned).collect::<Vec<_>>();
+    bind(
+        params,
+        args.iter().map(Cow::Borrowed),
+        kwargs.iter().map(|(k, v)| (k.as_str(), Cow::Borrowed(v))),
+        Cow::Borrowed,
+        |rest| Cow::Owned(Value::List(owned(rest))),
+        |rest: Vec<(String, Cow<'a, Value>)>| Cow::Owned(Value::Dict(rest.into_iter().map(|(k, v)| (k, v.into_owned())).collect())),
+    )
+}
+
+/// Python's binding rules, for owned or borrowed values: `default` makes a parameter's default
+/// value, `list` and `dict` the `*args` and `**kwargs` collections.
+fn bind<'d, V, K: AsRef<str> + Into<String>>(
+    params: &'d [ParamDescriptor],
+    args: impl IntoIterator<Item = V>,
+    kwargs: impl IntoIterator<Item = (K, V)>,
+    default: impl Fn(&'d Value) -> V,
+    list: impl Fn(Vec<V>) -> V,
+    dict: impl Fn(Vec<(String, V)>) -> V,
+) -> Result<Vec<V>, BindError> {
+    let mut slots: Vec<Option<V>> = params.iter().map(|_| None).collect();
     let mut extra_positional = Vec::new();
     let mut extra_keywords = Vec::new();
 
@@ -308,28 +340,26 @@ pub fn bind_arguments(
 
     for (key, value) in kwargs {
         let named = params.iter().position(|p| {
-            p.name == key && matches!(p.kind, ParamKind::Positional | ParamKind::KeywordOnly)
+            p.name == key.as_ref() && matches!(p.kind, ParamKind::Positional | ParamKind::KeywordOnly)
         });
         match named {
-            Some(i) if slots[i].is_some() => return Err(BindError::Duplicate(key)),
+            Some(i) if slots[i].is_some() => return Err(BindError::Duplicate(key.into())),
             Some(i) => slots[i] = Some(value),
-            None if params.iter().any(|p| p.kind == ParamKind::VarKwargs) => extra_keywords.push((key, value)),
-            None => return Err(BindError::UnexpectedKeyword(key)),
+            None if params.iter().any(|p| p.kind == ParamKind::VarKwargs) => extra_keywords.push((key.into(), value)),
+            None => return Err(BindError::UnexpectedKeyword(key.into())),
         }
     }
 
-    let mut extra_positional = Some(extra_positional);
-    let mut extra_keywords = Some(extra_keywords);
-    params
-        .iter()
-        .zip(slots)
-        .map(|(param, slot)| match (param.kind, slot) {
-            (ParamKind::VarArgs, _) => Ok(Value::List(extra_positional.take().unwrap_or_default())),
-            (ParamKind::VarKwargs, _) => Ok(Value::Dict(extra_keywords.take().unwrap_or_default())),
-            (_, Some(v)) => Ok(v),
-            (_, None) => param.default.clone().ok_or_else(|| BindError::Missing(param.name.clone())),
-        })
-        .collect()
+    let mut bound = Vec::with_capacity(params.len());
+    for (param, slot) in params.iter().zip(slots) {
+        bound.push(match (param.kind, slot) {
+            (ParamKind::VarArgs, _) => list(std::mem::take(&mut extra_positional)),
+            (ParamKind::VarKwargs, _) => dict(std::mem::take(&mut extra_keywords)),
+            (_, Some(v)) => v,
+            (_, None) => param.default.as_ref().map(&default).ok_or_else(|| BindError::Missing(param.name.clone()))?,
+        });
+    }
+    Ok(bound)
 }
 
 /// Serde helper: an optional [`Value`] stored as its JSON text's parsed form.
@@ -385,16 +415,24 @@ mod tests {
         assert_eq!(interface_short_name("a:b/c"), "c");
     }
 
+    /// Binds with both binders, which must agree.
+    fn both(p: &[ParamDescriptor], args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Vec<Value>, BindError> {
+        let borrowed = bind_borrowed(p, &args, &kwargs).map(|values| values.into_iter().map(Cow::into_owned).collect::<Vec<_>>());
+        let owned = bind_arguments(p, args, kwargs);
+        assert_eq!(owned, borrowed);
+        owned
+    }
+
     #[test]
     fn binds_like_python() {
         let p = add_params();
-        assert_eq!(bind_arguments(&p, vec![1.into()], vec![]).unwrap(), vec![Value::Int(1), Value::Int(2)]);
-        assert_eq!(bind_arguments(&p, vec![1.into()], kw(&[("b", 5)])).unwrap(), vec![Value::Int(1), Value::Int(5)]);
-        assert_eq!(bind_arguments(&p, vec![], kw(&[("b", 3), ("a", 2)])).unwrap(), vec![Value::Int(2), Value::Int(3)]);
-        assert_eq!(bind_arguments(&p, vec![], vec![]), Err(BindError::Missing("a".into())));
-        assert_eq!(bind_arguments(&p, vec![1.into(), 2.into(), 3.into()], vec![]), Err(BindError::TooManyPositional));
-        assert_eq!(bind_arguments(&p, vec![1.into()], kw(&[("z", 2)])), Err(BindError::UnexpectedKeyword("z".into())));
-        assert_eq!(bind_arguments(&p, vec![1.into()], kw(&[("a", 2)])), Err(BindError::Duplicate("a".into())));
+        assert_eq!(both(&p, vec![1.into()], vec![]).unwrap(), vec![Value::Int(1), Value::Int(2)]);
+        assert_eq!(both(&p, vec![1.into()], kw(&[("b", 5)])).unwrap(), vec![Value::Int(1), Value::Int(5)]);
+        assert_eq!(both(&p, vec![], kw(&[("b", 3), ("a", 2)])).unwrap(), vec![Value::Int(2), Value::Int(3)]);
+        assert_eq!(both(&p, vec![], vec![]), Err(BindError::Missing("a".into())));
+        assert_eq!(both(&p, vec![1.into(), 2.into(), 3.into()], vec![]), Err(BindError::TooManyPositional));
+        assert_eq!(both(&p, vec![1.into()], kw(&[("z", 2)])), Err(BindError::UnexpectedKeyword("z".into())));
+        assert_eq!(both(&p, vec![1.into()], kw(&[("a", 2)])), Err(BindError::Duplicate("a".into())));
     }
 
     #[test]
@@ -403,18 +441,18 @@ mod tests {
             param("parts", WitType::List { element: Box::new(WitType::String) }, ParamKind::VarArgs, None),
             param("sep", WitType::String, ParamKind::KeywordOnly, Some("-".into())),
         ];
-        let bound = bind_arguments(&concat, vec!["a".into(), "b".into()], vec![]).unwrap();
+        let bound = both(&concat, vec!["a".into(), "b".into()], vec![]).unwrap();
         assert_eq!(bound, vec![Value::List(vec!["a".into(), "b".into()]), "-".into()]);
-        let bound = bind_arguments(&concat, vec![], vec![("sep".into(), "+".into())]).unwrap();
+        let bound = both(&concat, vec![], vec![("sep".into(), "+".into())]).unwrap();
         assert_eq!(bound, vec![Value::List(vec![]), "+".into()]);
 
         let kwecho = vec![
             param("a", WitType::Json, ParamKind::Positional, None),
             param("kwargs", WitType::Json, ParamKind::VarKwargs, None),
         ];
-        let bound = bind_arguments(&kwecho, vec![1.into()], kw(&[("z", 2), ("y", 3)])).unwrap();
+        let bound = both(&kwecho, vec![1.into()], kw(&[("z", 2), ("y", 3)])).unwrap();
         assert_eq!(bound[1], Value::Dict(vec![("z".into(), Value::Int(2)), ("y".into(), Value::Int(3))]));
-        assert_eq!(bind_arguments(&kwecho, vec![1.into(), 2.into()], vec![]), Err(BindError::TooManyPositional));
+        assert_eq!(both(&kwecho, vec![1.into(), 2.into()], vec![]), Err(BindError::TooManyPositional));
     }
 
     #[test]

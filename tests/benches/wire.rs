@@ -68,7 +68,7 @@ async fn echo_server() -> std::net::SocketAddr {
 
 fn add_frame(i: usize) -> String {
     let request = wire::call_object("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]);
-    match wire::request(Serialization::Json, &format!("{i:08}-0000-0000-0000-000000000000"), request, true) {
+    match wire::request(Serialization::Json, &format!("{i:08}-0000-0000-0000-000000000000"), &request, true) {
         wire::Frame::Text(t) => t,
         wire::Frame::Binary(_) => unreachable!("json is text"),
     }

@@ -6,6 +6,7 @@
 //! Nesting is bounded so hostile input cannot exhaust the stack.
 
 use super::Value;
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// Deepest nesting of lists/objects accepted; deeper input is an error, not a stack overflow.
@@ -170,6 +171,90 @@ fn plain_run_end(bytes: &[u8], from: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Reads a document step by step, for callers that know the shape they expect: an object's
+/// keys come borrowed from the text (no allocation unless a key holds escapes), and only the
+/// values asked for become [`Value`]s. The wire reads its envelopes this way.
+pub struct Cursor<'a> {
+    parser: Parser<'a>,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut parser = Parser { bytes: text.as_bytes(), text, pos: 0, depth: 0 };
+        parser.skip_ws();
+        Self { parser }
+    }
+
+    /// Whether the next value is an object (nothing is consumed).
+    pub fn at_object(&self) -> bool {
+        self.parser.bytes.get(self.parser.pos) == Some(&b'{')
+    }
+
+    /// Reads the object that comes next, calling `entry` with each key; `entry` must read that
+    /// key's value (with [`value`](Self::value), [`string`](Self::string) or another
+    /// `object`). Stops at the first error `entry` returns.
+    pub fn object<E: From<JsonError>>(&mut self, mut entry: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), E>) -> Result<(), E> {
+        if !self.at_object() {
+            return Err(self.parser.error("expected an object").into());
+        }
+        self.parser.enter()?;
+        if self.parser.bytes.get(self.parser.pos) == Some(&b'}') {
+            self.parser.pos += 1;
+            self.parser.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            if self.parser.bytes.get(self.parser.pos) != Some(&b'"') {
+                return Err(self.parser.error("expected a string key").into());
+            }
+            let key = self.parser.borrowed_string()?;
+            self.parser.skip_ws();
+            if self.parser.bytes.get(self.parser.pos) != Some(&b':') {
+                return Err(self.parser.error("expected ':'").into());
+            }
+            self.parser.pos += 1;
+            self.parser.skip_ws();
+            entry(self, key)?;
+            self.parser.skip_ws();
+            match self.parser.bytes.get(self.parser.pos) {
+                Some(b',') => {
+                    self.parser.pos += 1;
+                    self.parser.skip_ws();
+                }
+                Some(b'}') => {
+                    self.parser.pos += 1;
+                    self.parser.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(self.parser.error("expected ',' or '}'").into()),
+            }
+        }
+    }
+
+    /// The next value, whole.
+    pub fn value(&mut self) -> Result<Value, JsonError> {
+        self.parser.value()
+    }
+
+    /// The next value if it is a string (borrowed when it holds no escapes), else none with
+    /// nothing consumed.
+    pub fn string(&mut self) -> Result<Option<Cow<'a, str>>, JsonError> {
+        if self.parser.bytes.get(self.parser.pos) != Some(&b'"') {
+            return Ok(None);
+        }
+        self.parser.borrowed_string().map(Some)
+    }
+
+    /// Checks that nothing but whitespace follows.
+    pub fn finish(mut self) -> Result<(), JsonError> {
+        self.parser.skip_ws();
+        if self.parser.pos != self.parser.bytes.len() {
+            return Err(self.parser.error("trailing characters after the value"));
+        }
+        Ok(())
+    }
 }
 
 struct Parser<'a> {
@@ -344,14 +429,25 @@ impl<'a> Parser<'a> {
     }
 
     fn string(&mut self) -> Result<String, JsonError> {
+        // No escapes (the usual case): one allocation of the right size.
+        self.borrowed_string().map(Cow::into_owned)
+    }
+
+    /// A string literal (at its opening quote): borrowed from the text unless it holds escapes.
+    fn borrowed_string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        let start = self.pos + 1;
+        let end = plain_run_end(self.bytes, start);
+        if self.bytes.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            return Ok(Cow::Borrowed(&self.text[start..end]));
+        }
+        self.escaped_string().map(Cow::Owned)
+    }
+
+    fn escaped_string(&mut self) -> Result<String, JsonError> {
         self.pos += 1; // opening quote
         let start = self.pos;
         let end = plain_run_end(self.bytes, start);
-        if self.bytes.get(end) == Some(&b'"') {
-            // No escapes (the usual case): one allocation of the right size.
-            self.pos = end + 1;
-            return Ok(self.text[start..end].to_owned());
-        }
         let mut out = String::with_capacity(end - start + 16);
         loop {
             let run_start = self.pos;

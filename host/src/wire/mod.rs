@@ -133,6 +133,8 @@ pub struct Request {
 #[derive(Debug, PartialEq)]
 pub enum RequestBody {
     Plain(Value),
+    /// A plain request object, already split (see [`read_text`]).
+    Call(Call),
     /// `encryption_enabled`: the request object wrapped in an HS256 JWT (see [`auth`]).
     Wrapped(String),
 }
@@ -183,6 +185,124 @@ pub fn parse_message(value: Value) -> Message {
         }
         _ => Message::Malformed { request_id: Some(request_id), reason: "ws_action type must be request or response".to_owned() },
     }
+}
+
+/// Reads a text frame's message. The usual envelopes (a request or a response as our client,
+/// the Python client and the Python server write them) are read in one pass, without building
+/// the envelope as a value; anything else goes the general way ([`decode_text`], then
+/// [`parse_message`]), so that both agree on what a frame says.
+pub fn read_text(text: &str) -> Result<Message, String> {
+    if let Some(message) = read_usual_envelope(text) {
+        return Ok(message);
+    }
+    decode_text(text).map(|decoded| parse_message(decoded.value))
+}
+
+/// The frame is not of the usual shape (or not JSON): the general path decides.
+struct Unusual;
+
+impl From<json::JsonError> for Unusual {
+    fn from(_: json::JsonError) -> Self {
+        Unusual
+    }
+}
+
+/// `{"ws_action": {...}}` with a request or response inside, each field once and of the usual
+/// type; none for anything else.
+fn read_usual_envelope(text: &str) -> Option<Message> {
+    let mut cursor = json::Cursor::new(text);
+    let mut fields = EnvelopeFields::default();
+    let mut seen = false;
+    cursor
+        .object(|cursor, key| {
+            if key != "ws_action" || std::mem::replace(&mut seen, true) {
+                return Err(Unusual);
+            }
+            cursor.object(|cursor, key| fields.read(cursor, &key))
+        })
+        .ok()?;
+    cursor.finish().ok()?;
+    fields.into_message()
+}
+
+/// The fields of a `ws_action` read so far.
+#[derive(Default)]
+struct EnvelopeFields {
+    kind: Option<String>,
+    request_id: Option<String>,
+    response_expected: Option<bool>,
+    request: Option<Call>,
+    response: Option<Value>,
+    error: Option<bool>,
+}
+
+/// Sets `slot` once; a repeated key is unusual (the general path keeps the last value).
+fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), Unusual> {
+    match slot.replace(value) {
+        None => Ok(()),
+        Some(_) => Err(Unusual),
+    }
+}
+
+fn read_string(cursor: &mut json::Cursor<'_>) -> Result<String, Unusual> {
+    cursor.string()?.map(std::borrow::Cow::into_owned).ok_or(Unusual)
+}
+
+fn read_bool(cursor: &mut json::Cursor<'_>) -> Result<bool, Unusual> {
+    match cursor.value()? {
+        Value::Bool(b) => Ok(b),
+        _ => Err(Unusual),
+    }
+}
+
+impl EnvelopeFields {
+    fn read(&mut self, cursor: &mut json::Cursor<'_>, key: &str) -> Result<(), Unusual> {
+        match key {
+            "type" => once(&mut self.kind, read_string(cursor)?),
+            "request_id" => once(&mut self.request_id, read_string(cursor)?),
+            "response_expected" => once(&mut self.response_expected, read_bool(cursor)?),
+            "error" => once(&mut self.error, read_bool(cursor)?),
+            "response" => once(&mut self.response, cursor.value()?),
+            "request" => once(&mut self.request, read_call(cursor)?),
+            _ => Err(Unusual),
+        }
+    }
+
+    fn into_message(self) -> Option<Message> {
+        let request_id = self.request_id?;
+        match self.kind.as_deref()? {
+            "request" if self.response.is_none() && self.error.is_none() => Some(Message::Request(Request {
+                request_id,
+                response_expected: self.response_expected.unwrap_or(true),
+                body: RequestBody::Call(self.request?),
+            })),
+            "response" if self.request.is_none() && self.response_expected.is_none() => Some(Message::Response {
+                request_id,
+                response: self.response.unwrap_or(Value::None),
+                is_error: self.error == Some(true),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A plain request object with fields of the usual types, each once.
+fn read_call(cursor: &mut json::Cursor<'_>) -> Result<Call, Unusual> {
+    let (mut action, mut args, mut kwargs, mut generator_id) = (None, None, None, None);
+    cursor.object(|cursor, key| match &*key {
+        "action" => once(&mut action, read_string(cursor)?),
+        "generator_id" => once(&mut generator_id, read_string(cursor)?),
+        "args" => match cursor.value()? {
+            Value::List(items) => once(&mut args, items),
+            _ => Err(Unusual),
+        },
+        "kwargs" => match cursor.value()? {
+            Value::Dict(entries) => once(&mut kwargs, entries),
+            _ => Err(Unusual),
+        },
+        _ => Err(Unusual),
+    })?;
+    Ok(Call { action, args: args.unwrap_or_default(), kwargs: kwargs.unwrap_or_default(), generator_id })
 }
 
 /// The parts of a request object: `{"action":..., "args":[...], "kwargs":{...}, "generator_id":...}`.
@@ -258,18 +378,38 @@ pub fn response(ser: Serialization, request_id: &str, value: &Value, is_error: b
 }
 
 /// Encodes a request envelope: `request` is the request object (`{"action":..}`) or, with
-/// `encryption_enabled`, its JWT string.
-pub fn request(ser: Serialization, request_id: &str, request: Value, response_expected: bool) -> Frame {
-    let envelope = Value::Dict(vec![(
-        "ws_action".to_owned(),
-        Value::Dict(vec![
-            ("type".to_owned(), Value::Str("request".to_owned())),
-            ("response_expected".to_owned(), Value::Bool(response_expected)),
-            ("request".to_owned(), request),
-            ("request_id".to_owned(), Value::Str(request_id.to_owned())),
-        ]),
-    )]);
-    encode(ser, &envelope)
+/// `encryption_enabled`, its JWT string. Written straight out, like [`response`]: the same
+/// bytes as encoding the envelope as a value, without building one per call.
+pub fn request(ser: Serialization, request_id: &str, request: &Value, response_expected: bool) -> Frame {
+    match ser {
+        Serialization::Json => {
+            let mut out = String::with_capacity(128);
+            out.push_str(r#"{"ws_action":{"type":"request","response_expected":"#);
+            out.push_str(if response_expected { "true" } else { "false" });
+            out.push_str(r#","request":"#);
+            json::write_value(&mut out, request);
+            out.push_str(r#","request_id":"#);
+            json::write_str(&mut out, request_id);
+            out.push_str("}}");
+            Frame::Text(out)
+        }
+        Serialization::Pickle => {
+            let mut out = Vec::with_capacity(128);
+            out.extend_from_slice(&[0x80, 4, b'}', b'(']);
+            pickle::write_str(&mut out, "ws_action");
+            out.extend_from_slice(b"}(");
+            pickle::write_str(&mut out, "type");
+            pickle::write_str(&mut out, "request");
+            pickle::write_str(&mut out, "response_expected");
+            out.push(if response_expected { 0x88 } else { 0x89 });
+            pickle::write_str(&mut out, "request");
+            pickle::write_value(&mut out, request);
+            pickle::write_str(&mut out, "request_id");
+            pickle::write_str(&mut out, request_id);
+            out.extend_from_slice(b"uu.");
+            Frame::Binary(out)
+        }
+    }
 }
 
 /// The change notice sent to clients that asked for it.
@@ -338,5 +478,78 @@ mod tests {
             });
         }
         assert_eq!(auth_ok("s-1"), Frame::Text(r#"{"auth":"ok","server_id":"s-1"}"#.into()));
+    }
+
+    /// A request's body as a split call, however it was read.
+    fn normalized(message: Message) -> Message {
+        match message {
+            Message::Request(Request { request_id, response_expected, body: RequestBody::Plain(v) }) => match parse_call(v) {
+                Ok(call) => Message::Request(Request { request_id, response_expected, body: RequestBody::Call(call) }),
+                Err(reason) => Message::Malformed { request_id: Some(request_id), reason },
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn the_one_pass_reading_agrees_with_the_general_one() {
+        let usual = [
+            r#"{"ws_action": {"type": "request", "response_expected": true, "request": {"action": "kwfunc", "args": [1, 2, 9, 8], "kwargs": {"c": "z", "extra": 5}}, "request_id": "d2faa324"}}"#,
+            r#"{"ws_action":{"type":"response","response":6,"request_id":"abc"}}"#,
+            r#"{"ws_action":{"type":"response","response":"E('x')","request_id":"abc","error":true}}"#,
+            r#" { "ws_action" : { "request_id" : "a\"b", "type" : "request", "request" : {"action": "GENERATOR_NEXT", "generator_id": "g\u00e9"} } } "#,
+            r#"{"ws_action": {"type": "request", "response_expected": false, "request": {"action": "x", "kwargs": {"k\n": [1, {"a": null}]}}, "request_id": "1"}}"#,
+            r#"{"ws_action": {"type": "response", "request_id": "r", "response": {"GENERATOR_START": "r"}}}"#,
+        ];
+        let unusual = [
+            r#"{"ws_action": {"type": "request", "request": {"action": "x"}, "request_id": 7}}"#,
+            r#"{"ws_action": {"type": "request", "request": {"action": "x", "args": null}, "request_id": "i"}}"#,
+            r#"{"ws_action": {"type": "request", "request": {"action": 5}, "request_id": "i"}}"#,
+            r#"{"ws_action": {"type": "request", "request": "eyJ0.eyJk.sig", "request_id": "i"}}"#,
+            r#"{"ws_action": {"type": "request", "request": {"action": "x"}, "request_id": "i", "request_id": "j"}}"#,
+            r#"{"ws_action": {"type": "request", "request": {"action": "x", "action": "y"}, "request_id": "i"}}"#,
+            r#"{"ws_action": {"type": "request", "request": {"action": "x", "extra": 1}, "request_id": "i"}}"#,
+            r#"{"ws_action": {"type": "request", "request": 5, "request_id": "x"}}"#,
+            r#"{"ws_action": {"type": "notice", "notice": "functions_changed"}}"#,
+            r#"{"ws_action": {"type": "response", "response": 1, "request_id": "i"}, "ping": 1}"#,
+            r#"{"ws_action": {"type": "reply", "request_id": "i"}}"#,
+            r#"{"ws_action": {"type": "request", "response_expected": 0, "request": {"action": "x"}, "request_id": "i"}}"#,
+            r#"{"ws_action": {"type": "response", "response": 1}}"#,
+            r#"{"ping": "ping"}"#,
+            r#"[1, 2]"#,
+            r#"{"ws_action": {"type": "response", "response": 1, "request_id": "i"}} x"#,
+            r#"{"ws_action": {"type": "response", "response": 1, "request_id": "i"}"#,
+        ];
+        for (text, expect_fast) in usual.iter().map(|t| (t, true)).chain(unusual.iter().map(|t| (t, false))) {
+            let fast = read_usual_envelope(text);
+            assert_eq!(fast.is_some(), expect_fast, "{text}");
+            let general = decode_text(text).map(|d| normalized(parse_message(d.value)));
+            if let Some(fast) = fast {
+                assert_eq!(Ok(normalized(fast)), general, "{text}");
+            }
+            assert_eq!(read_text(text).map(normalized), general, "{text}");
+        }
+    }
+
+    #[test]
+    fn requests_are_the_bytes_of_their_envelope_encoded_as_a_value() {
+        let call = call_object("add", vec![Value::Int(1), Value::Str("\"x\"".into())], vec![("b".into(), Value::Float(0.5))]);
+        for ser in [Serialization::Json, Serialization::Pickle] {
+            for expected in [true, false] {
+                let envelope = Value::Dict(vec![(
+                    "ws_action".to_owned(),
+                    Value::Dict(vec![
+                        ("type".to_owned(), Value::Str("request".to_owned())),
+                        ("response_expected".to_owned(), Value::Bool(expected)),
+                        ("request".to_owned(), call.clone()),
+                        ("request_id".to_owned(), Value::Str("id-7".to_owned())),
+                    ]),
+                )]);
+                let frame = request(ser, "id-7", &call, expected);
+                assert_eq!(frame, encode(ser, &envelope));
+                let Message::Request(r) = parse_message(decode(ser, &frame).unwrap().value) else { panic!("not a request") };
+                assert_eq!((r.request_id.as_str(), r.response_expected, r.body), ("id-7", expected, RequestBody::Plain(call.clone())));
+            }
+        }
     }
 }
