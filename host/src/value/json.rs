@@ -85,8 +85,8 @@ pub fn write_value(out: &mut String, value: &Value) {
     }
 }
 
-/// Appends an integer's decimal digits; without `fmt` for the usual sizes (it showed in the
-/// profile of the call path, which prints the request id's and results' numbers).
+/// Appends an integer's decimal digits; without `fmt` for the usual sizes (`fmt` showed in the
+/// call path's profile, where results are often integers).
 fn write_int(out: &mut String, i: i128) {
     let Ok(small) = u64::try_from(i.unsigned_abs()) else {
         let _ = write!(out, "{i}");
