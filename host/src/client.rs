@@ -121,7 +121,10 @@ impl Drop for Connection {
 impl Connection {
     fn request_id(&self) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        format!("{}{:012x}", self.id_prefix, n & 0xffff_ffff_ffff)
+        let mut id = String::with_capacity(self.id_prefix.len() + 12);
+        id.push_str(&self.id_prefix);
+        push_hex48(&mut id, n);
+        id
     }
 
     /// Writes one frame into the sink's buffer and asks the flusher to send it; `alone` (no
@@ -147,6 +150,14 @@ impl Connection {
             return Err(ClientError::Disconnected);
         }
         Ok(())
+    }
+}
+
+/// Appends the low 48 bits of `n` as 12 hex digits: what `{:012x}` prints of them, without
+/// fmt on every call.
+fn push_hex48(out: &mut String, n: u64) {
+    for shift in (0..12).rev() {
+        out.push(char::from(b"0123456789abcdef"[((n >> (4 * shift)) & 0xf) as usize]));
     }
 }
 
@@ -642,4 +653,16 @@ pub fn check_arguments(d: &FunctionDescriptor, args: &[Value], kwargs: &[(String
         to_val(value, &param.ty, &param.name).map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_id_counters_print_as_twelve_hex_digits() {
+        for n in [0u64, 1, 0xabc, 0xffff_ffff_ffff, 0x1_0000_0000_0001, u64::MAX] {
+            let mut id = String::new();
+            super::push_hex48(&mut id, n);
+            assert_eq!(id, format!("{:012x}", n & 0xffff_ffff_ffff));
+        }
+    }
 }

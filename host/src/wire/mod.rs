@@ -225,10 +225,17 @@ fn read_usual_envelope(text: &str) -> Option<Message> {
     fields.into_message()
 }
 
+/// The `type` of a usual `ws_action`.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Request,
+    Response,
+}
+
 /// The fields of a `ws_action` read so far.
 #[derive(Default)]
 struct EnvelopeFields {
-    kind: Option<String>,
+    kind: Option<Kind>,
     request_id: Option<String>,
     response_expected: Option<bool>,
     request: Option<Call>,
@@ -258,7 +265,14 @@ fn read_bool(cursor: &mut json::Cursor<'_>) -> Result<bool, Unusual> {
 impl EnvelopeFields {
     fn read(&mut self, cursor: &mut json::Cursor<'_>, key: &str) -> Result<(), Unusual> {
         match key {
-            "type" => once(&mut self.kind, read_string(cursor)?),
+            "type" => {
+                let kind = match cursor.string()?.as_deref() {
+                    Some("request") => Kind::Request,
+                    Some("response") => Kind::Response,
+                    _ => return Err(Unusual),
+                };
+                once(&mut self.kind, kind)
+            }
             "request_id" => once(&mut self.request_id, read_string(cursor)?),
             "response_expected" => once(&mut self.response_expected, read_bool(cursor)?),
             "error" => once(&mut self.error, read_bool(cursor)?),
@@ -270,13 +284,13 @@ impl EnvelopeFields {
 
     fn into_message(self) -> Option<Message> {
         let request_id = self.request_id?;
-        match self.kind.as_deref()? {
-            "request" if self.response.is_none() && self.error.is_none() => Some(Message::Request(Request {
+        match self.kind? {
+            Kind::Request if self.response.is_none() && self.error.is_none() => Some(Message::Request(Request {
                 request_id,
                 response_expected: self.response_expected.unwrap_or(true),
                 body: RequestBody::Call(self.request?),
             })),
-            "response" if self.request.is_none() && self.response_expected.is_none() => Some(Message::Response {
+            Kind::Response if self.request.is_none() && self.response_expected.is_none() => Some(Message::Response {
                 request_id,
                 response: self.response.unwrap_or(Value::None),
                 is_error: self.error == Some(true),
@@ -383,7 +397,8 @@ pub fn response(ser: Serialization, request_id: &str, value: &Value, is_error: b
 pub fn request(ser: Serialization, request_id: &str, request: &Value, response_expected: bool) -> Frame {
     match ser {
         Serialization::Json => {
-            let mut out = String::with_capacity(128);
+            // Room for a small call without growing (`add(1, b=2)` with a uuid-sized id is 164).
+            let mut out = String::with_capacity(256);
             out.push_str(r#"{"ws_action":{"type":"request","response_expected":"#);
             out.push_str(if response_expected { "true" } else { "false" });
             out.push_str(r#","request":"#);
@@ -394,7 +409,7 @@ pub fn request(ser: Serialization, request_id: &str, request: &Value, response_e
             Frame::Text(out)
         }
         Serialization::Pickle => {
-            let mut out = Vec::with_capacity(128);
+            let mut out = Vec::with_capacity(256);
             out.extend_from_slice(&[0x80, 4, b'}', b'(']);
             pickle::write_str(&mut out, "ws_action");
             out.extend_from_slice(b"}(");
