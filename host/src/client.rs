@@ -227,7 +227,7 @@ impl Inbox {
             };
             let message = match &message {
                 WsMessage::Text(t) => wire::read_text(t.as_str()),
-                WsMessage::Binary(b) => wire::decode_binary(self.serialization, b).map(|decoded| wire::parse_message(decoded.value)),
+                WsMessage::Binary(b) => wire::read_binary(self.serialization, b).map(|(message, _)| message),
                 WsMessage::Close(_) => break,
                 _ => continue,
             };

@@ -271,9 +271,7 @@ impl Connection {
                 }
                 wire::read_text(text.as_str()).map(|message| (message, None))
             }
-            Some(Ok(WsMessage::Binary(bytes))) => {
-                wire::decode_binary(ser, &bytes).map(|decoded| (wire::parse_message(decoded.value), decoded.unsupported))
-            }
+            Some(Ok(WsMessage::Binary(bytes))) => wire::read_binary(ser, &bytes),
             Some(Ok(WsMessage::Close(_))) | None => return Flow::Close,
             Some(Ok(_)) => return Flow::Continue, // websocket ping/pong: answered by tungstenite
             Some(Err(e)) => {

@@ -441,14 +441,15 @@ impl<'a> Parser<'a> {
             self.pos = end + 1;
             return Ok(Cow::Borrowed(&self.text[start..end]));
         }
-        self.escaped_string().map(Cow::Owned)
+        self.escaped_string(start, end).map(Cow::Owned)
     }
 
-    fn escaped_string(&mut self) -> Result<String, JsonError> {
-        self.pos += 1; // opening quote
-        let start = self.pos;
-        let end = plain_run_end(self.bytes, start);
+    /// The rest of a string literal whose plain run `start..end` (after the opening quote) was
+    /// already scanned and ended at an escape, a control character or the end of input.
+    fn escaped_string(&mut self, start: usize, end: usize) -> Result<String, JsonError> {
         let mut out = String::with_capacity(end - start + 16);
+        out.push_str(&self.text[start..end]);
+        self.pos = end;
         loop {
             let run_start = self.pos;
             self.pos = plain_run_end(self.bytes, self.pos);

@@ -198,6 +198,12 @@ pub fn read_text(text: &str) -> Result<Message, String> {
     decode_text(text).map(|decoded| parse_message(decoded.value))
 }
 
+/// Reads a binary frame's message (pickle), with the name of any pickled Python object in it
+/// that was decoded as none.
+pub fn read_binary(ser: Serialization, bytes: &[u8]) -> Result<(Message, Option<String>), String> {
+    decode_binary(ser, bytes).map(|decoded| (parse_message(decoded.value), decoded.unsupported))
+}
+
 /// The frame is not of the usual shape (or not JSON): the general path decides.
 struct Unusual;
 
