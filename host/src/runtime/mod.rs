@@ -139,10 +139,15 @@ impl Runtime {
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
             .decommit_batch_size(DECOMMIT_BATCH)
-            // PAGEMAP_SCAN (reset only the pages a call wrote) measured no faster than zeroing
-            // KEEP_RESIDENT (8.2 vs 8.1-8.5 us per fresh call) and left 15 MiB more resident
-            // after 10,000 abandoned generators; off.
-            .pagemap_scan(wasmtime::Enabled::No);
+            // PAGEMAP_SCAN: reset only the pages a call wrote, instead of zeroing all of
+            // KEEP_RESIDENT per instance. On a fast CPU (2026-11-24) it measured no faster
+            // (8.2 vs 8.1-8.5 us per fresh call), but where the CPU is slow memset dominated the
+            // teardown (2026-11-30: a fresh call's p50 over the echo 31.5 -> 24.8 us host
+            // alone, 34.7 -> 29.4 us with our client; tests/benches/compare-builds.sh). It
+            // leaves more memory resident after many abandoned generators (15 MiB after
+            // 10,000), within tests/generator_memory.rs's bound. Without the ioctl (older
+            // kernels) wasmtime zeroes KEEP_RESIDENT as before.
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
