@@ -54,9 +54,9 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 /// Bytes of each linear memory (and table) that are reset in place when an instance ends
 /// instead of being given back to the kernel: with the kernel's PAGEMAP_SCAN, the first this
 /// many bytes of pages the instance wrote; without it, the first this many bytes of the memory.
-/// The next instance in the slot then starts without page faults. A guest built with a 64 KiB stack (as modules/ are, see
-/// .cargo/config.toml) keeps its stack, data and first heap pages within this; measured:
-/// a fresh call drops from ~17 to ~8.5 µs.
+/// The next instance in the slot then starts without page faults. A guest built with a 64 KiB
+/// stack (as modules/ are, see .cargo/config.toml) keeps its stack, data and first heap pages
+/// within this; measured: a fresh call drops from ~17 to ~8.5 µs.
 pub const KEEP_RESIDENT: usize = 128 << 10;
 /// Slots whose memory is decommitted together, one batch of syscalls instead of one per call.
 pub const DECOMMIT_BATCH: usize = 64;
