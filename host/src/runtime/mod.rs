@@ -145,9 +145,10 @@ impl Runtime {
             // (8.2 vs 8.1-8.5 us per fresh call), but where the CPU is slow memset dominated the
             // teardown (2026-11-30: a fresh call's p50 over the echo 31.5 -> 24.8 us host
             // alone, 34.7 -> 29.4 us with our client; tests/benches/compare-builds.sh). It
-            // leaves more memory resident after many abandoned generators (15 MiB after
-            // 10,000), within tests/generator_memory.rs's bound. Without the ioctl (older
-            // kernels) wasmtime zeroes KEEP_RESIDENT as before.
+            // leaves more memory resident after many abandoned generators: 12-31 MiB after
+            // 10,000 against 10-14 MiB zeroing (tests/generator_memory.rs, 3 and 2 runs; its
+            // bound is 48 MiB). Without the ioctl (older kernels) wasmtime zeroes
+            // KEEP_RESIDENT as before.
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
