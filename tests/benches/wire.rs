@@ -18,7 +18,8 @@
 //! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its
 //! rate and median latency: a clean run for `perf` and `strace`. `host-reused`, `rpc-reused`
 //! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances.
-//! `latency` repeats the sequential round-trip comparison alone for that long.
+//! `latency` repeats the sequential round-trip comparison alone for that long, `paced` its
+//! paced variant (a pause before each call).
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -35,6 +36,9 @@ use tokio_tungstenite::tungstenite::Message;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const LATENCY_CALLS: usize = 5_000;
+/// Calls per path, and the pause before each, of the paced latency table.
+const PACED_CALLS: usize = 2_000;
+const PACE: Duration = Duration::from_micros(200);
 const THROUGHPUT_CALLS: usize = 40_000;
 const IN_FLIGHT: usize = 100;
 const IDLE_CONNECTIONS: usize = 1_000;
@@ -86,13 +90,15 @@ fn stats(mut samples: Vec<Duration>) -> (f64, f64) {
 
 async fn rpc_latency(proxy: &EasyRpcProxy, n: usize) -> (f64, f64) {
     let mut samples = Vec::with_capacity(n);
-    rpc_samples(proxy, n, &mut samples).await;
+    rpc_samples(proxy, n, Duration::ZERO, &mut samples).await;
     stats(samples)
 }
 
-/// Times `n` sequential `add` calls through our client.
-async fn rpc_samples(proxy: &EasyRpcProxy, n: usize, samples: &mut Vec<Duration>) {
+/// Times `n` sequential `add` calls through our client, each after `pause` (the thread
+/// sleeps: a caller busy with other work between its calls).
+async fn rpc_samples(proxy: &EasyRpcProxy, n: usize, pause: Duration, samples: &mut Vec<Duration>) {
     for i in 0..n {
+        pause_for(pause);
         let t = Instant::now();
         let r = proxy.call("add", vec![Value::Int(i as i128)], vec![("b".into(), Value::Int(1))]).await.expect("add");
         samples.push(t.elapsed());
@@ -102,14 +108,16 @@ async fn rpc_samples(proxy: &EasyRpcProxy, n: usize, samples: &mut Vec<Duration>
 
 async fn raw_latency(ws: &mut Ws, n: usize) -> (f64, f64) {
     let mut samples = Vec::with_capacity(n);
-    raw_samples(ws, n, &mut samples).await;
+    raw_samples(ws, n, Duration::ZERO, &mut samples).await;
     stats(samples)
 }
 
-/// Times `n` sequential round trips of the `add` request frame through a raw websocket client.
-async fn raw_samples(ws: &mut Ws, n: usize, samples: &mut Vec<Duration>) {
+/// Times `n` sequential round trips of the `add` request frame through a raw websocket client,
+/// each after `pause`.
+async fn raw_samples(ws: &mut Ws, n: usize, pause: Duration, samples: &mut Vec<Duration>) {
     for i in 0..n {
         let frame = add_frame(i);
+        pause_for(pause);
         let t = Instant::now();
         ws.send(Message::text(frame)).await.expect("send");
         ws.next().await.expect("echo").expect("echo ok");
@@ -117,11 +125,19 @@ async fn raw_samples(ws: &mut Ws, n: usize, samples: &mut Vec<Duration>) {
     }
 }
 
+/// Blocks this (the clients') thread for `pause`; nothing else runs on it meanwhile, as
+/// nothing arrives for its clients between calls.
+fn pause_for(pause: Duration) {
+    if !pause.is_zero() {
+        std::thread::sleep(pause);
+    }
+}
+
 /// Sequential round trips (p50, p99 in µs) of: the raw echo, RPC `add` through our client
-/// (fresh instances, then reused ones), and the raw client against our host (fresh, reused).
-/// The paths take turns in short batches, so that the machine's changing load falls on all of
-/// them alike.
-async fn sequential_latency(server: &TestServer, echo: std::net::SocketAddr) -> [(f64, f64); 5] {
+/// (fresh instances, then reused ones), and the raw client against our host (fresh, reused),
+/// `calls` each, every call after `pause`. The paths take turns in short batches, so that the
+/// machine's changing load falls on all of them alike.
+async fn sequential_latency(server: &TestServer, echo: std::net::SocketAddr, calls: usize, pause: Duration) -> [(f64, f64); 5] {
     const BATCH: usize = 250;
     let proxy = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer")).await.expect("rpc client");
     let kept = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer_reused")).await.expect("client");
@@ -130,14 +146,14 @@ async fn sequential_latency(server: &TestServer, echo: std::net::SocketAddr) -> 
     let mut host_raw_kept = easyrpc_tests::RawClient::connect(server, "peer_reused").await.ws;
     let mut samples: [Vec<Duration>; 5] = Default::default();
     let mut warm_up: [Vec<Duration>; 5] = Default::default();
-    for round in 0..=LATENCY_CALLS / BATCH {
+    for round in 0..=calls / BATCH {
         // The first round warms every path up and is not counted.
         let into = if round == 0 { &mut warm_up } else { &mut samples };
-        raw_samples(&mut raw, BATCH, &mut into[0]).await;
-        rpc_samples(&proxy, BATCH, &mut into[1]).await;
-        rpc_samples(&kept, BATCH, &mut into[2]).await;
-        raw_samples(&mut host_raw, BATCH, &mut into[3]).await;
-        raw_samples(&mut host_raw_kept, BATCH, &mut into[4]).await;
+        raw_samples(&mut raw, BATCH, pause, &mut into[0]).await;
+        rpc_samples(&proxy, BATCH, pause, &mut into[1]).await;
+        rpc_samples(&kept, BATCH, pause, &mut into[2]).await;
+        raw_samples(&mut host_raw, BATCH, pause, &mut into[3]).await;
+        raw_samples(&mut host_raw_kept, BATCH, pause, &mut into[4]).await;
     }
     samples.map(stats)
 }
@@ -337,7 +353,7 @@ async fn serve_bench_modules() -> TestServer {
 /// The sequential round trips, printed.
 async fn print_latency(server: &TestServer, echo: std::net::SocketAddr) {
     let [(raw50, raw99), (rpc50, rpc99), (kept50, kept99), (host50, host99), (host_kept50, host_kept99)] =
-        sequential_latency(server, echo).await;
+        sequential_latency(server, echo, LATENCY_CALLS, Duration::ZERO).await;
     println!("\n== sequential round trip, {LATENCY_CALLS} calls each, the paths taking turns");
     println!("raw websocket echo     p50 {raw50:>8.1} µs   p99 {raw99:>8.1} µs");
     println!("RPC add, raw client    p50 {host50:>8.1} µs   p99 {host99:>8.1} µs   (host only)");
@@ -346,6 +362,24 @@ async fn print_latency(server: &TestServer, echo: std::net::SocketAddr) {
     println!("RPC add, reused inst.  p50 {kept50:>8.1} µs   p99 {kept99:>8.1} µs");
     println!("reused - echo          p50 {:>+8.1} µs   p99 {:>+8.1} µs", kept50 - raw50, kept99 - raw99);
     println!("reused, raw client     p50 {host_kept50:>8.1} µs   p99 {host_kept99:>8.1} µs   (host only)");
+}
+
+/// The sequential round trips again with a pause before each call (a caller with other work
+/// between its calls): the fresh path's instance is then made ahead while the host waits, as
+/// it is for all but back-to-back callers. (Labels differ from `print_latency`'s, which
+/// tests/benches/compare-builds.sh reads.)
+async fn print_paced_latency(server: &TestServer, echo: std::net::SocketAddr) {
+    let [(raw50, raw99), (rpc50, rpc99), (kept50, kept99), (host50, host99), (host_kept50, host_kept99)] =
+        sequential_latency(server, echo, PACED_CALLS, PACE).await;
+    println!("\n== the same, {PACED_CALLS} calls each, every call after a {} µs pause", PACE.as_micros());
+    let row = |what: &str, p50: f64, p99: f64| {
+        println!("{what:<22} p50 {p50:>8.1} µs   p99 {p99:>8.1} µs   p50 - echo {:>+6.1} µs", p50 - raw50)
+    };
+    row("echo, paced", raw50, raw99);
+    row("fresh, our client", rpc50, rpc99);
+    row("fresh, host only", host50, host99);
+    row("kept, our client", kept50, kept99);
+    row("kept, host only", host_kept50, host_kept99);
 }
 
 /// Every comparison, printed as it is measured.
@@ -383,6 +417,7 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
 
     println!("\nframe: {} bytes (the JSON request of add(i, b=1))", add_frame(0).len());
     print_latency(server, echo).await;
+    print_paced_latency(server, echo).await;
 
     println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
     for connections in [1usize, 4] {
@@ -428,6 +463,11 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 print_latency(server, echo).await;
             }
         }
+        "paced" => {
+            while started.elapsed() < time {
+                print_paced_latency(server, echo).await;
+            }
+        }
         "echo" | "host" | "host-reused" => {
             let mut ws = match path {
                 "echo" => raw_client(echo).await,
@@ -464,7 +504,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += THROUGHPUT_CALLS;
             }
         }
-        other => panic!("--profile takes latency, echo, host, host-reused, rpc, rpc-reused, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
+        other => panic!("--profile takes latency, paced, echo, host, host-reused, rpc, rpc-reused, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
     }
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
