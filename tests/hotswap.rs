@@ -1,7 +1,8 @@
 //! Hot-swap: modules deployed, replaced and removed while the host serves, over the wire by an
 //! admin and through watched module directories. Four clients calling through 20 swaps see
 //! no failed call; a module that does not load leaves the old one serving; clients pick up
-//! new signatures, also after a call cancelled while it read its own answer.
+//! new signatures, also after a call cancelled while it read its own answer; a deploy ends
+//! only the kept instances of the module it replaces.
 
 use easyrpc::client::{ClientConfig, ClientError, EasyRpcProxy};
 use easyrpc::config::ModuleSource;
@@ -43,6 +44,41 @@ async fn twenty_swaps_under_load_lose_no_call() {
 async fn twenty_swaps_under_load_lose_no_call_with_reused_instances() {
     // Kept instances belong to the version they were made of: none answers after its swap.
     twenty_swaps_under_load(PolicyConfig { instances: InstanceReuse::reused(), ..PolicyConfig::default() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_ends_only_the_kept_instances_of_the_module_it_replaces() {
+    // `bump` counts its calls in a global; these namespaces reuse instances, so the count goes
+    // on while sequential calls land in the one kept instance. A deploy publishes a new
+    // snapshot: the instances kept of modules it leaves in place must live on, in another
+    // tenant's namespace and in the deploying one, and those of the module it replaces must not.
+    let (server, _) = server_with(PolicyConfig { instances: InstanceReuse::reused(), ..PolicyConfig::default() }, vec![]).await;
+    let admin = EasyRpcProxy::connect(&server.url(), SECRET, "tenant_a").await.unwrap();
+    admin.deploy("tenant_a", "hostile", &bytes("hostile")).await.unwrap();
+    let tenant_a = EasyRpcProxy::connect(&server.url(), SECRET, "tenant_a").await.unwrap();
+    let bump = || async { tenant_a.call("bump", vec![], vec![]).await.unwrap() };
+    assert_eq!(bump().await, Value::Int(1));
+    assert_eq!(bump().await, Value::Int(2));
+
+    admin.deploy("tenant_b", "math", &bytes("math")).await.unwrap();
+    assert_eq!(bump().await, Value::Int(3), "another tenant's deploy keeps this tenant's instances");
+    admin.deploy("tenant_a", "math", &bytes("math")).await.unwrap();
+    assert_eq!(bump().await, Value::Int(4), "a deploy of another module keeps this module's instances");
+    admin.remove("tenant_a", "math").await.unwrap();
+    assert_eq!(bump().await, Value::Int(5), "so does removing another module");
+
+    admin.deploy("tenant_a", "hostile", &bytes("hostile")).await.unwrap();
+    assert_eq!(bump().await, Value::Int(6), "the same bytes again are the same module");
+
+    // The same code with a custom section added: another version of the module.
+    let mut next_version = bytes("hostile");
+    let (name, payload) = (b"easyrpc-test".as_slice(), b"version 2".as_slice());
+    next_version.extend([0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+    next_version.extend(name.iter().chain(payload));
+    admin.deploy("tenant_a", "hostile", &next_version).await.unwrap();
+    assert_eq!(bump().await, Value::Int(1), "the replaced module's instances end with it");
+    assert_eq!(bump().await, Value::Int(2));
+    server.stop().await;
 }
 
 async fn twenty_swaps_under_load(policy: PolicyConfig) {

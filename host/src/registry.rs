@@ -6,8 +6,9 @@
 //! namespace groups (a name for an ordered list of namespaces), and the [`Registry`], an
 //! immutable [`RegistrySnapshot`] behind one pointer swap: a session takes a snapshot per
 //! request, so a deploy never changes the world under a running call. Policies are shared
-//! between snapshots, so a swap keeps counting a tenant's running calls. It does not parse
-//! frames or run wasm itself.
+//! between snapshots, so a swap keeps counting a tenant's running calls, and so are the
+//! instances namespaces keep of modules a swap did not replace. It does not parse frames or
+//! run wasm itself.
 
 use crate::runtime::{CallError, CallLimits, GeneratorStream, InstanceReuse, Module, WarmInstances};
 use crate::signature::FunctionDescriptor;
@@ -64,10 +65,9 @@ pub struct LocalFunction {
 }
 
 impl LocalFunction {
-    /// Every function of `module` for one namespace, called with `limits`, in instances got
-    /// as `reuse` says.
-    pub fn all(module: &Arc<Module>, limits: CallLimits, reuse: InstanceReuse) -> Vec<Arc<dyn Callable>> {
-        let warm = WarmInstances::for_policy(module, reuse);
+    /// Every function of `module` for one namespace, called with `limits`, in fresh instances
+    /// or (with `warm`) in the namespace's kept ones.
+    pub fn all(module: &Arc<Module>, limits: CallLimits, warm: Option<Arc<WarmInstances>>) -> Vec<Arc<dyn Callable>> {
         module
             .descriptors()
             .enumerate()
@@ -239,6 +239,42 @@ pub struct RegistrySnapshot {
     policies: BTreeMap<String, Arc<NamespacePolicy>>,
     /// The policy a namespace gets when none was configured for it.
     default_policy: PolicyConfig,
+    /// Shared by the snapshots cloned from one base, so that a deploy's new snapshot goes on
+    /// with the instances the namespaces kept of the modules it did not replace.
+    kept: Arc<KeptInstances>,
+}
+
+/// The sets of kept instances that the snapshots of one base hand out, one per namespace and
+/// module: a snapshot built after a deploy gets the same set again for a module that is
+/// still there under the same policy, so that one tenant's deploy does not end another's
+/// instances (and the state its calls left in them). Weak: a set lives as long as some
+/// snapshot's functions use it.
+#[derive(Default)]
+struct KeptInstances {
+    sets: std::sync::Mutex<Vec<(String, std::sync::Weak<WarmInstances>)>>,
+}
+
+impl KeptInstances {
+    /// `namespace`'s set for `module` under `reuse`: the one handed out before if it is still
+    /// used, else a new one. None when `reuse` keeps no instances.
+    fn set_for(&self, namespace: &str, module: &Arc<Module>, reuse: InstanceReuse) -> Option<Arc<WarmInstances>> {
+        if reuse == InstanceReuse::Fresh {
+            return None;
+        }
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.retain(|(_, set)| set.strong_count() > 0);
+        let known = sets
+            .iter()
+            .filter(|(ns, _)| ns == namespace)
+            .filter_map(|(_, set)| set.upgrade())
+            .find(|set| set.serves(module, reuse));
+        if known.is_some() {
+            return known;
+        }
+        let set = WarmInstances::for_policy(module, reuse)?;
+        sets.push((namespace.to_owned(), Arc::downgrade(&set)));
+        Some(set)
+    }
 }
 
 impl RegistrySnapshot {
@@ -337,9 +373,11 @@ impl RegistrySnapshot {
     pub fn add_module(&mut self, namespace: &str, module: &Arc<Module>) {
         let targets: Vec<String> = self.members(namespace).into_iter().map(str::to_owned).collect();
         for target in targets {
+            let kept = self.kept.clone();
             let ns = self.namespace_mut(&target);
             let config = &ns.policy.config;
-            for f in LocalFunction::all(module, config.limits, config.instances) {
+            let warm = kept.set_for(&target, module, config.instances);
+            for f in LocalFunction::all(module, config.limits, warm) {
                 ns.insert(f);
             }
         }
@@ -348,7 +386,7 @@ impl RegistrySnapshot {
     /// Adds `module` to `namespace` with explicit call limits (tests and tools).
     pub fn add_module_with_limits(&mut self, namespace: &str, module: &Arc<Module>, limits: CallLimits) {
         let ns = self.namespace_mut(namespace);
-        for f in LocalFunction::all(module, limits, InstanceReuse::Fresh) {
+        for f in LocalFunction::all(module, limits, None) {
             ns.insert(f);
         }
     }

@@ -76,6 +76,12 @@ impl WarmInstances {
         std::ptr::eq(self.module.as_ptr(), module)
     }
 
+    /// Whether these are `module`'s instances kept as `reuse` says (the same module loaded
+    /// again is another module: its instances are never these).
+    pub fn serves(&self, module: &Module, reuse: InstanceReuse) -> bool {
+        matches!(reuse, InstanceReuse::Reused { max_calls } if max_calls.max(1) == self.max_calls) && self.is_of(module)
+    }
+
     /// Idle instances held now.
     pub fn idle(&self) -> usize {
         lock(&self.idle).len()
