@@ -2,7 +2,7 @@
 //! admin and through watched module directories. Four clients calling through 20 swaps see
 //! no failed call; a module that does not load leaves the old one serving; clients pick up
 //! new signatures, also after a call cancelled while it read its own answer; a deploy ends
-//! only the kept instances of the module it replaces.
+//! only the kept instances of the module it replaces, and forgets no tenant's running calls.
 
 use easyrpc::client::{ClientConfig, ClientError, EasyRpcProxy};
 use easyrpc::config::ModuleSource;
@@ -78,6 +78,32 @@ async fn a_deploy_ends_only_the_kept_instances_of_the_module_it_replaces() {
     admin.deploy("tenant_a", "hostile", &next_version).await.unwrap();
     assert_eq!(bump().await, Value::Int(1), "the replaced module's instances end with it");
     assert_eq!(bump().await, Value::Int(2));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_keeps_counting_the_calls_running_in_other_namespaces() {
+    // Namespaces configured nowhere get the default policy: here one call at a time and no
+    // queue. A call running across another tenant's deploy still holds its namespace's one
+    // slot afterwards.
+    let policy = PolicyConfig { max_concurrent_calls: 1, max_queued_calls: 0, ..PolicyConfig::default() };
+    let (server, _) = server_with(policy, vec![]).await;
+    let admin = EasyRpcProxy::connect(&server.url(), SECRET, "admin").await.unwrap();
+    admin.deploy("tenant_a", "peer", &bytes("peer")).await.unwrap();
+    let tenant_a = Arc::new(EasyRpcProxy::connect(&server.url(), SECRET, "tenant_a").await.unwrap());
+    let slow = |delay: f64, tag: &str| {
+        let (tenant_a, tag) = (tenant_a.clone(), tag.to_owned());
+        async move { tenant_a.call("slow", vec![Value::Float(delay), Value::Str(tag)], vec![]).await }
+    };
+    let running = tokio::spawn(slow(0.6, "first"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    admin.deploy("tenant_b", "math", &bytes("math")).await.unwrap();
+    match slow(0.0, "second").await {
+        Err(ClientError::Remote(text)) => assert!(text.starts_with("Busy("), "{text}"),
+        other => panic!("the running call's slot was forgotten: {other:?}"),
+    }
+    assert_eq!(running.await.unwrap().unwrap(), Value::Str("first".into()));
+    assert_eq!(slow(0.0, "third").await.unwrap(), Value::Str("third".into()));
     server.stop().await;
 }
 

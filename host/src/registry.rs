@@ -6,9 +6,9 @@
 //! namespace groups (a name for an ordered list of namespaces), and the [`Registry`], an
 //! immutable [`RegistrySnapshot`] behind one pointer swap: a session takes a snapshot per
 //! request, so a deploy never changes the world under a running call. Policies are shared
-//! between snapshots, so a swap keeps counting a tenant's running calls, and so are the
-//! instances namespaces keep of modules a swap did not replace. It does not parse frames or
-//! run wasm itself.
+//! between snapshots (also those made for namespaces without one configured), so a swap
+//! keeps counting a tenant's running calls, and so are the instances namespaces keep of
+//! modules a swap did not replace. It does not parse frames or run wasm itself.
 
 use crate::runtime::{CallError, CallLimits, GeneratorStream, InstanceReuse, Module, WarmInstances};
 use crate::signature::FunctionDescriptor;
@@ -240,28 +240,36 @@ pub struct RegistrySnapshot {
     /// The policy a namespace gets when none was configured for it.
     default_policy: PolicyConfig,
     /// Shared by the snapshots cloned from one base, so that a deploy's new snapshot goes on
-    /// with the instances the namespaces kept of the modules it did not replace.
-    kept: Arc<KeptInstances>,
+    /// with the old one's live state.
+    carried: Arc<CarriedOver>,
 }
 
-/// The sets of kept instances that the snapshots of one base hand out, one per namespace and
-/// module: a snapshot built after a deploy gets the same set again for a module that is
-/// still there under the same policy, so that one tenant's deploy does not end another's
-/// instances (and the state its calls left in them). Weak: a set lives as long as some
+/// What the snapshots of one base hand out and a snapshot built after a deploy gets again, so
+/// that one tenant's deploy resets nothing of another's: the policies made for namespaces that
+/// had none configured (their counts of running calls and open generators go on), and the
+/// sets of kept instances, one per namespace and module still there under the same policy
+/// (with the state their calls left in them). Sets are held weakly: one lives as long as some
 /// snapshot's functions use it.
 #[derive(Default)]
-struct KeptInstances {
-    sets: std::sync::Mutex<Vec<(String, std::sync::Weak<WarmInstances>)>>,
+struct CarriedOver {
+    default_policies: std::sync::Mutex<HashMap<String, Arc<NamespacePolicy>>>,
+    kept_sets: std::sync::Mutex<Vec<(String, std::sync::Weak<WarmInstances>)>>,
 }
 
-impl KeptInstances {
+impl CarriedOver {
+    /// The policy made for `namespace` from `default` before, or a new one.
+    fn default_policy(&self, namespace: &str, default: &PolicyConfig) -> Arc<NamespacePolicy> {
+        let mut made = self.default_policies.lock().unwrap_or_else(|e| e.into_inner());
+        made.entry(namespace.to_owned()).or_insert_with(|| NamespacePolicy::new(default.clone())).clone()
+    }
+
     /// `namespace`'s set for `module` under `reuse`: the one handed out before if it is still
     /// used, else a new one. None when `reuse` keeps no instances.
-    fn set_for(&self, namespace: &str, module: &Arc<Module>, reuse: InstanceReuse) -> Option<Arc<WarmInstances>> {
+    fn kept_set(&self, namespace: &str, module: &Arc<Module>, reuse: InstanceReuse) -> Option<Arc<WarmInstances>> {
         if reuse == InstanceReuse::Fresh {
             return None;
         }
-        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sets = self.kept_sets.lock().unwrap_or_else(|e| e.into_inner());
         sets.retain(|(_, set)| set.strong_count() > 0);
         let known = sets
             .iter()
@@ -293,8 +301,9 @@ impl RegistrySnapshot {
 
     /// The namespace `name`, created (with its configured policy, or the default) if needed.
     pub fn namespace_mut(&mut self, name: &str) -> &mut Namespace {
-        let default = &self.default_policy;
-        let policy = self.policies.entry(name.to_owned()).or_insert_with(|| NamespacePolicy::new(default.clone())).clone();
+        let (default, carried) = (&self.default_policy, &self.carried);
+        let policy =
+            self.policies.entry(name.to_owned()).or_insert_with(|| carried.default_policy(name, default)).clone();
         self.namespaces.entry(name.to_owned()).or_insert_with(|| Namespace::new(policy))
     }
 
@@ -373,10 +382,10 @@ impl RegistrySnapshot {
     pub fn add_module(&mut self, namespace: &str, module: &Arc<Module>) {
         let targets: Vec<String> = self.members(namespace).into_iter().map(str::to_owned).collect();
         for target in targets {
-            let kept = self.kept.clone();
+            let carried = self.carried.clone();
             let ns = self.namespace_mut(&target);
             let config = &ns.policy.config;
-            let warm = kept.set_for(&target, module, config.instances);
+            let warm = carried.kept_set(&target, module, config.instances);
             for f in LocalFunction::all(module, config.limits, warm) {
                 ns.insert(f);
             }
