@@ -90,14 +90,17 @@ async fn a_deploy_keeps_counting_the_calls_running_in_other_namespaces() {
     let (server, _) = server_with(policy, vec![]).await;
     let admin = EasyRpcProxy::connect(&server.url(), SECRET, "admin").await.unwrap();
     admin.deploy("tenant_a", "peer", &bytes("peer")).await.unwrap();
+    admin.deploy("tenant_b", "math", &bytes("math")).await.unwrap();
     let tenant_a = Arc::new(EasyRpcProxy::connect(&server.url(), SECRET, "tenant_a").await.unwrap());
     let slow = |delay: f64, tag: &str| {
         let (tenant_a, tag) = (tenant_a.clone(), tag.to_owned());
         async move { tenant_a.call("slow", vec![Value::Float(delay), Value::Str(tag)], vec![]).await }
     };
-    let running = tokio::spawn(slow(0.6, "first"));
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    admin.deploy("tenant_b", "math", &bytes("math")).await.unwrap();
+    let running = tokio::spawn(slow(2.0, "first"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Known bytes: no compilation, the deploy is over long before the first call.
+    admin.deploy("tenant_c", "math", &bytes("math")).await.unwrap();
+    assert!(!running.is_finished(), "the first call must still run for this test to mean anything");
     match slow(0.0, "second").await {
         Err(ClientError::Remote(text)) => assert!(text.starts_with("Busy("), "{text}"),
         other => panic!("the running call's slot was forgotten: {other:?}"),
