@@ -132,9 +132,11 @@ async fn many_calls_in_flight_complete_out_of_order() {
 async fn abandoned_and_timed_out_calls_leave_the_connection_working() {
     let server = TestServer::start(&[("peer", &["peer"])]).await;
     let mut config = ClientConfig::new(&server.url(), SECRET, "peer");
-    config.call_timeout = Some(Duration::from_millis(100));
+    // The bound applies to every call below: wide enough that a loaded machine (CI runs the
+    // other tests of this file alongside) does not time out an `add`, as 100 ms once did.
+    config.call_timeout = Some(Duration::from_secs(1));
     let peer = std::sync::Arc::new(EasyRpcProxy::connect_with(config).await.unwrap());
-    let e = peer.call("slow", vec![Value::Float(1.0), "late".into()], vec![]).await.unwrap_err();
+    let e = peer.call("slow", vec![Value::Float(1.5), "late".into()], vec![]).await.unwrap_err();
     assert!(matches!(e, ClientError::Timeout(_)), "{e}");
     // Many callers writing at once, half of them dropped after their first step (waiting to
     // write, or waiting for the answer): every call that is kept gets its own answer, and
