@@ -78,7 +78,7 @@ impl WarmInstances {
 
     /// Whether these are `module`'s instances kept as `reuse` says (the same module loaded
     /// again is another module: its instances are never these).
-    pub fn serves(&self, module: &Module, reuse: InstanceReuse) -> bool {
+    pub(crate) fn serves(&self, module: &Module, reuse: InstanceReuse) -> bool {
         matches!(reuse, InstanceReuse::Reused { max_calls } if max_calls.max(1) == self.max_calls) && self.is_of(module)
     }
 
