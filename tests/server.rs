@@ -1,6 +1,6 @@
 //! The server with the Rust client: every example function over the wire, argument checks
 //! before sending, errors, namespaces, concurrency, big payloads, dropped connections,
-//! wrong secrets, encryption_enabled and graceful shutdown. Real server on 127.0.0.1.
+//! wrong secrets, encryption_enabled, closing and graceful shutdown. Real server on 127.0.0.1.
 
 use easyrpc::client::{ClientConfig, ClientError, EasyRpcProxy};
 use easyrpc::registry::RegistrySnapshot;
@@ -250,6 +250,83 @@ async fn a_dropped_connection_fails_calls_at_once_and_the_next_call_reconnects()
     let second = tokio::spawn(easyrpc::server::run(listener, ServerConfig::single(PATH, SECRET), registry, std::future::pending()));
     assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
     second.abort();
+}
+
+/// How a client's side of a relayed connection ended.
+#[derive(Debug, PartialEq)]
+enum ClientEnd {
+    CloseFrame,
+    WithoutCloseFrame,
+}
+
+/// Relays every websocket connection made to `listener` to `upstream` (both ways) and reports
+/// how the client's side of each ended.
+fn relay(listener: tokio::net::TcpListener, upstream: String) -> tokio::sync::mpsc::UnboundedReceiver<ClientEnd> {
+    use futures_util::{SinkExt, StreamExt};
+    let (ends, ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (ends, upstream) = (ends.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let client = tokio_tungstenite::accept_async(tcp).await.expect("client handshake");
+                let (server, _) = tokio_tungstenite::connect_async(upstream.as_str()).await.expect("host handshake");
+                let (mut to_client, mut from_client) = client.split();
+                let (mut to_server, mut from_server) = server.split();
+                let answers = tokio::spawn(async move {
+                    while let Some(Ok(message)) = from_server.next().await {
+                        if to_client.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut end = ClientEnd::WithoutCloseFrame;
+                while let Some(Ok(message)) = from_client.next().await {
+                    if message.is_close() {
+                        end = ClientEnd::CloseFrame;
+                        break;
+                    }
+                    if to_server.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                answers.abort();
+                let _ = ends.send(end);
+            });
+        }
+    });
+    ended
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_closes_its_connection_with_a_close_frame() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}{PATH}", listener.local_addr().unwrap());
+    let mut ended = relay(listener, server.url());
+    let next_end = async |ended: &mut tokio::sync::mpsc::UnboundedReceiver<ClientEnd>| {
+        tokio::time::timeout(Duration::from_secs(5), ended.recv()).await.expect("the connection ends").expect("relay running")
+    };
+
+    // close(): a close frame; a call still in flight fails at once.
+    let peer = std::sync::Arc::new(EasyRpcProxy::connect(&url, SECRET, "peer").await.unwrap());
+    assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
+    let in_flight = {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.call("slow", args(r#"[30, "never"]"#), vec![]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    peer.close().await;
+    assert_eq!(in_flight.await.unwrap(), Err(ClientError::Disconnected));
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(next_end(&mut ended).await, ClientEnd::CloseFrame);
+
+    // The proxy stays usable: the next call connects again.
+    assert_eq!(peer.call("add", args("[2]"), vec![]).await.unwrap(), Value::Int(4));
+    // Dropped inside a runtime, it closes the same way.
+    drop(peer);
+    assert_eq!(next_end(&mut ended).await, ClientEnd::CloseFrame);
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

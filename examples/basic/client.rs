@@ -11,5 +11,6 @@ async fn main() -> anyhow::Result<()> {
     let proxy = EasyRpcProxy::connect(&url, "abcd1234", "public").await?;
     let result = proxy.call("good_func_a", vec![1.into(), 5.into(), 7.into()], vec![]).await?;
     println!("{result}");
+    proxy.close().await; // a close frame: the host logs a client leaving, not a reset
     Ok(())
 }

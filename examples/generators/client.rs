@@ -16,5 +16,7 @@ async fn main() -> anyhow::Result<()> {
     while let Some(item) = items.next().await {
         println!("stream {}", item?);
     }
+    drop(items);
+    private.close().await;
     Ok(())
 }

@@ -21,5 +21,6 @@ async fn main() -> anyhow::Result<()> {
     for function in easy_proxy.functions().iter() {
         println!("{function}");
     }
+    easy_proxy.close().await;
     Ok(())
 }

@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::error::{Error as TungsteniteError, ProtocolError};
 use tokio_tungstenite::WebSocketStream;
 
 fn to_ws(frame: Frame) -> WsMessage {
@@ -274,6 +275,11 @@ impl Connection {
             Some(Ok(WsMessage::Binary(bytes))) => wire::read_binary(ser, &bytes),
             Some(Ok(WsMessage::Close(_))) | None => return Flow::Close,
             Some(Ok(_)) => return Flow::Continue, // websocket ping/pong: answered by tungstenite
+            Some(Err(TungsteniteError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                // A client that exits without closing: an everyday end, not an error.
+                tracing::debug!(%peer, "client left without a close frame");
+                return Flow::Close;
+            }
             Some(Err(e)) => {
                 tracing::info!(%peer, error = %e, "connection error");
                 return Flow::Close;

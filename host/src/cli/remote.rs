@@ -34,6 +34,15 @@ impl ConnectArgs {
         }
         Ok(EasyRpcProxy::connect_with(config).await?)
     }
+
+    /// Connects, runs `work`, then closes the connection with a close frame whatever `work`
+    /// returned: the process ends right after, too soon for the proxy's drop to close it.
+    async fn run<T>(&self, work: impl AsyncFnOnce(&EasyRpcProxy) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let proxy = self.connect().await?;
+        let outcome = work(&proxy).await;
+        proxy.close().await;
+        outcome
+    }
 }
 
 /// List the functions of a namespace as signatures.
@@ -47,8 +56,7 @@ pub struct ListArgs {
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let proxy = args.connect.connect().await?;
-    let functions = proxy.functions();
+    let functions = args.connect.run(async |proxy| Ok(proxy.functions())).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&*functions)?);
         return Ok(());
@@ -89,19 +97,22 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         let (name, value) = kw.split_once('=').with_context(|| format!("--kw {kw:?}: write name=value"))?;
         keywords.push((name.to_owned(), parse_arg(value)));
     }
-    let proxy = args.connect.connect().await?;
-    let is_generator = proxy.function(&args.function).is_some_and(|d| d.kind == crate::signature::FunctionKind::Generator);
-    if is_generator {
-        // Items are printed as they arrive, one JSON value per line.
-        let mut items = proxy.stream(&args.function, positional, keywords).await?;
-        while let Some(item) = futures_util::StreamExt::next(&mut items).await {
-            println!("{}", item?.to_json());
-        }
-        return Ok(());
-    }
-    let result = proxy.call(&args.function, positional, keywords).await?;
-    println!("{}", result.to_json());
-    Ok(())
+    args.connect
+        .run(async |proxy| {
+            let is_generator = proxy.function(&args.function).is_some_and(|d| d.kind == crate::signature::FunctionKind::Generator);
+            if is_generator {
+                // Items are printed as they arrive, one JSON value per line.
+                let mut items = proxy.stream(&args.function, positional, keywords).await?;
+                while let Some(item) = futures_util::StreamExt::next(&mut items).await {
+                    println!("{}", item?.to_json());
+                }
+                return Ok(());
+            }
+            let result = proxy.call(&args.function, positional, keywords).await?;
+            println!("{}", result.to_json());
+            Ok(())
+        })
+        .await
 }
 
 /// Deploy a module into a namespace of a running host (needs the admin secret): it replaces a
@@ -124,8 +135,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         Some(n) => n.clone(),
         None => args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let proxy = args.connect.connect().await?;
-    let summary = proxy.deploy(&args.connect.namespace, &name, &bytes).await?;
+    let summary = args.connect.run(async |proxy| Ok(proxy.deploy(&args.connect.namespace, &name, &bytes).await?)).await?;
     println!("{}", summary.to_json());
     Ok(())
 }
@@ -140,8 +150,7 @@ pub struct RemoveArgs {
 }
 
 pub async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
-    let proxy = args.connect.connect().await?;
-    proxy.remove(&args.connect.namespace, &args.module).await?;
+    args.connect.run(async |proxy| Ok(proxy.remove(&args.connect.namespace, &args.module).await?)).await?;
     println!("removed {} from {}", args.module, args.connect.namespace);
     Ok(())
 }
