@@ -357,3 +357,27 @@ async fn graceful_shutdown_lets_running_calls_finish() {
     assert_eq!(running.await.unwrap().unwrap(), Value::Str("done".into()));
     assert!(EasyRpcProxy::connect(&url, SECRET, "peer").await.is_err(), "no new connections after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_while_another_runs_is_sent_at_once() {
+    // With Nagle's algorithm on the client's socket, a request written while an earlier one is
+    // still unacknowledged waits for that ACK, which the host's kernel delays (40 ms on Linux)
+    // when the earlier call is slow to answer: every call made beside a slow one paid it.
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let peer = std::sync::Arc::new(proxy(&server, "peer", Serialization::Json).await);
+        assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
+        let slow = {
+            let peer = peer.clone();
+            tokio::spawn(async move { peer.call("slow", args(r#"[0.3, "done"]"#), vec![]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let started = Instant::now();
+        assert_eq!(peer.call("add", args("[2]"), vec![]).await.unwrap(), Value::Int(4));
+        best = best.min(started.elapsed());
+        assert_eq!(slow.await.unwrap().unwrap(), Value::Str("done".to_owned()));
+    }
+    assert!(best < Duration::from_millis(20), "a call beside a slow one took at best {best:?}");
+    server.stop().await;
+}

@@ -145,14 +145,14 @@ pub fn shared_peer_dir() -> PathBuf {
     xtask::project_root().parent().map(|p| p.join("shared").join("peer")).unwrap_or_default()
 }
 
-/// A websocket connection to `url` with the websocket settings of our client (its read
-/// buffer), so that raw clients and ours differ only in what they do with frames.
+/// A websocket connection to `url` with the settings of our client (its read buffer,
+/// TCP_NODELAY), so that raw clients and ours differ only in what they do with frames.
 pub async fn connect_like_our_client(
     url: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     config.read_buffer_size = easyrpc::client::READ_BUFFER;
-    tokio_tungstenite::connect_async_with_config(url, Some(config), false).await.expect("ws connects").0
+    tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.expect("ws connects").0
 }
 
 /// A raw websocket client speaking the wire protocol by hand, for tests that send what a
