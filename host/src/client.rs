@@ -7,7 +7,7 @@
 //! argument or an unknown keyword fails locally with an error naming the parameter. It does not
 //! run functions or know about namespaces beyond the one it connected to.
 
-use crate::runtime::convert::to_val;
+use crate::runtime::convert;
 use crate::signature::{bind_borrowed, FunctionDescriptor};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, Serialization};
@@ -684,7 +684,7 @@ pub fn check_arguments(d: &FunctionDescriptor, args: &[Value], kwargs: &[(String
     let bad = |reason: String| ClientError::BadArguments { function: d.name.clone(), reason };
     let bound = bind_borrowed(&d.params, args, kwargs).map_err(|e| bad(e.to_string()))?;
     for (value, param) in bound.iter().zip(&d.params) {
-        to_val(value, &param.ty, &param.name).map_err(|e| bad(e.to_string()))?;
+        convert::check(value, &param.ty, &param.name).map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
 }

@@ -19,7 +19,8 @@
 //! rate and median latency: a clean run for `perf` and `strace`. `host-reused`, `rpc-reused`
 //! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances.
 //! `latency` repeats the sequential round-trip comparison alone for that long, `paced` its
-//! paced variant (a pause before each call).
+//! paced variant (a pause before each call); `payload` calls `echo` of a 64 KiB string with
+//! our client, json.
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -498,13 +499,21 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += THROUGHPUT_CALLS;
             }
         }
+        "payload" => {
+            let proxy = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer")).await.expect("client");
+            let value = Value::Str("x".repeat(64 << 10));
+            while started.elapsed() < time {
+                proxy.call("echo", vec![value.clone()], vec![]).await.expect("echo");
+                calls += 1;
+            }
+        }
         "echo-tp" => {
             while started.elapsed() < time {
                 raw_throughput(load, echo, 4, THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
             }
         }
-        other => panic!("--profile takes latency, paced, echo, host, host-reused, rpc, rpc-reused, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
+        other => panic!("--profile takes latency, paced, echo, host, host-reused, rpc, rpc-reused, payload, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
     }
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
