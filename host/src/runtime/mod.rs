@@ -59,6 +59,9 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 /// within this; measured: a fresh call drops from ~17 to ~8.5 µs.
 pub const KEEP_RESIDENT: usize = 128 << 10;
 /// Slots whose memory is decommitted together, one batch of syscalls instead of one per call.
+/// With PAGEMAP_SCAN a used slot usually has nothing left to decommit, yet it still waits in
+/// the batch before it can be reused; returning slots at once (a batch of 1 or 8) measured no
+/// different, in a tight loop or under load (2026-11-30, BENCHMARKS.md session 9).
 pub const DECOMMIT_BATCH: usize = 64;
 /// Epoch tick: how often a running guest checks its deadline and yields to other tasks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
