@@ -370,10 +370,13 @@ impl RegistrySnapshot {
     /// The function a call on `name` goes to: the first member (declared order) that has it
     /// now. A member whose module was removed or failed to load does not, so the call falls
     /// back to the next.
+    /// (Every call resolves: no list of members is built for it.)
     pub fn resolve<'a>(&'a self, name: &'a str, function: &str) -> Option<(&'a str, &'a Namespace, &'a Arc<dyn Callable>)> {
-        self.members(name)
-            .into_iter()
-            .find_map(|m| self.namespaces.get(m).and_then(|ns| ns.get(function).map(|f| (m, ns, f))))
+        let in_member = |m: &'a str| self.namespaces.get(m).and_then(|ns| ns.get(function).map(|f| (m, ns, f)));
+        match self.groups.get(name) {
+            Some(g) => g.members.iter().find_map(|m| in_member(m.as_str())),
+            None => in_member(name),
+        }
     }
 
     /// Adds every function of `module` to `namespace`, or to every member when it names a group;
