@@ -122,13 +122,13 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Ends the connection the websocket way, with a close frame (sent within
-    /// [`CLOSE_TIMEOUT`]), so that the host sees a client leaving rather than a connection
-    /// reset. Calls still in flight fail with [`ClientError::Disconnected`].
+    /// Ends the connection the websocket way, with a close frame, so that the host sees a
+    /// client leaving rather than a connection reset. Calls still in flight fail with
+    /// [`ClientError::Disconnected`]. Gives up after [`CLOSE_TIMEOUT`] (a write stuck on a host
+    /// that stopped reading holds the sink).
     async fn close(&self) {
         self.inbox.end();
-        let mut sink = self.sink.lock().await;
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { self.sink.lock().await.close().await }).await;
     }
 
     fn request_id(&self) -> String {

@@ -369,8 +369,7 @@ impl RegistrySnapshot {
 
     /// The function a call on `name` goes to: the first member (declared order) that has it
     /// now. A member whose module was removed or failed to load does not, so the call falls
-    /// back to the next.
-    /// (Every call resolves: no list of members is built for it.)
+    /// back to the next. Every call resolves, so this builds no list of members.
     pub fn resolve<'a>(&'a self, name: &'a str, function: &str) -> Option<(&'a str, &'a Namespace, &'a Arc<dyn Callable>)> {
         let in_member = |m: &'a str| self.namespaces.get(m).and_then(|ns| ns.get(function).map(|f| (m, ns, f)));
         match self.groups.get(name) {
