@@ -58,18 +58,23 @@ pub struct WarmInstances {
     module: Weak<Module>,
 }
 
+/// How many calls one kept instance serves under `reuse` (at least one); none: not kept.
+fn calls_per_instance(reuse: InstanceReuse) -> Option<u32> {
+    match reuse {
+        InstanceReuse::Fresh => None,
+        InstanceReuse::Reused { max_calls } => Some(max_calls.max(1)),
+    }
+}
+
 impl WarmInstances {
     /// An empty set for calls of `module` in one namespace; none when `reuse` is `Fresh`.
     pub fn for_policy(module: &Arc<Module>, reuse: InstanceReuse) -> Option<Arc<Self>> {
-        match reuse {
-            InstanceReuse::Fresh => None,
-            InstanceReuse::Reused { max_calls } => Some(Arc::new(Self {
-                idle: Mutex::new(Vec::new()),
-                max_calls: max_calls.max(1),
-                runtime: module.runtime.clone(),
-                module: Arc::downgrade(module),
-            })),
-        }
+        Some(Arc::new(Self {
+            idle: Mutex::new(Vec::new()),
+            max_calls: calls_per_instance(reuse)?,
+            runtime: module.runtime.clone(),
+            module: Arc::downgrade(module),
+        }))
     }
 
     fn is_of(&self, module: &Module) -> bool {
@@ -79,7 +84,7 @@ impl WarmInstances {
     /// Whether these are `module`'s instances kept as `reuse` says (the same module loaded
     /// again is another module: its instances are never these).
     pub(crate) fn serves(&self, module: &Module, reuse: InstanceReuse) -> bool {
-        matches!(reuse, InstanceReuse::Reused { max_calls } if max_calls.max(1) == self.max_calls) && self.is_of(module)
+        calls_per_instance(reuse) == Some(self.max_calls) && self.is_of(module)
     }
 
     /// Idle instances held now.
