@@ -18,6 +18,12 @@ fn args(text: &str) -> Vec<Value> {
     }
 }
 
+/// Calls peer's `slow` with `arguments` (JSON) in a task of its own: a call left running.
+fn slow_in_background(peer: &std::sync::Arc<EasyRpcProxy>, arguments: &'static str) -> tokio::task::JoinHandle<Result<Value, ClientError>> {
+    let peer = peer.clone();
+    tokio::spawn(async move { peer.call("slow", args(arguments), vec![]).await })
+}
+
 async fn proxy(server: &TestServer, namespace: &str, ser: Serialization) -> EasyRpcProxy {
     let mut config = ClientConfig::new(&server.url(), SECRET, namespace);
     config.serialization = ser;
@@ -235,10 +241,7 @@ async fn a_dropped_connection_fails_calls_at_once_and_the_next_call_reconnects()
     let first = tokio::spawn(easyrpc::server::run(listener, ServerConfig::single(PATH, SECRET), registry.clone(), std::future::pending()));
     let url = format!("ws://{addr}{PATH}");
     let peer = std::sync::Arc::new(EasyRpcProxy::connect(&url, SECRET, "peer").await.unwrap());
-    let in_flight = {
-        let peer = peer.clone();
-        tokio::spawn(async move { peer.call("slow", args(r#"[30, "never"]"#), vec![]).await })
-    };
+    let in_flight = slow_in_background(&peer, r#"[30, "never"]"#);
     tokio::time::sleep(Duration::from_millis(200)).await;
     first.abort(); // the host dies: its sockets close without a goodbye
     let started = Instant::now();
@@ -310,10 +313,7 @@ async fn the_client_closes_its_connection_with_a_close_frame() {
     // close(): a close frame; a call still in flight fails at once.
     let peer = std::sync::Arc::new(EasyRpcProxy::connect(&url, SECRET, "peer").await.unwrap());
     assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
-    let in_flight = {
-        let peer = peer.clone();
-        tokio::spawn(async move { peer.call("slow", args(r#"[30, "never"]"#), vec![]).await })
-    };
+    let in_flight = slow_in_background(&peer, r#"[30, "never"]"#);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     peer.close().await;
@@ -348,10 +348,7 @@ async fn graceful_shutdown_lets_running_calls_finish() {
     let server = TestServer::start(&[("peer", &["peer"])]).await;
     let url = server.url();
     let peer = std::sync::Arc::new(proxy(&server, "peer", Serialization::Json).await);
-    let running = {
-        let peer = peer.clone();
-        tokio::spawn(async move { peer.call("slow", args(r#"[0.5, "done"]"#), vec![]).await })
-    };
+    let running = slow_in_background(&peer, r#"[0.5, "done"]"#);
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.stop().await; // returns once every connection is closed
     assert_eq!(running.await.unwrap().unwrap(), Value::Str("done".into()));
@@ -368,10 +365,7 @@ async fn a_call_made_while_another_runs_is_sent_at_once() {
     for _ in 0..3 {
         let peer = std::sync::Arc::new(proxy(&server, "peer", Serialization::Json).await);
         assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
-        let slow = {
-            let peer = peer.clone();
-            tokio::spawn(async move { peer.call("slow", args(r#"[0.3, "done"]"#), vec![]).await })
-        };
+        let slow = slow_in_background(&peer, r#"[0.3, "done"]"#);
         tokio::time::sleep(Duration::from_millis(2)).await;
         let started = Instant::now();
         assert_eq!(peer.call("add", args("[2]"), vec![]).await.unwrap(), Value::Int(4));
