@@ -20,7 +20,7 @@
 //! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances.
 //! `latency` repeats the sequential round-trip comparison alone for that long, `paced` its
 //! paced variant (a pause before each call); `payload` calls `echo` of a 64 KiB string with
-//! our client, json.
+//! our client, json (`EASYRPC_PAYLOAD_KIB=1024` for another size).
 
 use easyrpc::client::{ClientConfig, EasyRpcProxy};
 use easyrpc::value::Value;
@@ -501,7 +501,9 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
         }
         "payload" => {
             let proxy = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer")).await.expect("client");
-            let value = Value::Str("x".repeat(64 << 10));
+            // EASYRPC_PAYLOAD_KIB picks the size (64 KiB unless set).
+            let kib = std::env::var("EASYRPC_PAYLOAD_KIB").ok().and_then(|k| k.parse().ok()).unwrap_or(64usize);
+            let value = Value::Str("x".repeat(kib << 10));
             while started.elapsed() < time {
                 proxy.call("echo", vec![value.clone()], vec![]).await.expect("echo");
                 calls += 1;

@@ -149,16 +149,43 @@ pub fn write_str(out: &mut String, s: &str) {
 }
 
 /// Index of the first byte at or after `from` that a JSON string cannot hold as it is: a
-/// quote, a backslash or a control character. Eight bytes at a time (the usual SWAR tests for
-/// "some byte equals / is below"), since this scan is most of the cost of big string payloads.
+/// quote, a backslash or a control character. This scan is most of the cost of big string
+/// payloads (each is scanned when parsed and when written), so it goes eight bytes at a time
+/// (the usual SWAR tests for "some byte equals / is below") and, once a run is longer than
+/// [`SHORT_RUN`], 64 bytes at a time in a loop the compiler turns into vector instructions:
+/// a 1 MiB string scans ~3-4x faster than word by word (2026-11-30), while keys and short
+/// values, which end within a few words, never pay for a block.
 fn plain_run_end(bytes: &[u8], from: usize) -> usize {
+    let short_end = from.saturating_add(SHORT_RUN);
+    let mut i = plain_words(bytes, from, short_end);
+    if i == short_end {
+        i = plain_blocks(bytes, i);
+        i = plain_words(bytes, i, usize::MAX);
+    }
+    while bytes.get(i).is_some_and(|&b| !needs_escape(b)) {
+        i += 1;
+    }
+    i
+}
+
+/// Bytes of a string scanned word by word before switching to blocks.
+const SHORT_RUN: usize = 32;
+
+fn needs_escape(b: u8) -> bool {
+    (b == b'"') | (b == b'\\') | (b < 0x20)
+}
+
+/// Skips whole 8-byte words without a special byte, from `from` up to `until`; stops at the
+/// word that holds one, at the last full word of the input, or at `until`.
+#[inline(always)]
+fn plain_words(bytes: &[u8], from: usize, until: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
     let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else { break };
-        let w = u64::from_le_bytes(chunk);
+    while i < until {
+        let Some(Ok(word)) = bytes.get(i..i + 8).map(<[u8; 8]>::try_from) else { break };
+        let w = u64::from_le_bytes(word);
         let special = has_zero_byte(w ^ (ONES * u64::from(b'"')))
             | has_zero_byte(w ^ (ONES * u64::from(b'\\')))
             | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
@@ -167,8 +194,19 @@ fn plain_run_end(bytes: &[u8], from: usize) -> usize {
         }
         i += 8;
     }
-    while bytes.get(i).is_some_and(|&b| b != b'"' && b != b'\\' && b >= 0x20) {
-        i += 1;
+    i
+}
+
+/// Skips whole 64-byte blocks without a special byte. The fold has no early exit, so that
+/// it compiles to vector compares (SSE2 on any x86-64).
+#[inline(always)]
+fn plain_blocks(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(Ok(block)) = bytes.get(i..i + 64).map(<&[u8; 64]>::try_from) {
+        if block.iter().fold(0u8, |found, &b| found | u8::from(needs_escape(b))) != 0 {
+            break;
+        }
+        i += 64;
     }
     i
 }
@@ -547,26 +585,30 @@ mod tests {
     }
 
     #[test]
-    fn the_word_at_a_time_scan_stops_where_the_byte_scan_does() {
+    fn the_word_and_block_scan_stops_where_the_byte_scan_does() {
         let naive = |bytes: &[u8], from: usize| {
             (from..bytes.len()).find(|&i| bytes[i] == b'"' || bytes[i] == b'\\' || bytes[i] < 0x20).unwrap_or(bytes.len())
         };
         // Every special byte and its neighbours (0x1f/0x20, 0x21-0x23, 0x5b-0x5d, high bytes)
-        // at every offset of a 20-byte run, scanned from several starts.
+        // at every offset of a run that crosses the word, short-run and block boundaries,
+        // scanned from several starts.
         let fillers = [b'a', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0x9f, 0xa0, 0xdc, 0xff];
         let specials = [b'"', b'\\', 0x00, 0x09, 0x0a, 0x1f];
         for filler in fillers {
             for special in specials {
-                for at in 0..20 {
-                    let mut bytes = vec![filler; 20];
+                for at in 0..200 {
+                    let mut bytes = vec![filler; 200];
                     bytes[at] = special;
-                    for from in [0, 1, 7, 8, 13] {
+                    for from in [0, 1, 7, 8, 13, 31, 32, 33, 95, 97] {
                         assert_eq!(plain_run_end(&bytes, from), naive(&bytes, from), "{filler:#x} {special:#x} at {at} from {from}");
                     }
                 }
             }
-            let plain = vec![filler; 21];
-            assert_eq!(plain_run_end(&plain, 0), 21);
+            for len in [21, 32, 33, 95, 96, 97, 200] {
+                let plain = vec![filler; len];
+                assert_eq!(plain_run_end(&plain, 0), len);
+                assert_eq!(plain_run_end(&plain, 5), len);
+            }
         }
         let text = "x".repeat(100) + "\"é☃" + &"y".repeat(50) + "\n";
         let v = Value::Str(text.clone());
