@@ -124,7 +124,7 @@ fn write_float(out: &mut String, x: f64) {
 
 /// Appends `s` as a JSON string literal.
 pub fn write_str(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
+    out.reserve(super::room_for_string(s.len()) + 2);
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;

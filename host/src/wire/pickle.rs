@@ -586,6 +586,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
                 out.push(b'B');
                 out.extend_from_slice(&(b.len() as u32).to_le_bytes());
             }
+            out.reserve(crate::value::room_for_string(b.len()));
             out.extend_from_slice(b);
         }
         Value::List(items) => {
@@ -620,6 +621,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         out.push(b'X');
         out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     }
+    out.reserve(crate::value::room_for_string(s.len()));
     out.extend_from_slice(s.as_bytes());
 }
 
