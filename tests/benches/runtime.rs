@@ -7,6 +7,7 @@
 //!
 //! Prints figures; asserts nothing (machines here are shared and noisy).
 //! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
+//! `-- --compare A.wasm B.wasm ..` times fresh calls of `add` in each module, taking turns.
 
 use easyrpc::runtime::{CallLimits, InstanceReuse, Module, Runtime, RuntimeConfig, WarmInstances};
 use easyrpc::value::Value;
@@ -67,10 +68,45 @@ async fn timed_calls(
     samples
 }
 
+/// `-- --compare A.wasm B.wasm ..`: fresh calls of each module's `add(i, 1)`, the modules
+/// taking turns in batches (the machine's drift falls on all alike); prints each module's
+/// median of the batches' medians. For comparing two builds of a guest.
+async fn compare_modules(runtime: &Runtime, files: &[String]) {
+    const ROUNDS: usize = 40;
+    const BATCH: usize = 1_000;
+    let modules: Vec<Arc<Module>> = files.iter().map(|f| runtime.load_file(f).expect("module loads")).collect();
+    let mut medians = vec![Vec::with_capacity(ROUNDS); modules.len()];
+    for module in &modules {
+        timed_calls(module, None, "add", WARMUP, add_args).await;
+    }
+    for _ in 0..ROUNDS {
+        for (module, medians) in modules.iter().zip(&mut medians) {
+            let mut batch = timed_calls(module, None, "add", BATCH, add_args).await;
+            batch.sort();
+            medians.push(percentile(&batch, 0.5));
+        }
+    }
+    for (file, mut medians) in files.iter().zip(medians) {
+        medians.sort();
+        let (low, mid, high) = (percentile(&medians, 0.1), percentile(&medians, 0.5), percentile(&medians, 0.9));
+        println!(
+            "{file:<60} fresh add: median of {ROUNDS} batch medians {:>6.2} µs (p10 {:.2}, p90 {:.2})",
+            mid.as_secs_f64() * 1e6,
+            low.as_secs_f64() * 1e6,
+            high.as_secs_f64() * 1e6
+        );
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
     rt.block_on(async {
         let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+        let args: Vec<String> = std::env::args().collect();
+        if let Some(at) = args.iter().position(|a| a == "--compare") {
+            compare_modules(&runtime, &args[at + 1..]).await;
+            return;
+        }
         let math = runtime.load_file(module_path("math")).expect("math loads");
 
         println!("== call of math.add(i, 1), {CALLS} sequential calls after {WARMUP} warm-up");
