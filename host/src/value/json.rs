@@ -176,7 +176,7 @@ fn needs_escape(b: u8) -> bool {
 }
 
 /// Skips whole 8-byte words without a special byte, from `from` up to `until`; stops at the
-/// word that holds one, at the last full word of the input, or at `until`.
+/// word that holds one, where fewer than eight bytes are left, or at `until`.
 #[inline(always)]
 fn plain_words(bytes: &[u8], from: usize, until: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
