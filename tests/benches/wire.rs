@@ -8,7 +8,9 @@
 //! (1,000 connections held by a child process). `-- --python` also runs the Python original
 //! (shared/peer/bench_python_easyrpc.py) and prints our speed-up.
 //!
-//! Throughput is measured twice for our host: in namespaces with the default fresh instance per
+//! Throughput runs take turns in rounds (each path once per round) and report the median of the
+//! rounds' ratios, since one run of a path moves by a third from one run to the next here.
+//! It is measured twice for our host: in namespaces with the default fresh instance per
 //! call (`peer`, `math`), and in namespaces configured with `instances = "reused"`
 //! (`peer_reused`, `math_reused`: the same modules, instances kept between the namespace's
 //! calls, as the Python original keeps its functions' process).
@@ -17,7 +19,9 @@
 //! long (raw client to the echo, raw client to our host, our client to our host; `-tp`: 4
 //! connections x 100 in flight; `math-tp` calls math, a guest with no imports) and prints its
 //! rate and median latency: a clean run for `perf` and `strace`. `host-reused`, `rpc-reused`
-//! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances.
+//! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances;
+//! `peer-echo-tp` and `math-echo-tp` the 4-connection workloads compared with the Python
+//! original (`echo(i)`, math's `kinds.echo_s64(i)`).
 //! `latency` repeats the sequential round-trip comparison alone for that long, `paced` its
 //! paced variant (a pause before each call); `payload` calls `echo` of a 64 KiB string with
 //! our client, json (`EASYRPC_PAYLOAD_KIB=1024` for another size).
@@ -41,6 +45,12 @@ const LATENCY_CALLS: usize = 5_000;
 const PACED_CALLS: usize = 2_000;
 const PACE: Duration = Duration::from_micros(200);
 const THROUGHPUT_CALLS: usize = 40_000;
+/// Rounds of the throughput tables: every path runs once per round, the paths taking turns, and
+/// each ratio is the median of the rounds' ratios (one run of a path moves +-30% here from one
+/// run to the next, so a single run's ratio says little).
+const THROUGHPUT_ROUNDS: usize = 5;
+/// Runs of each of our workloads in the comparison with the Python original (which runs once).
+const PYTHON_ROUNDS: usize = 3;
 const IN_FLIGHT: usize = 100;
 const IDLE_CONNECTIONS: usize = 1_000;
 
@@ -258,6 +268,63 @@ async fn raw_throughput(load: &Handle, addr: std::net::SocketAddr, connections: 
     load.spawn(run).await.expect("load task")
 }
 
+/// One throughput path: the raw echo server, or a workload on our host.
+#[derive(Clone, Copy)]
+enum Path {
+    Echo(std::net::SocketAddr),
+    Rpc(Workload),
+}
+
+/// Runs each of `paths` once per round, `rounds` times, the paths taking turns, so that the
+/// machine's changing load falls on all of them alike; returns each path's rates, one per round.
+async fn taking_turns<const N: usize>(
+    load: &Handle,
+    url: &str,
+    paths: [Path; N],
+    connections: usize,
+    calls: usize,
+    rounds: usize,
+) -> [Vec<f64>; N] {
+    let mut rates: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        for (path, rates) in paths.iter().zip(rates.iter_mut()) {
+            rates.push(match *path {
+                Path::Echo(addr) => raw_throughput(load, addr, connections, calls).await,
+                Path::Rpc(work) => rpc_throughput(load, url, work, connections, calls).await,
+            });
+        }
+    }
+    rates
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Round-by-round ratios of one path's rates to another's (taken in the same rounds).
+struct Ratio(Vec<f64>);
+
+impl Ratio {
+    fn of(rates: &[f64], base: &[f64]) -> Self {
+        Self(rates.iter().zip(base).map(|(r, b)| r / b).collect())
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    /// As a percentage: the median, then the range over the rounds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lowest = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        write!(f, "{:>3.0}% [{:.0}-{:.0}%]", 100.0 * median(&self.0), 100.0 * lowest, 100.0 * highest)
+    }
+}
+
 /// Mean µs per echo of `value` through RPC, and per echo of an equally sized frame (raw).
 async fn payload(proxy: &EasyRpcProxy, ws: &mut Ws, value: &Value, ser: Serialization, n: usize) -> (f64, f64) {
     let frame = wire::response(ser, "0000", value, false);
@@ -420,24 +487,25 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
     print_latency(server, echo).await;
     print_paced_latency(server, echo).await;
 
-    println!("\n== pipelined throughput, {IN_FLIGHT} in flight per connection");
+    println!(
+        "\n== pipelined throughput, {IN_FLIGHT} in flight per connection; {THROUGHPUT_ROUNDS} rounds of {} calls per path, the paths taking turns",
+        THROUGHPUT_CALLS / 2
+    );
+    println!("(medians over the rounds; each ratio is the median of the rounds' ratios, min-max in brackets)");
+    let url = server.url();
     for connections in [1usize, 4] {
-        let rpc = rpc_throughput(load, &server.url(), ADD, connections, THROUGHPUT_CALLS).await;
-        let echo_rate = raw_throughput(load, echo, connections, THROUGHPUT_CALLS).await;
-        let plain = rpc_throughput(load, &server.url(), MATH_ADD, connections, THROUGHPUT_CALLS).await;
-        let kept = rpc_throughput(load, &server.url(), reused(ADD), connections, THROUGHPUT_CALLS).await;
+        let paths = [Path::Echo(echo), Path::Rpc(ADD), Path::Rpc(MATH_ADD), Path::Rpc(reused(ADD))];
+        let [echo_rates, rpc, plain, kept] =
+            taking_turns(load, &url, paths, connections, THROUGHPUT_CALLS / 2, THROUGHPUT_ROUNDS).await;
+        let ratio = |rates: &[f64]| Ratio::of(rates, &echo_rates);
         println!(
-            "{connections} connection(s): RPC {rpc:>9.0} calls/s   echo {echo_rate:>9.0} msg/s   RPC/echo {:>3.0}%   (goal: >= 50%)",
-            100.0 * rpc / echo_rate
+            "{connections} connection(s): RPC {:>9.0} calls/s   echo {:>9.0} msg/s   RPC/echo {}   (goal: >= 50%)",
+            median(&rpc),
+            median(&echo_rates),
+            ratio(&rpc)
         );
-        println!(
-            "   no-import guest (math.add): {plain:>9.0} calls/s                      RPC/echo {:>3.0}%",
-            100.0 * plain / echo_rate
-        );
-        println!(
-            "   reused instances (peer.add): {kept:>8.0} calls/s                      RPC/echo {:>3.0}%",
-            100.0 * kept / echo_rate
-        );
+        println!("   no-import guest (math.add): {:>9.0} calls/s                      RPC/echo {}", median(&plain), ratio(&plain));
+        println!("   reused instances (peer.add): {:>8.0} calls/s                      RPC/echo {}", median(&kept), ratio(&kept));
     }
 
     println!("\n== payload scaling: echo(x) of a string of the size (RPC) vs echo of the same frame (raw)");
@@ -488,10 +556,12 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += 1000;
             }
         }
-        "rpc-tp" | "math-tp" | "reused-tp" => {
+        "rpc-tp" | "math-tp" | "reused-tp" | "peer-echo-tp" | "math-echo-tp" => {
             let work = match path {
                 "rpc-tp" => ADD,
                 "math-tp" => MATH_ADD,
+                "peer-echo-tp" => ECHO,
+                "math-echo-tp" => MATH_ECHO,
                 _ => reused(ADD),
             };
             while started.elapsed() < time {
@@ -515,7 +585,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 calls += THROUGHPUT_CALLS;
             }
         }
-        other => panic!("--profile takes latency, paced, echo, host, host-reused, rpc, rpc-reused, payload, echo-tp, rpc-tp, math-tp or reused-tp, not {other}"),
+        other => panic!("--profile takes latency, paced, echo, host, host-reused, rpc, rpc-reused, payload, echo-tp, rpc-tp, math-tp, reused-tp, peer-echo-tp or math-echo-tp, not {other}"),
     }
     p50s.sort_by(f64::total_cmp);
     let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
@@ -563,12 +633,13 @@ async fn python_comparison(url: &str, load: &Handle) {
         }
     }
     let (ours_p50, _) = stats(samples);
-    let ours_1 = rpc_throughput(load, url, ECHO, 1, 20_000).await;
-    let ours_4 = rpc_throughput(load, url, ECHO, 4, 40_000).await;
-    let plain_4 = rpc_throughput(load, url, MATH_ECHO, 4, 40_000).await;
-    let reused_4 = rpc_throughput(load, url, reused(ECHO), 4, 40_000).await;
-    let reused_plain_4 = rpc_throughput(load, url, reused(MATH_ECHO), 4, 40_000).await;
-    println!("                          Python original        ours     speed-up");
+    // As many calls per run as the Python original makes (1 client: 20,000; 4 processes:
+    // 10,000 each); ours the median of PYTHON_ROUNDS runs, the workloads taking turns.
+    let [ours_1] = taking_turns(load, url, [Path::Rpc(ECHO)], 1, 20_000, PYTHON_ROUNDS).await.map(|r| median(&r));
+    let four = [Path::Rpc(ECHO), Path::Rpc(MATH_ECHO), Path::Rpc(reused(ECHO)), Path::Rpc(reused(MATH_ECHO))];
+    let [ours_4, plain_4, reused_4, reused_plain_4] =
+        taking_turns(load, url, four, 4, 40_000, PYTHON_ROUNDS).await.map(|r| median(&r));
+    println!("                          Python original        ours     speed-up   (ours: median of {PYTHON_ROUNDS} runs)");
     let row = |what: &str, theirs: f64, ours: f64, unit: &str, speedup: f64| {
         println!("{what:<24}{theirs:>12.0} {unit:<7}{ours:>8.0} {unit:<7}{speedup:>6.1}x")
     };
