@@ -21,7 +21,8 @@
 //! rate and median latency: a clean run for `perf` and `strace`. `host-reused`, `rpc-reused`
 //! and `reused-tp` are `host`, `rpc` and `rpc-tp` on the namespace that reuses instances;
 //! `peer-echo-tp` and `math-echo-tp` the 4-connection workloads compared with the Python
-//! original (`echo(i)`, math's `kinds.echo_s64(i)`).
+//! original (`echo(i)`, math's `kinds.echo_s64(i)`). `EASYRPC_CONNECTIONS=1` runs the `-tp`
+//! profiles over one connection instead of four.
 //! `latency` repeats the sequential round-trip comparison alone for that long, `paced` its
 //! paced variant (a pause before each call); `payload` calls `echo` of a 64 KiB string with
 //! our client, json (`EASYRPC_PAYLOAD_KIB=1024` for another size).
@@ -521,6 +522,11 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
     }
 }
 
+/// Connections of the `-tp` profiles: 4, or `EASYRPC_CONNECTIONS`.
+fn profile_connections() -> usize {
+    std::env::var("EASYRPC_CONNECTIONS").ok().and_then(|n| n.parse().ok()).filter(|&n| n > 0).unwrap_or(4)
+}
+
 /// One path alone for `time`, printing calls/s and the median of the batches' p50: for profilers.
 async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net::SocketAddr, load: &Handle) {
     let started = Instant::now();
@@ -565,7 +571,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
                 _ => reused(ADD),
             };
             while started.elapsed() < time {
-                rpc_throughput(load, &server.url(), work, 4, THROUGHPUT_CALLS).await;
+                rpc_throughput(load, &server.url(), work, profile_connections(), THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
             }
         }
@@ -581,7 +587,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
         }
         "echo-tp" => {
             while started.elapsed() < time {
-                raw_throughput(load, echo, 4, THROUGHPUT_CALLS).await;
+                raw_throughput(load, echo, profile_connections(), THROUGHPUT_CALLS).await;
                 calls += THROUGHPUT_CALLS;
             }
         }
