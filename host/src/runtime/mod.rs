@@ -67,8 +67,11 @@ pub const DECOMMIT_BATCH: usize = 64;
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Instantiated, never-called sandboxes a module keeps ready once it has been called. Each call
 /// still gets an instance nobody used before; it only skips the instantiation, which is made
-/// (with the used sandbox's teardown) after the call, off its latency.
-pub const READY_SANDBOXES: usize = 2;
+/// (with the used sandbox's teardown) after the call, off its latency. Also the most refills
+/// (teardown and instantiation) pending per module: one connection with 100 calls in flight
+/// ran 50.2k calls/s with 4 against 45.2k with 2 (medians of 6 runs taking turns, less spread);
+/// 4 connections and sequential latency the same (BENCHMARKS.md session 11).
+pub const READY_SANDBOXES: usize = 4;
 /// Share of the instance pool that ready sandboxes may hold, host-wide (1/50: 20 of the default
 /// 1000, each a component instance of several core instances), so that they never crowd out calls.
 const READY_SHARE_OF_POOL: usize = 50;
