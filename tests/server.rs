@@ -396,9 +396,7 @@ async fn answers_to_a_burst_of_requests_leave_while_the_burst_is_handled() {
         let sent = Instant::now();
         let writer = tokio::spawn(async move {
             for i in 0..BURST {
-                let frame = format!(
-                    r#"{{"ws_action": {{"type": "request", "response_expected": true, "request": {{"action": "add", "args": ["{i}"]}}, "request_id": "{i}"}}}}"#
-                );
+                let frame = easyrpc_tests::request_frame(&i.to_string(), &format!(r#"{{"action": "add", "args": ["{i}"]}}"#));
                 requests.feed(Message::text(frame)).await.expect("request written");
             }
             requests.flush().await.expect("burst sent");

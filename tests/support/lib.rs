@@ -155,6 +155,11 @@ pub async fn connect_like_our_client(
     tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.expect("ws connects").0
 }
 
+/// The json frame of a request object (JSON text) under `request_id`, as a client sends it.
+pub fn request_frame(request_id: &str, request: &str) -> String {
+    format!(r#"{{"ws_action": {{"type": "request", "response_expected": true, "request": {request}, "request_id": "{request_id}"}}}}"#)
+}
+
 /// A raw websocket client speaking the wire protocol by hand, for tests that send what a
 /// well-behaved client never would.
 pub struct RawClient {
@@ -227,8 +232,7 @@ impl RawClient {
 
     /// Sends a request object (JSON text) under `request_id`.
     pub async fn send_request(&mut self, request_id: &str, request: &str) {
-        let frame = format!(r#"{{"ws_action": {{"type": "request", "response_expected": true, "request": {request}, "request_id": "{request_id}"}}}}"#);
-        self.send_text(&frame).await;
+        self.send_text(&request_frame(request_id, request)).await;
     }
 
     /// Waits for the response to `request_id`, skipping other frames.
