@@ -593,8 +593,7 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
         }
         other => panic!("--profile takes latency, paced, echo, host, host-reused, rpc, rpc-reused, payload, echo-tp, rpc-tp, math-tp, reused-tp, peer-echo-tp or math-echo-tp, not {other}"),
     }
-    p50s.sort_by(f64::total_cmp);
-    let p50 = p50s.get(p50s.len() / 2).map_or(String::new(), |p| format!(", p50 {p:.1} µs"));
+    let p50 = if p50s.is_empty() { String::new() } else { format!(", p50 {:.1} µs", median(&p50s)) };
     println!("{path}: {calls} calls, {:.0} calls/s{p50}", calls as f64 / started.elapsed().as_secs_f64());
 }
 
