@@ -6,6 +6,8 @@
 //! * per module: compile time vs load from the on-disk cache.
 //!
 //! Prints figures; asserts nothing (machines here are shared and noisy).
+//! * fresh calls of one module from one thread and from two threads at once (the host's two
+//!   workers calling the same function): what sharing the module's state costs each call;
 //! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
 //! `-- --compare A.wasm B.wasm ..` times fresh calls of `add` in each module, taking turns.
 
@@ -98,6 +100,56 @@ async fn compare_modules(runtime: &Runtime, files: &[String]) {
     }
 }
 
+/// Fresh calls of `function` in `module` from `threads` threads at once, each on a
+/// current-thread tokio runtime of its own and yielding after every call (so that the used
+/// instance's replacement runs between calls, as it does after a host's answer); µs per call
+/// and thread, the threads' mean.
+fn concurrent_fresh(module: &Arc<Module>, function: &'static str, threads: usize, calls: usize) -> f64 {
+    let start = Arc::new(std::sync::Barrier::new(threads));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (module, start) = (module.clone(), start.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+                rt.block_on(async move {
+                    let call = |i: usize| module.call(function, add_args(i), vec![], CallLimits::default());
+                    for i in 0..WARMUP {
+                        call(i).await.expect("call");
+                        tokio::task::yield_now().await;
+                    }
+                    start.wait();
+                    let t = Instant::now();
+                    for i in 0..calls {
+                        call(i).await.expect("call");
+                        tokio::task::yield_now().await;
+                    }
+                    t.elapsed().as_secs_f64() * 1e6 / calls as f64
+                })
+            })
+        })
+        .collect();
+    let per_thread: Vec<f64> = workers.into_iter().map(|w| w.join().expect("bench thread")).collect();
+    per_thread.iter().sum::<f64>() / threads as f64
+}
+
+/// One thread against two threads at once, taking turns for `ROUNDS` rounds; prints the
+/// medians and their ratio.
+fn one_thread_against_two(label: &str, module: &Arc<Module>, function: &'static str) {
+    const ROUNDS: usize = 5;
+    const CALLS: usize = 10_000;
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        one.push(concurrent_fresh(module, function, 1, CALLS));
+        two.push(concurrent_fresh(module, function, 2, CALLS));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (one, two) = (median(one), median(two));
+    println!("{label:<44} one thread {one:>7.2} µs   two threads {two:>7.2} µs per call and thread ({:.2}x)", two / one);
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
     rt.block_on(async {
@@ -128,6 +180,10 @@ fn main() {
             resources.as_secs_f64() / fresh.as_secs_f64(),
             wasi.as_secs_f64() / fresh.as_secs_f64()
         );
+
+        println!("\n== fresh calls of one module from one thread and from two at once (median of 5 rounds)");
+        one_thread_against_two("math.add (no imports)", &math, "add");
+        one_thread_against_two("peer.add (resources, a host import)", &peer, "add");
         if std::env::args().any(|a| a == "--calls-only") {
             return;
         }

@@ -386,10 +386,6 @@ impl Module {
         &self.name
     }
 
-    fn shared_name(&self) -> Arc<str> {
-        self.name.clone()
-    }
-
     /// Hex SHA-256 of the module's bytes.
     pub fn hash(&self) -> &str {
         &self.hash
@@ -431,8 +427,8 @@ impl Module {
         self.runtime.long_lane.clone()
     }
 
-    fn instance_pre(&self) -> InstancePre<CallState> {
-        self.instance_pre.clone()
+    fn instance_pre(&self) -> &InstancePre<CallState> {
+        &self.instance_pre
     }
 
     /// The index of function `name`, or `UnknownFunction`.
@@ -477,7 +473,7 @@ impl Module {
         }
         let params = self.prepare_at(index, args, kwargs)?;
         let mut sandbox = self.ready_sandbox(limits);
-        let stream = sandbox.open(function, &params).await?;
+        let stream = sandbox.open(self, function, &params).await?;
         Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream) })
     }
 
@@ -524,7 +520,7 @@ impl Module {
         let limits = self.capped(limits);
         let kept = warm.and_then(|w| w.take(self, limits));
         let mut sandbox = kept.unwrap_or_else(|| self.ready_sandbox(limits));
-        let result = sandbox.call(&self.functions[index], &params).await;
+        let result = sandbox.call(self, &self.functions[index], &params).await;
         let used = match warm {
             Some(warm) => warm.keep(self, sandbox),
             None => Some(sandbox),
@@ -578,7 +574,7 @@ impl Module {
             return;
         }
         let mut sandbox = Sandbox::new(self, limits);
-        match sandbox.instantiate().await {
+        match sandbox.instantiate(self).await {
             Ok(()) => {}
             // The pool is full right now: try again after a later call.
             Err(CallError::Busy { .. }) => {
@@ -620,7 +616,7 @@ impl GeneratorStream {
     pub async fn next(&mut self) -> Result<Option<Value>, CallError> {
         let Some(stream) = self.stream else { return Ok(None) };
         let function = &self.module.functions[self.index];
-        match self.sandbox.next(function, stream).await {
+        match self.sandbox.next(&self.module, function, stream).await {
             Ok(Some(item)) => Ok(Some(item)),
             other => {
                 self.stream = None;

@@ -10,7 +10,6 @@
 use super::convert::from_val;
 use super::error::{CallError, ValueError};
 use super::{CallLimits, Export, ExportedFunction, Module};
-use wasmtime::component::InstancePre;
 use crate::signature::WitType;
 use crate::value::Value;
 use bytes::Bytes;
@@ -190,10 +189,10 @@ pub struct Sandbox {
     instance: Option<Instance>,
     /// The instance's exported functions looked up so far, by [`Export::slot`].
     funcs: Vec<Option<Func>>,
-    /// What instances are made from, and the module's name for errors and logs. Not the
-    /// module itself: a module keeps ready sandboxes, which must not keep it alive.
-    instance_pre: InstancePre<CallState>,
-    module_name: Arc<str>,
+    // No handle on the module (its `InstancePre` or name): a module keeps ready sandboxes,
+    // which must not keep it alive, and every caller has the module at hand. Cloning them per
+    // sandbox and call also cost: their reference counts are written by every worker making
+    // instances of the module (BENCHMARKS.md, session 13).
     limits: CallLimits,
     /// Set once a call trapped or was cut off: the instance's state can no longer be trusted.
     poisoned: bool,
@@ -248,25 +247,24 @@ impl Sandbox {
             store: ManuallyDrop::new(store),
             instance: None,
             funcs: Vec::new(),
-            instance_pre: module.instance_pre(),
-            module_name: module.shared_name(),
             limits,
             poisoned: false,
             calls: 0,
         }
     }
 
-    /// Calls `function` (already bound and converted arguments) within the sandbox's limits.
-    pub async fn call(&mut self, function: &ExportedFunction, params: &[Val]) -> Result<Value, CallError> {
-        let results = self.invoke(&function.descriptor.name, function.export_index(), params, function.result_count).await?;
+    /// Calls `function` of `module` (already bound and converted arguments) within the
+    /// sandbox's limits. `module` is the one the sandbox was made for.
+    pub(super) async fn call(&mut self, module: &Module, function: &ExportedFunction, params: &[Val]) -> Result<Value, CallError> {
+        let results = self.invoke(module, &function.descriptor.name, function.export_index(), params, function.result_count).await?;
         self.convert_result(function, results)
     }
 
     /// Calls a generator function: the returned resource is its stream, alive as long as this
     /// sandbox.
-    pub async fn open(&mut self, function: &ExportedFunction, params: &[Val]) -> Result<ResourceAny, CallError> {
+    pub(super) async fn open(&mut self, module: &Module, function: &ExportedFunction, params: &[Val]) -> Result<ResourceAny, CallError> {
         let name = &function.descriptor.name;
-        let mut results = self.invoke(name, function.export_index(), params, 1).await?;
+        let mut results = self.invoke(module, name, function.export_index(), params, 1).await?;
         match results.pop() {
             Some(Val::Resource(stream)) => Ok(stream),
             other => Err(CallError::BadResult {
@@ -277,13 +275,13 @@ impl Sandbox {
     }
 
     /// Pulls the next item of a generator opened by [`open`](Self::open); none at its end.
-    pub async fn next(&mut self, function: &ExportedFunction, stream: ResourceAny) -> Result<Option<Value>, CallError> {
+    pub(super) async fn next(&mut self, module: &Module, function: &ExportedFunction, stream: ResourceAny) -> Result<Option<Value>, CallError> {
         let name = &function.descriptor.name;
         let next = function.next_index().ok_or_else(|| CallError::UnknownFunction {
-            module: self.module_name.to_string(),
+            module: module.name().to_owned(),
             name: format!("{name} (not a generator)"),
         })?;
-        let mut results = self.invoke(name, next, &[Val::Resource(stream)], 1).await?;
+        let mut results = self.invoke(module, name, next, &[Val::Resource(stream)], 1).await?;
         let item_type = function.descriptor.result.as_ref();
         match (results.pop(), item_type) {
             (Some(Val::Option(None)), _) => Ok(None),
@@ -300,6 +298,7 @@ impl Sandbox {
     /// Runs one export (instantiating first if needed) under the deadline; classifies failures.
     async fn invoke(
         &mut self,
+        module: &Module,
         name: &str,
         export: &Export,
         params: &[Val],
@@ -322,7 +321,7 @@ impl Sandbox {
         state.limiter.exceeded = false;
         self.store.set_epoch_deadline(1);
         let mut results = vec![Val::Bool(false); result_count];
-        let pre = self.instance_pre.clone();
+        let pre = module.instance_pre();
         let store: &mut Store<CallState> = &mut self.store;
         let funcs = &mut self.funcs;
         let run = async {
@@ -368,7 +367,7 @@ impl Sandbox {
             Ok(Err(e)) => Some(self.classify(name, e)),
             Err(_elapsed) => Some(CallError::Timeout { function: name.to_owned(), deadline: self.limits.deadline }),
         };
-        self.log_output(name);
+        self.log_output(module, name);
         match error {
             None => Ok(results),
             Some(error) => {
@@ -400,13 +399,12 @@ impl Sandbox {
 
     /// Instantiates ahead of the first call (within the sandbox's deadline), so that the call
     /// finds its instance ready. A sandbox that fails here is not to be used.
-    pub(super) async fn instantiate(&mut self) -> Result<(), CallError> {
+    pub(super) async fn instantiate(&mut self, module: &Module) -> Result<(), CallError> {
         let now = Instant::now();
         self.store.data_mut().deadline = now + self.limits.deadline;
         self.store.data_mut().started = now;
         self.store.set_epoch_deadline(1);
-        let pre = self.instance_pre.clone();
-        let outcome = tokio::time::timeout(self.limits.deadline, pre.instantiate_async(&mut *self.store)).await;
+        let outcome = tokio::time::timeout(self.limits.deadline, module.instance_pre().instantiate_async(&mut *self.store)).await;
         drop(lock(&self.store.data().lane_slot).take());
         let error = match outcome {
             Ok(Ok(instance)) => {
@@ -416,7 +414,7 @@ impl Sandbox {
             Ok(Err(e)) => Some(self.classify("(instantiation)", e)),
             Err(_elapsed) => Some(CallError::Timeout { function: "(instantiation)".to_owned(), deadline: self.limits.deadline }),
         };
-        self.log_output("(instantiation)");
+        self.log_output(module, "(instantiation)");
         match error {
             None => Ok(()),
             Some(error) => {
@@ -475,14 +473,14 @@ impl Sandbox {
     }
 
     /// Sends what the guest printed to the log, tagged with module and function.
-    fn log_output(&self, function: &str) {
+    fn log_output(&self, module: &Module, function: &str) {
         let state = self.store.data();
         for (stream, capture) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
             let (text, dropped) = capture.take();
             if !text.is_empty() || dropped > 0 {
                 tracing::info!(
                     target: "easyrpc::guest",
-                    module = %self.module_name,
+                    module = %module.name(),
                     function,
                     stream,
                     dropped_bytes = dropped,
