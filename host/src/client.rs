@@ -458,7 +458,7 @@ impl EasyRpcProxy {
         ]);
         Ok(futures_util::stream::unfold(Some((conn, next)), move |state| async move {
             let (conn, next) = state?;
-            match self.request(&conn, next.clone()).await {
+            match self.request(&conn, Outgoing::Value(next.clone())).await {
                 Ok((Value::Str(s), false)) if s == "GENERATOR_END" => None,
                 Ok((item, false)) => Some((Ok(item), Some((conn, next)))),
                 Ok((error, true)) => Some((Err(remote_error(error)), None)),
@@ -484,7 +484,7 @@ impl EasyRpcProxy {
         let conn = self.connection().await?;
         let mut kwargs = vec![("namespace".to_owned(), Value::Str(namespace.to_owned())), ("name".to_owned(), Value::Str(name.to_owned()))];
         kwargs.extend(wasm.map(|w| ("wasm".to_owned(), w)));
-        let (value, is_error) = self.request(&conn, wire::call_object(action, vec![], kwargs)).await?;
+        let (value, is_error) = self.request(&conn, Outgoing::Value(wire::call_object(action, vec![], kwargs))).await?;
         if is_error {
             return Err(ClientError::Remote(value.get("error").and_then(Value::as_str).map_or_else(|| value.to_json(), str::to_owned)));
         }
@@ -515,7 +515,7 @@ impl EasyRpcProxy {
             namespace: self.config.namespace.clone(),
         })?;
         check_arguments(descriptor, &args, &kwargs)?;
-        let (value, is_error) = self.request(&conn, wire::call_object(name, args, kwargs)).await?;
+        let (value, is_error) = self.request(&conn, Outgoing::Call { action: name, args: &args, kwargs: &kwargs }).await?;
         Ok((conn, value, is_error))
     }
 
@@ -621,20 +621,24 @@ impl EasyRpcProxy {
                 ]),
             ),
         ]);
-        let (listing, _) = self.request(conn, request).await?;
+        let (listing, _) = self.request(conn, Outgoing::Value(request)).await?;
         let functions = wire::listing::parse_listing(&listing).map_err(ClientError::Protocol)?;
         *self.functions.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(functions);
         Ok(())
     }
 
-    async fn request(&self, conn: &Arc<Connection>, request: Value) -> Result<(Value, bool), ClientError> {
+    async fn request(&self, conn: &Arc<Connection>, request: Outgoing<'_>) -> Result<(Value, bool), ClientError> {
         let id = conn.request_id();
-        let request = if self.config.encryption {
-            Value::Str(auth::wrap_request(request, &self.config.secret))
-        } else {
-            request
+        let ser = conn.inbox.serialization;
+        let frame = match (request, self.config.encryption) {
+            (Outgoing::Call { action, args, kwargs }, false) => wire::call_request(ser, &id, action, args, kwargs, true),
+            (request, false) => wire::request(ser, &id, &request.into_value(), true),
+            (request, true) => {
+                let wrapped = Value::Str(auth::wrap_request(request.into_value(), &self.config.secret));
+                wire::request(ser, &id, &wrapped, true)
+            }
         };
-        let frame = match wire::request(conn.inbox.serialization, &id, &request, true) {
+        let frame = match frame {
             Frame::Text(t) => WsMessage::text(t),
             Frame::Binary(b) => WsMessage::binary(b),
         };
@@ -666,6 +670,23 @@ impl EasyRpcProxy {
                 }
             },
             None => answer.await,
+        }
+    }
+}
+
+/// What a request carries: a call, written into its frame straight from the caller's
+/// arguments, or any other request as a value.
+enum Outgoing<'a> {
+    Call { action: &'a str, args: &'a [Value], kwargs: &'a [(String, Value)] },
+    Value(Value),
+}
+
+impl Outgoing<'_> {
+    /// The request as a value (what an encrypted request wraps).
+    fn into_value(self) -> Value {
+        match self {
+            Outgoing::Call { action, args, kwargs } => wire::call_object(action, args.to_vec(), kwargs.to_vec()),
+            Outgoing::Value(value) => value,
         }
     }
 }

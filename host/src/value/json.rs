@@ -60,29 +60,35 @@ pub fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
-        Value::Dict(entries) => {
-            out.push('{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(out, k);
-                out.push(':');
-                write_value(out, v);
-            }
-            out.push('}');
-        }
+        Value::List(items) => write_list(out, items),
+        Value::Dict(entries) => write_dict(out, entries),
     }
+}
+
+/// Appends `items` as a JSON array: what [`write_value`] writes of a `Value::List` of them.
+pub fn write_list(out: &mut String, items: &[Value]) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_value(out, item);
+    }
+    out.push(']');
+}
+
+/// Appends `entries` as a JSON object: what [`write_value`] writes of a `Value::Dict` of them.
+pub fn write_dict(out: &mut String, entries: &[(String, Value)]) {
+    out.push('{');
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, k);
+        out.push(':');
+        write_value(out, v);
+    }
+    out.push('}');
 }
 
 /// Appends an integer's decimal digits; without `fmt` for the usual sizes (`fmt` showed in the

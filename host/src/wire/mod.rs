@@ -401,6 +401,62 @@ pub fn response(ser: Serialization, request_id: &str, value: &Value, is_error: b
 /// `encryption_enabled`, its JWT string. Written straight out, like [`response`]: the same
 /// bytes as encoding the envelope as a value, without building one per call.
 pub fn request(ser: Serialization, request_id: &str, request: &Value, response_expected: bool) -> Frame {
+    request_envelope(
+        ser,
+        request_id,
+        response_expected,
+        |out| json::write_value(out, request),
+        |out| pickle::write_value(out, request),
+    )
+}
+
+/// The frame of a call of `action`: the same bytes as
+/// `request(ser, id, &call_object(action, args, kwargs), expected)`, written from the borrowed
+/// arguments instead of a call object built for the purpose (five allocations fewer per call
+/// on the client's path).
+pub fn call_request(
+    ser: Serialization,
+    request_id: &str,
+    action: &str,
+    args: &[Value],
+    kwargs: &[(String, Value)],
+    response_expected: bool,
+) -> Frame {
+    request_envelope(
+        ser,
+        request_id,
+        response_expected,
+        |out| {
+            out.push_str(r#"{"action":"#);
+            json::write_str(out, action);
+            out.push_str(r#","args":"#);
+            json::write_list(out, args);
+            out.push_str(r#","kwargs":"#);
+            json::write_dict(out, kwargs);
+            out.push('}');
+        },
+        |out| {
+            out.extend_from_slice(b"}(");
+            pickle::write_str(out, "action");
+            pickle::write_str(out, action);
+            pickle::write_str(out, "args");
+            pickle::write_list(out, args);
+            pickle::write_str(out, "kwargs");
+            pickle::write_dict(out, kwargs);
+            out.push(b'u');
+        },
+    )
+}
+
+/// A request's envelope around the request written by `json_request` or `pickle_request`
+/// (whichever `ser` uses).
+fn request_envelope(
+    ser: Serialization,
+    request_id: &str,
+    response_expected: bool,
+    json_request: impl FnOnce(&mut String),
+    pickle_request: impl FnOnce(&mut Vec<u8>),
+) -> Frame {
     match ser {
         Serialization::Json => {
             // Room for a small call without growing (`add(1, b=2)` with a uuid-sized id is 164).
@@ -408,7 +464,7 @@ pub fn request(ser: Serialization, request_id: &str, request: &Value, response_e
             out.push_str(r#"{"ws_action":{"type":"request","response_expected":"#);
             out.push_str(if response_expected { "true" } else { "false" });
             out.push_str(r#","request":"#);
-            json::write_value(&mut out, request);
+            json_request(&mut out);
             out.push_str(r#","request_id":"#);
             json::write_str(&mut out, request_id);
             out.push_str("}}");
@@ -424,7 +480,7 @@ pub fn request(ser: Serialization, request_id: &str, request: &Value, response_e
             pickle::write_str(&mut out, "response_expected");
             out.push(if response_expected { 0x88 } else { 0x89 });
             pickle::write_str(&mut out, "request");
-            pickle::write_value(&mut out, request);
+            pickle_request(&mut out);
             pickle::write_str(&mut out, "request_id");
             pickle::write_str(&mut out, request_id);
             out.extend_from_slice(b"uu.");
@@ -568,6 +624,9 @@ mod tests {
                 )]);
                 let frame = request(ser, "id-7", &call, expected);
                 assert_eq!(frame, encode(ser, &envelope));
+                let args = [Value::Int(1), Value::Str("\"x\"".into())];
+                let kwargs = [("b".to_owned(), Value::Float(0.5))];
+                assert_eq!(call_request(ser, "id-7", "add", &args, &kwargs, expected), frame, "written from borrowed parts");
                 let Message::Request(r) = parse_message(decode(ser, &frame).unwrap().value) else { panic!("not a request") };
                 assert_eq!((r.request_id.as_str(), r.response_expected, r.body), ("id-7", expected, RequestBody::Plain(call.clone())));
             }

@@ -589,27 +589,33 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
             out.reserve(crate::value::room_for_string(b.len()));
             out.extend_from_slice(b);
         }
-        Value::List(items) => {
-            out.push(b']');
-            for chunk in items.chunks(1000) {
-                out.push(b'(');
-                for item in chunk {
-                    write_value(out, item);
-                }
-                out.push(b'e');
-            }
+        Value::List(items) => write_list(out, items),
+        Value::Dict(entries) => write_dict(out, entries),
+    }
+}
+
+/// Appends the opcodes of a list of `items`: what [`write_value`] writes of a `Value::List`.
+pub fn write_list(out: &mut Vec<u8>, items: &[Value]) {
+    out.push(b']');
+    for chunk in items.chunks(1000) {
+        out.push(b'(');
+        for item in chunk {
+            write_value(out, item);
         }
-        Value::Dict(entries) => {
-            out.push(b'}');
-            for chunk in entries.chunks(1000) {
-                out.push(b'(');
-                for (k, v) in chunk {
-                    write_str(out, k);
-                    write_value(out, v);
-                }
-                out.push(b'u');
-            }
+        out.push(b'e');
+    }
+}
+
+/// Appends the opcodes of a dict of `entries`: what [`write_value`] writes of a `Value::Dict`.
+pub fn write_dict(out: &mut Vec<u8>, entries: &[(String, Value)]) {
+    out.push(b'}');
+    for chunk in entries.chunks(1000) {
+        out.push(b'(');
+        for (k, v) in chunk {
+            write_str(out, k);
+            write_value(out, v);
         }
+        out.push(b'u');
     }
 }
 
