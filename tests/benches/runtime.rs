@@ -3,11 +3,11 @@
 //!   vs an instance kept between calls (a namespace with `instances = "reused"`), median and
 //!   p99 over many sequential calls, measured in one run; and
 //!   fresh instances of guests with more imports (peer: generator resources; hostile: WASI);
+//! * fresh calls of one module from one thread and from two threads at once (the host's two
+//!   workers calling the same function): what sharing the module's state costs each call;
 //! * per module: compile time vs load from the on-disk cache.
 //!
 //! Prints figures; asserts nothing (machines here are shared and noisy).
-//! * fresh calls of one module from one thread and from two threads at once (the host's two
-//!   workers calling the same function): what sharing the module's state costs each call;
 //! `-- --calls-only` skips the loads: a clean run to profile the call path under perf.
 //! `-- --compare A.wasm B.wasm ..` times fresh calls of `add` in each module, taking turns.
 
@@ -102,9 +102,9 @@ async fn compare_modules(runtime: &Runtime, files: &[String]) {
 
 /// Fresh calls of `function` in `module` from `threads` threads at once, each on a
 /// current-thread tokio runtime of its own and yielding after every call (so that the used
-/// instance's replacement runs between calls, as it does after a host's answer); µs per call
-/// and thread, the threads' mean.
-fn concurrent_fresh(module: &Arc<Module>, function: &'static str, threads: usize, calls: usize) -> f64 {
+/// instance's replacement runs between calls, as it does after a host's answer); the time per
+/// call and thread, the threads' mean.
+fn concurrent_fresh(module: &Arc<Module>, function: &'static str, threads: usize, calls: usize) -> Duration {
     let start = Arc::new(std::sync::Barrier::new(threads));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
@@ -123,13 +123,12 @@ fn concurrent_fresh(module: &Arc<Module>, function: &'static str, threads: usize
                         call(i).await.expect("call");
                         tokio::task::yield_now().await;
                     }
-                    t.elapsed().as_secs_f64() * 1e6 / calls as f64
+                    t.elapsed() / calls as u32
                 })
             })
         })
         .collect();
-    let per_thread: Vec<f64> = workers.into_iter().map(|w| w.join().expect("bench thread")).collect();
-    per_thread.iter().sum::<f64>() / threads as f64
+    workers.into_iter().map(|w| w.join().expect("bench thread")).sum::<Duration>() / threads as u32
 }
 
 /// One thread against two threads at once, taking turns for `ROUNDS` rounds; prints the
@@ -142,11 +141,9 @@ fn one_thread_against_two(label: &str, module: &Arc<Module>, function: &'static 
         one.push(concurrent_fresh(module, function, 1, CALLS));
         two.push(concurrent_fresh(module, function, 2, CALLS));
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (one, two) = (median(one), median(two));
+    one.sort();
+    two.sort();
+    let (one, two) = (percentile(&one, 0.5).as_secs_f64() * 1e6, percentile(&two, 0.5).as_secs_f64() * 1e6);
     println!("{label:<44} one thread {one:>7.2} µs   two threads {two:>7.2} µs per call and thread ({:.2}x)", two / one);
 }
 
