@@ -224,3 +224,43 @@ async fn ready_sandboxes_stay_a_small_share_of_the_pool() {
     drop(modules);
     assert_eq!(runtime.ready_sandboxes(), 0, "a dropped module gives its ready sandboxes back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_made_in_a_renewed_store_start_clean() {
+    use easyrpc::runtime::{Runtime, RuntimeConfig};
+    // When calls come faster than ready instances are made, the next instance is made in the
+    // used one's store. `bump` counts its calls in a global and hostile is a WASI guest (its
+    // WASI context must start afresh too): every call must still answer 1. 100 instances: at
+    // most 2 may be retired in renewed stores at once.
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 100, ..Default::default() }).unwrap();
+    let hostile = runtime.load_file(easyrpc_tests::module_path("hostile")).unwrap();
+    let mut renewed_seen = false;
+    for wave in 0..40 {
+        let calls: Vec<_> = (0..32)
+            .map(|_| {
+                let hostile = hostile.clone();
+                tokio::spawn(async move { call(&hostile, "bump", "[]", CallLimits::default()).await })
+            })
+            .collect();
+        for c in calls {
+            assert_eq!(c.await.unwrap().unwrap(), Value::Int(1), "wave {wave}: a call saw an earlier call's state");
+        }
+        let retired = runtime.retired_instances();
+        assert!(retired <= 2, "{retired} retired instances");
+        renewed_seen |= retired > 0;
+        if renewed_seen && wave >= 10 {
+            break;
+        }
+    }
+    assert!(renewed_seen, "no store was renewed: the test did not test it");
+    still_serves(&hostile).await;
+    drop(hostile);
+    // Refills still pending hold the module a little longer.
+    for _ in 0..50 {
+        if runtime.retired_instances() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runtime.retired_instances(), 0, "dropped stores give their retired instances' room back");
+}

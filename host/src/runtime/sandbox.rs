@@ -3,13 +3,13 @@
 //! Owns the per-instance state wasmtime needs ([`CallState`]): a WASI context (made on first
 //! use) with nothing granted (no files, network, environment or arguments; stdout/stderr
 //! captured and bounded), the memory limiter, and the call deadline that the epoch callback
-//! enforces. It also turns wasmtime's errors into [`CallError`]s. It does not pick limits (the
-//! caller passes [`CallLimits`]) and does not bind arguments (the module does that before
-//! calling).
+//! enforces; and the renewal of a store for its next instance. It also turns wasmtime's errors
+//! into [`CallError`]s. It does not pick limits (the caller passes [`CallLimits`]) and does not
+//! bind arguments (the module does that before calling).
 
 use super::convert::from_val;
 use super::error::{CallError, ValueError};
-use super::{CallLimits, Export, ExportedFunction, Module};
+use super::{CallLimits, Export, ExportedFunction, Module, RuntimeInner, INSTANCES_PER_STORE};
 use crate::signature::WitType;
 use crate::value::Value;
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use wasmtime::component::{Func, Instance, ResourceAny, ResourceTable, Val};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -44,7 +44,8 @@ pub struct CallState {
     started: Instant,
     /// The long-lane slot this call holds while it runs as a long call.
     lane_slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
-    long_lane: Arc<Semaphore>,
+    /// The runtime's long lane and its count of retired instances.
+    runtime: Arc<RuntimeInner>,
 }
 
 /// A call running longer than this is a long call: it runs only while it holds one of the
@@ -54,6 +55,9 @@ pub const LONG_CALL: std::time::Duration = std::time::Duration::from_millis(2);
 /// A store whose memory grew past this is dropped on a blocking thread: giving a big memory
 /// back to the kernel takes milliseconds that must not stall a tokio worker.
 const BIG_MEMORY: usize = 8 << 20;
+/// A store whose instances' memory grew past this is not renewed (see [`Sandbox::renew`]): its
+/// retired instances would hold it until the store is dropped.
+const RENEW_MEMORY: usize = 2 << 20;
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -198,6 +202,9 @@ pub struct Sandbox {
     poisoned: bool,
     /// Calls (and generator steps) made on this instance.
     calls: u32,
+    /// Instances this store held before the current one, retired by [`renew`](Self::renew);
+    /// counted in the runtime's retired instances until the store is dropped.
+    retired: u32,
 }
 
 impl Sandbox {
@@ -214,7 +221,7 @@ impl Sandbox {
             deadline: now + limits.deadline,
             started: now,
             lane_slot: Arc::new(Mutex::new(None)),
-            long_lane: module.long_lane(),
+            runtime: module.runtime.clone(),
         };
         let mut store = Store::new(module.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -232,7 +239,7 @@ impl Sandbox {
             }
             // A long call: give its lane slot to the next long call (FIFO) and wait for a turn.
             let slot = state.lane_slot.clone();
-            let lane = state.long_lane.clone();
+            let lane = state.runtime.long_lane.clone();
             drop(lock(&slot).take());
             Ok(UpdateDeadline::YieldCustom(
                 1,
@@ -250,7 +257,37 @@ impl Sandbox {
             limits,
             poisoned: false,
             calls: 0,
+            retired: 0,
         }
+    }
+
+    /// The sandbox again, ready for a new instance of the same module in the same store, or
+    /// none when the store has to go. Making a store and dropping one is a fifth of a fresh
+    /// instance's cost (BENCHMARKS.md, session 14); a renewed store spreads it over several
+    /// instances. The used instance stays in the store, retired and unreachable, until the store
+    /// is dropped: the next one gets memories, tables, globals and resource handle tables of its
+    /// own, and what the store keeps for a call (deadline, output, WASI context, the limiter's
+    /// verdict) starts afresh, so the next call sees nothing of the last. A store holds at most
+    /// [`INSTANCES_PER_STORE`], one that failed or whose memory grew past [`RENEW_MEMORY`] is
+    /// not renewed, and retired instances host-wide stay within the runtime's share of the pool.
+    pub(super) fn renew(mut self) -> Option<Self> {
+        let state = self.store.data();
+        if self.poisoned
+            || self.instance.is_none()
+            || self.retired + 1 >= INSTANCES_PER_STORE
+            || state.limiter.peak > RENEW_MEMORY
+            || !state.runtime.claim_retired()
+        {
+            return None;
+        }
+        self.retired += 1;
+        let state = self.store.data_mut();
+        state.wasi = None;
+        state.limiter.exceeded = false;
+        self.instance = None;
+        self.funcs.clear();
+        self.calls = 0;
+        Some(self)
     }
 
     /// Calls `function` of `module` (already bound and converted arguments) within the
@@ -387,7 +424,7 @@ impl Sandbox {
         self.calls
     }
 
-    /// The largest linear memory this instance has had, in bytes.
+    /// The largest linear memory this store's instances have had, in bytes.
     pub(super) fn peak_memory(&self) -> usize {
         self.store.data().limiter.peak
     }
@@ -496,10 +533,11 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         // SAFETY: the store is taken exactly once, here, and never used again.
         let store = unsafe { ManuallyDrop::take(&mut self.store) };
+        store.data().runtime.release_retired(self.retired);
         if store.data().limiter.peak > BIG_MEMORY {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 // Freeing it is the caller's work: done in the long lane, like a long call.
-                let lane = store.data().long_lane.clone();
+                let lane = store.data().runtime.long_lane.clone();
                 let handle = runtime.clone();
                 runtime.spawn_blocking(move || {
                     let _turn = handle.block_on(lane.acquire_owned());
