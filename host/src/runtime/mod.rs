@@ -7,9 +7,9 @@
 //! components, the per-call limits, and each module's few sandboxes instantiated ahead of
 //! calls (never used before: a call gets an instance no call used before, unless its namespace
 //! opted into reusing instances, see `reuse`; under load, in the store of a used one, see
-//! `Sandbox::renew`). It must not know about namespaces, the wire
-//! protocol or sessions: the registry decides which module serves a name and hands in a
-//! namespace's [`WarmInstances`]; the runtime only loads and runs.
+//! `Sandbox::renew`). It must not know about namespaces, the wire protocol or sessions: the
+//! registry decides which module serves a name and hands in a namespace's [`WarmInstances`];
+//! the runtime only loads and runs.
 //!
 //! Submodules: `describe` (component types -> descriptors), `witdoc` (embedded WIT docs),
 //! `convert` (values), `sandbox` (one instance and its calls), `reuse` (instances kept between
