@@ -78,9 +78,11 @@ pub const READY_SANDBOXES: usize = 4;
 const READY_SHARE_OF_POOL: usize = 50;
 /// Instances one store may hold when refills fall behind: the used ones are retired (left in
 /// the store, unreachable) and the next is made in the same store, until the store is dropped
-/// with all of them (see `Sandbox::renew`). One connection with 100 calls in flight: +14%
-/// calls/s (44.3k -> 50.6k, medians of 10 rounds taking turns; +2 to +16% in three shorter
-/// series); 4 connections no change the machine shows (BENCHMARKS.md session 14).
+/// with all of them (see `Sandbox::renew`). Measured (BENCHMARKS.md session 14): a next ready
+/// instance made by a refill in the used store, one connection with 100 calls in flight +14%
+/// calls/s (medians of 10 rounds taking turns); a used store kept for a call that makes its own
+/// instance (under 4 connections 97% of calls found no ready sandbox), 4 connections +8% (peer)
+/// and +20% (math), medians of 10 paired rounds.
 pub const INSTANCES_PER_STORE: u32 = 4;
 /// Share of the instance pool that retired instances may hold, host-wide (1/50, as ready ones).
 const RETIRED_SHARE_OF_POOL: usize = 50;
@@ -312,6 +314,7 @@ impl Runtime {
             cache_outcome,
             compile_time,
             ready: std::sync::Mutex::new(Vec::new()),
+            spare_stores: std::sync::Mutex::new(Vec::new()),
             no_ready: AtomicBool::new(false),
             refilling: std::sync::atomic::AtomicUsize::new(0),
         }))
@@ -374,6 +377,10 @@ pub struct Module {
     compile_time: Duration,
     /// Sandboxes instantiated ahead of calls (see [`READY_SANDBOXES`]).
     ready: std::sync::Mutex<Vec<Sandbox>>,
+    /// Used sandboxes renewed for an instance that the next call without a ready sandbox makes
+    /// itself: kept when refills are too far behind to take them (see
+    /// [`replace_used`](Module::replace_used)), at most [`READY_SANDBOXES`].
+    spare_stores: std::sync::Mutex<Vec<Sandbox>>,
     /// Set when instantiating ahead failed: the module's calls then instantiate as they go
     /// (and report why), rather than paying for a second failing instantiation each.
     no_ready: AtomicBool,
@@ -564,29 +571,33 @@ impl Module {
         result
     }
 
-    /// A sandbox instantiated ahead with these limits, or a new one (instantiated by its
-    /// first call).
+    /// A sandbox instantiated ahead with these limits, or else a spare store or a new one
+    /// (instantiated by its first call).
     fn ready_sandbox(self: &Arc<Self>, limits: CallLimits) -> Sandbox {
         let limits = self.capped(limits);
-        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-        match ready.iter().position(|s| s.limits() == limits) {
-            Some(i) => {
+        {
+            let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = ready.iter().position(|s| s.limits() == limits) {
                 self.runtime.ready_total.fetch_sub(1, Ordering::AcqRel);
-                ready.swap_remove(i)
+                return ready.swap_remove(i);
             }
-            None => Sandbox::new(self, limits),
         }
+        let spare = {
+            let mut spare = self.spare_stores.lock().unwrap_or_else(|e| e.into_inner());
+            spare.iter().position(|s| s.limits() == limits).map(|i| spare.swap_remove(i))
+        };
+        spare.unwrap_or_else(|| Sandbox::new(self, limits))
     }
 
     /// After a call: tears the used sandbox down and instantiates a ready one in its place, in
     /// a task of its own, so that both happen after the caller has its answer. At most
     /// [`READY_SANDBOXES`] such tasks are pending per module (each holds a pool slot); beyond
-    /// that, and when the module has enough ready, the used sandbox is torn down here. When
-    /// refills are already pending (calls come faster than instances are made), the next
-    /// instance is made in the used one's store instead ([`INSTANCES_PER_STORE`]). Not
-    /// otherwise: renewing after every call made sequential calls slower (+1.5 to +3.8 us p50
-    /// over the echo, fresh; its retired instances keep more memory slots in turn, so the next
-    /// instance's memory is colder).
+    /// that, and when the module has enough ready, the used sandbox's store is kept as a spare
+    /// for a call that makes its own instance, or torn down here. When refills are already
+    /// pending (calls come faster than instances are made), the next instance is made in the
+    /// used one's store ([`INSTANCES_PER_STORE`]). Not otherwise: renewing after every call
+    /// made sequential calls slower (+1.5 to +3.8 us p50 over the echo, fresh; its retired
+    /// instances keep more memory slots in turn, so the next instance's memory is colder).
     fn replace_used(self: &Arc<Self>, used: Sandbox) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if used.is_poisoned() || self.no_ready.load(Ordering::Relaxed) {
@@ -595,7 +606,21 @@ impl Module {
         let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner()).len();
         let slot = RefillSlot::claim(self);
         if ready + slot.pending_before >= READY_SANDBOXES {
-            return; // `used` is torn down here, `slot` released
+            // Refills are this far behind: calls find no ready sandbox and make their own
+            // instances. One of them gets the used store, renewed, instead of a new store.
+            drop(slot);
+            let Some(renewed) = used.renew() else { return };
+            let rejected = {
+                let mut spare = self.spare_stores.lock().unwrap_or_else(|e| e.into_inner());
+                if spare.len() < READY_SANDBOXES {
+                    spare.push(renewed);
+                    None
+                } else {
+                    Some(renewed)
+                }
+            };
+            drop(rejected); // torn down outside the lock
+            return;
         }
         let falling_behind = slot.pending_before > 0;
         runtime.spawn(async move {
