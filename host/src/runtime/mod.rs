@@ -606,8 +606,9 @@ impl Module {
         let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner()).len();
         let slot = RefillSlot::claim(self);
         if ready + slot.pending_before >= READY_SANDBOXES {
-            // Refills are this far behind: calls find no ready sandbox and make their own
-            // instances. One of them gets the used store, renewed, instead of a new store.
+            // Enough ready, or refills this far behind: calls then find no ready sandbox and
+            // make their own instances. One of them gets the used store, renewed, instead of a
+            // new store.
             drop(slot);
             let Some(renewed) = used.renew() else { return };
             let rejected = {
