@@ -130,33 +130,45 @@ struct RuntimeInner {
     cache: Option<ComponentCache>,
     max_memory: usize,
     ticker_stop: Arc<AtomicBool>,
-    /// Ready sandboxes across all modules, and their ceiling.
-    ready_total: std::sync::atomic::AtomicUsize,
-    ready_cap: usize,
-    /// Instances kept between calls (namespaces that reuse them) across all modules, and their
-    /// ceiling.
-    warm_total: std::sync::atomic::AtomicUsize,
-    warm_cap: usize,
-    /// Used instances left in renewed stores across all modules, and their ceiling.
-    retired_total: std::sync::atomic::AtomicUsize,
-    retired_cap: usize,
+    /// Ready sandboxes across all modules.
+    ready: PoolShare,
+    /// Instances kept between calls (namespaces that reuse them) across all modules.
+    warm: PoolShare,
+    /// Used instances left in renewed stores across all modules.
+    retired: PoolShare,
 }
 
-impl RuntimeInner {
-    /// Room for one more retired instance; false at the ceiling.
-    fn claim_retired(&self) -> bool {
-        if self.retired_total.fetch_add(1, Ordering::AcqRel) >= self.retired_cap {
-            self.retired_total.fetch_sub(1, Ordering::AcqRel);
+/// Instances held for later (ready, kept warm, retired) across all modules, against their share
+/// of the instance pool, so that they never crowd out calls.
+struct PoolShare {
+    held: std::sync::atomic::AtomicUsize,
+    cap: usize,
+}
+
+impl PoolShare {
+    /// A share of 1/`share_of_pool` of a pool of `max_instances`.
+    fn new(max_instances: u32, share_of_pool: usize) -> Self {
+        Self { held: std::sync::atomic::AtomicUsize::new(0), cap: max_instances as usize / share_of_pool }
+    }
+
+    /// Room for one more; false at the ceiling.
+    fn claim(&self) -> bool {
+        if self.held.fetch_add(1, Ordering::AcqRel) >= self.cap {
+            self.held.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
         true
     }
 
-    /// Gives back the room of `n` retired instances (their store is going).
-    fn release_retired(&self, n: u32) {
+    /// Gives back the room of `n`.
+    fn release(&self, n: usize) {
         if n > 0 {
-            self.retired_total.fetch_sub(n as usize, Ordering::AcqRel);
+            self.held.fetch_sub(n, Ordering::AcqRel);
         }
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
     }
 }
 
@@ -210,12 +222,9 @@ impl Runtime {
                 cache,
                 max_memory: config.max_memory,
                 ticker_stop,
-                ready_total: std::sync::atomic::AtomicUsize::new(0),
-                ready_cap: config.max_instances as usize / READY_SHARE_OF_POOL,
-                warm_total: std::sync::atomic::AtomicUsize::new(0),
-                warm_cap: config.max_instances as usize / reuse::WARM_SHARE_OF_POOL,
-                retired_total: std::sync::atomic::AtomicUsize::new(0),
-                retired_cap: config.max_instances as usize / RETIRED_SHARE_OF_POOL,
+                ready: PoolShare::new(config.max_instances, READY_SHARE_OF_POOL),
+                warm: PoolShare::new(config.max_instances, reuse::WARM_SHARE_OF_POOL),
+                retired: PoolShare::new(config.max_instances, RETIRED_SHARE_OF_POOL),
             }),
         })
     }
@@ -226,18 +235,18 @@ impl Runtime {
 
     /// Sandboxes instantiated ahead of calls across all modules (at most 1/50 of the pool).
     pub fn ready_sandboxes(&self) -> usize {
-        self.inner.ready_total.load(Ordering::Acquire)
+        self.inner.ready.held()
     }
 
     /// Instances kept between calls, across all namespaces that reuse them (at most 1/25 of the
     /// pool).
     pub fn warm_instances(&self) -> usize {
-        self.inner.warm_total.load(Ordering::Acquire)
+        self.inner.warm.held()
     }
 
     /// Used instances left in renewed stores until those are dropped (at most 1/50 of the pool).
     pub fn retired_instances(&self) -> usize {
-        self.inner.retired_total.load(Ordering::Acquire)
+        self.inner.retired.held()
     }
 
     /// The largest memory limit a call may be given.
@@ -391,7 +400,7 @@ pub struct Module {
 impl Drop for Module {
     fn drop(&mut self) {
         let ready = self.ready.get_mut().map_or(0, |r| r.len());
-        self.runtime.ready_total.fetch_sub(ready, Ordering::AcqRel);
+        self.runtime.ready.release(ready);
     }
 }
 
@@ -578,7 +587,7 @@ impl Module {
         {
             let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(i) = ready.iter().position(|s| s.limits() == limits) {
-                self.runtime.ready_total.fetch_sub(1, Ordering::AcqRel);
+                self.runtime.ready.release(1);
                 return ready.swap_remove(i);
             }
         }
@@ -640,9 +649,8 @@ impl Module {
     /// Instantiates a ready sandbox, in `renewed`'s store if given, and puts it with the module's
     /// ready ones.
     async fn make_ready(self: &Arc<Self>, limits: CallLimits, renewed: Option<Sandbox>) {
-        let total = &self.runtime.ready_total;
-        if total.fetch_add(1, Ordering::AcqRel) >= self.runtime.ready_cap {
-            total.fetch_sub(1, Ordering::AcqRel);
+        let share = &self.runtime.ready;
+        if !share.claim() {
             return;
         }
         let mut sandbox = renewed.unwrap_or_else(|| Sandbox::new(self, limits));
@@ -650,13 +658,13 @@ impl Module {
             Ok(()) => {}
             // The pool is full right now: try again after a later call.
             Err(CallError::Busy { .. }) => {
-                total.fetch_sub(1, Ordering::AcqRel);
+                share.release(1);
                 return;
             }
             Err(error) => {
                 tracing::debug!(module = %self.name, %error, "instantiating ahead failed; calls instantiate as they go");
                 self.no_ready.store(true, Ordering::Relaxed);
-                total.fetch_sub(1, Ordering::AcqRel);
+                share.release(1);
                 return;
             }
         }
@@ -664,7 +672,7 @@ impl Module {
         if ready.len() < READY_SANDBOXES {
             ready.push(sandbox);
         } else {
-            total.fetch_sub(1, Ordering::AcqRel);
+            share.release(1);
         }
     }
 

@@ -12,7 +12,6 @@
 
 use super::sandbox::{lock, Sandbox};
 use super::{CallLimits, Module, RuntimeInner};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 /// Calls one instance serves, at most, before it is replaced, unless configured otherwise:
@@ -100,7 +99,7 @@ impl WarmInstances {
         }
         let mut idle = lock(&self.idle);
         let sandbox = idle.pop()?;
-        self.runtime.warm_total.fetch_sub(1, Ordering::AcqRel);
+        self.runtime.warm.release(1);
         // One namespace calls with one set of limits; a change of limits starts afresh.
         (sandbox.limits() == limits).then_some(sandbox)
     }
@@ -119,9 +118,7 @@ impl WarmInstances {
         if idle.len() >= WARM_PER_NAMESPACE {
             return Some(used);
         }
-        let total = &self.runtime.warm_total;
-        if total.fetch_add(1, Ordering::AcqRel) >= self.runtime.warm_cap {
-            total.fetch_sub(1, Ordering::AcqRel);
+        if !self.runtime.warm.claim() {
             return Some(used);
         }
         idle.push(used);
@@ -132,6 +129,6 @@ impl WarmInstances {
 impl Drop for WarmInstances {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().map_or(0, |idle| idle.len());
-        self.runtime.warm_total.fetch_sub(idle, Ordering::AcqRel);
+        self.runtime.warm.release(idle);
     }
 }

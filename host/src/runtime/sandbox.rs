@@ -276,7 +276,7 @@ impl Sandbox {
             || self.instance.is_none()
             || self.retired + 1 >= INSTANCES_PER_STORE
             || state.limiter.peak > RENEW_MEMORY
-            || !state.runtime.claim_retired()
+            || !state.runtime.retired.claim()
         {
             return None;
         }
@@ -533,7 +533,7 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         // SAFETY: the store is taken exactly once, here, and never used again.
         let store = unsafe { ManuallyDrop::take(&mut self.store) };
-        store.data().runtime.release_retired(self.retired);
+        store.data().runtime.retired.release(self.retired as usize);
         if store.data().limiter.peak > BIG_MEMORY {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 // Freeing it is the caller's work: done in the long lane, like a long call.
