@@ -192,6 +192,8 @@ async fn handshake(
     // memory; reads of larger frames simply take more calls.
     ws_config.read_buffer_size = READ_BUFFER;
     let mut matched: Option<PathConfig> = None;
+    // The error type is tungstenite's (its handshake callback's signature), not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         match shared.config.paths.iter().find(|p| p.path == request.uri().path()) {
             Some(p) => {

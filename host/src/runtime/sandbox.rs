@@ -374,7 +374,7 @@ impl Sandbox {
                 Some(func) => func,
                 None => {
                     let func = instance
-                        .get_func(&mut *store, &export.index)
+                        .get_func(&mut *store, export.index)
                         .ok_or_else(|| wasmtime::format_err!("export `{name}` disappeared from its instance"))?;
                     if funcs.len() <= export.slot {
                         funcs.resize(export.slot + 1, None);
