@@ -397,6 +397,13 @@ pub struct Module {
     refilling: std::sync::atomic::AtomicUsize,
 }
 
+/// Takes a sandbox made for `limits` out of `list` (a module's ready sandboxes or spare stores).
+fn take_with_limits(list: &std::sync::Mutex<Vec<Sandbox>>, limits: CallLimits) -> Option<Sandbox> {
+    let mut list = sandbox::lock(list);
+    let i = list.iter().position(|s| s.limits() == limits)?;
+    Some(list.swap_remove(i))
+}
+
 impl Drop for Module {
     fn drop(&mut self) {
         let ready = self.ready.get_mut().map_or(0, |r| r.len());
@@ -584,18 +591,11 @@ impl Module {
     /// (instantiated by its first call).
     fn ready_sandbox(self: &Arc<Self>, limits: CallLimits) -> Sandbox {
         let limits = self.capped(limits);
-        {
-            let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = ready.iter().position(|s| s.limits() == limits) {
-                self.runtime.ready.release(1);
-                return ready.swap_remove(i);
-            }
+        if let Some(sandbox) = take_with_limits(&self.ready, limits) {
+            self.runtime.ready.release(1);
+            return sandbox;
         }
-        let spare = {
-            let mut spare = self.spare_stores.lock().unwrap_or_else(|e| e.into_inner());
-            spare.iter().position(|s| s.limits() == limits).map(|i| spare.swap_remove(i))
-        };
-        spare.unwrap_or_else(|| Sandbox::new(self, limits))
+        take_with_limits(&self.spare_stores, limits).unwrap_or_else(|| Sandbox::new(self, limits))
     }
 
     /// After a call: tears the used sandbox down and instantiates a ready one in its place, in
