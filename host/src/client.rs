@@ -217,7 +217,7 @@ struct ReadHalf {
 /// How reading the stream ended (it stops at Pending otherwise).
 enum Read {
     /// The response to the reader's own request, with the waiter it no longer needs.
-    Own { answer: (Value, bool), waiter: Option<Waiter> },
+    Own { answer: Result<(Value, bool), ClientError>, waiter: Option<Waiter> },
     /// The connection ended: marked dead, every waiter failed.
     Closed,
 }
@@ -243,12 +243,27 @@ impl Inbox {
                 WsMessage::Close(_) => break,
                 _ => continue,
             };
-            let Ok(message) = message else { continue };
+            let message = match message {
+                Ok(message) => message,
+                // An answer that cannot be read still ends its call, with the reason.
+                Err(wire::Undecodable { reason, request_id: Some(request_id) }) => {
+                    let error = ClientError::Protocol(format!("the answer cannot be decoded: {reason}"));
+                    let waiter = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
+                    if own == Some(request_id.as_str()) {
+                        return Poll::Ready(Read::Own { answer: Err(error), waiter });
+                    }
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(Err(error));
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            };
             match message {
                 Message::Response { request_id, response, is_error } => {
                     let waiter = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
                     if own == Some(request_id.as_str()) {
-                        return Poll::Ready(Read::Own { answer: (response, is_error), waiter });
+                        return Poll::Ready(Read::Own { answer: Ok((response, is_error)), waiter });
                     }
                     if let Some(waiter) = waiter {
                         let _ = waiter.send(Ok((response, is_error)));
@@ -286,7 +301,7 @@ impl Inbox {
             self.poll_read(cx, Some(id)).map(|read| match read {
                 Read::Own { answer, waiter } => {
                     own_waiter = waiter;
-                    Ok(answer)
+                    answer
                 }
                 Read::Closed => Err(ClientError::Disconnected),
             })

@@ -245,6 +245,17 @@ pub fn snake_case(wit_name: &str) -> String {
     wit_name.trim_start_matches('%').replace('-', "_")
 }
 
+/// Whether `given` names `wit_name`, in its snake_case form or as written: what
+/// `snake_case(wit_name) == given || wit_name == given` says, without allocating (argument
+/// conversion asks it for every field and case of every value).
+pub fn names(wit_name: &str, given: &str) -> bool {
+    if wit_name == given {
+        return true;
+    }
+    let snake = wit_name.trim_start_matches('%');
+    snake.len() == given.len() && snake.bytes().zip(given.bytes()).all(|(w, g)| if w == b'-' { g == b'_' } else { w == g })
+}
+
 /// The caller-facing name of an export. Naming rule:
 /// * a function exported at the top level of the world: its snake_case name (`sum-list` ->
 ///   `sum_list`);

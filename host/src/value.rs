@@ -7,7 +7,61 @@
 
 pub mod json;
 
+use std::collections::HashMap;
 use std::fmt;
+
+/// Most decimal digits an integer may have: CPython's own limit for converting between an int
+/// and its text (`sys.get_int_max_str_digits()`), so every integer we accept a Python peer can
+/// print and read back. It also keeps conversions between digits and binary, which take time
+/// quadratic in the length, within a bounded cost per integer.
+pub const MAX_INT_DIGITS: usize = 4300;
+
+/// Number of entries up to which a [`DictBuilder`] finds repeated keys by scanning; past it a
+/// hash index is cheaper than the scan, and keeps a dict of many keys linear to build.
+const SCANNED_KEYS: usize = 16;
+
+/// Builds a dict's entries in first-insertion order, where a repeated key keeps its last value
+/// (as Python's `dict` and `json.loads` do). Built in time linear in the number of entries,
+/// whatever the keys: hostile input may hold many distinct keys or many repeats of one.
+#[derive(Default)]
+pub struct DictBuilder {
+    entries: Vec<(String, Value)>,
+    /// Position of each key in `entries`, kept once there are more than [`SCANNED_KEYS`].
+    /// std's hasher is seeded per process, so chosen keys cannot make it collide.
+    index: Option<HashMap<String, usize>>,
+}
+
+impl DictBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `key`, or replaces its value if it is already there.
+    pub fn insert(&mut self, key: String, value: Value) {
+        if let Some(index) = &mut self.index {
+            match index.get(&key) {
+                Some(&at) => self.entries[at].1 = value,
+                None => {
+                    index.insert(key.clone(), self.entries.len());
+                    self.entries.push((key, value));
+                }
+            }
+            return;
+        }
+        if let Some(slot) = self.entries.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+            return;
+        }
+        self.entries.push((key, value));
+        if self.entries.len() > SCANNED_KEYS {
+            self.index = Some(self.entries.iter().enumerate().map(|(at, (k, _))| (k.clone(), at)).collect());
+        }
+    }
+
+    pub fn finish(self) -> Vec<(String, Value)> {
+        self.entries
+    }
+}
 
 /// Bytes to reserve for writing a string or byte string of `len` bytes: the string and a
 /// 1/64 more for what usually follows it (escapes, the rest of its envelope). Reserving only

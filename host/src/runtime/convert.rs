@@ -13,7 +13,7 @@
 //! value, except when the inner type can itself be null (option, json): then some(v) is
 //! `{"some": v}`; result <-> `{"ok": v}` / `{"err": e}`; flags <-> list of flag names.
 
-use crate::signature::{snake_case, WitType};
+use crate::signature::{names, snake_case, WitType};
 use crate::value::{json, Value};
 use wasmtime::component::Val;
 
@@ -86,16 +86,16 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
         },
         WitType::Record { fields, .. } => {
             let Value::Dict(entries) = value else { return Err(mismatch(path, ty, value)) };
-            if let Some((unknown, _)) =
-                entries.iter().find(|(k, _)| !fields.iter().any(|f| snake_case(&f.name) == *k || f.name == *k))
-            {
+            // Each field has two names, so a dict (whose keys differ) with more entries than
+            // that has an unknown one among its first 2n+1: both scans stay within the type's size.
+            if let Some((unknown, _)) = entries.iter().find(|(k, _)| !fields.iter().any(|f| names(&f.name, k))) {
                 return Err(ValueError { path: path.to_owned(), message: format!("unknown field '{unknown}' for {ty}") });
             }
             let mut out = Vec::with_capacity(fields.len());
             for field in fields {
                 let key = snake_case(&field.name);
                 let field_path = format!("{path}.{key}");
-                let given = entries.iter().find(|(k, _)| *k == key || *k == field.name).map(|(_, v)| v);
+                let given = entries.iter().find(|(k, _)| names(&field.name, k)).map(|(_, v)| v);
                 let val = match given {
                     Some(v) => to_val(v, &field.ty, &field_path)?,
                     None if field.ty.is_option() => Val::Option(None),
@@ -122,7 +122,7 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
                 Value::Dict(entries) if entries.len() == 1 => (entries[0].0.as_str(), Some(&entries[0].1)),
                 _ => return Err(mismatch(path, ty, value)),
             };
-            let Some(case) = cases.iter().find(|c| snake_case(&c.name) == case_name || c.name == case_name) else {
+            let Some(case) = cases.iter().find(|c| names(&c.name, case_name)) else {
                 return Err(ValueError { path: path.to_owned(), message: format!("unknown case '{case_name}' for {ty}") });
             };
             let case_path = format!("{path}.{case_name}");
@@ -137,7 +137,7 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
             Val::Variant(case.name.clone(), payload)
         }
         WitType::Enum { cases, .. } => match value {
-            Value::Str(s) => match cases.iter().find(|c| snake_case(c) == *s || *c == s) {
+            Value::Str(s) => match cases.iter().find(|c| names(c, s)) {
                 Some(c) => Val::Enum(c.clone()),
                 None => return Err(ValueError { path: path.to_owned(), message: format!("unknown case '{s}' for {ty}") }),
             },
@@ -176,7 +176,7 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
             let Value::List(items) = value else { return Err(mismatch(path, ty, value)) };
             let mut set = Vec::with_capacity(items.len());
             for item in items {
-                let found = item.as_str().and_then(|s| flags.iter().find(|f| snake_case(f) == s || *f == s));
+                let found = item.as_str().and_then(|s| flags.iter().find(|f| names(f, s)));
                 match found {
                     Some(f) if !set.contains(f) => set.push(f.clone()),
                     Some(_) => {}

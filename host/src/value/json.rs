@@ -5,7 +5,7 @@
 //! any size keep every digit. Output is compact with raw UTF-8, like the Python server's.
 //! Nesting is bounded so hostile input cannot exhaust the stack.
 
-use super::Value;
+use super::{DictBuilder, Value, MAX_INT_DIGITS};
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -291,6 +291,45 @@ impl<'a> Cursor<'a> {
         self.parser.borrowed_string().map(Some)
     }
 
+    /// Skips the next value unread, however deep, in time linear in its length and with no
+    /// allocation. Only checks what it must to find the value's end.
+    pub fn skip(&mut self) -> Result<(), JsonError> {
+        let p = &mut self.parser;
+        let mut depth = 0usize;
+        loop {
+            p.skip_ws();
+            match p.bytes.get(p.pos) {
+                None => return Err(p.error("unexpected end of input")),
+                Some(b'[' | b'{') => {
+                    depth += 1;
+                    p.pos += 1;
+                    continue;
+                }
+                Some(b']' | b'}') if depth > 0 => {
+                    depth -= 1;
+                    p.pos += 1;
+                }
+                Some(b',' | b':') if depth > 0 => {
+                    p.pos += 1;
+                    continue;
+                }
+                Some(b'"') => p.skip_string()?,
+                Some(_) => {
+                    let start = p.pos;
+                    while p.bytes.get(p.pos).is_some_and(|b| !b" \t\r\n,:[]{}\"".contains(b)) {
+                        p.pos += 1;
+                    }
+                    if p.pos == start {
+                        return Err(p.error("unexpected character"));
+                    }
+                }
+            }
+            if depth == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// Checks that nothing but whitespace follows.
     pub fn finish(mut self) -> Result<(), JsonError> {
         self.parser.skip_ws();
@@ -382,11 +421,11 @@ impl<'a> Parser<'a> {
 
     fn object(&mut self) -> Result<Value, JsonError> {
         self.enter()?;
-        let mut entries = Vec::new();
+        let mut entries = DictBuilder::new();
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;
             self.depth -= 1;
-            return Ok(Value::Dict(entries));
+            return Ok(Value::Dict(entries.finish()));
         }
         loop {
             if self.bytes.get(self.pos) != Some(&b'"') {
@@ -401,11 +440,7 @@ impl<'a> Parser<'a> {
             self.skip_ws();
             let value = self.value()?;
             // Like Python's json: a repeated key keeps the last value.
-            if let Some(slot) = entries.iter_mut().find(|(k, _): &&mut (String, Value)| *k == key) {
-                slot.1 = value;
-            } else {
-                entries.push((key, value));
-            }
+            entries.insert(key, value);
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => {
@@ -415,7 +450,7 @@ impl<'a> Parser<'a> {
                 Some(b'}') => {
                     self.pos += 1;
                     self.depth -= 1;
-                    return Ok(Value::Dict(entries));
+                    return Ok(Value::Dict(entries.finish()));
                 }
                 _ => return Err(self.error("expected ',' or '}'")),
             }
@@ -468,7 +503,28 @@ impl<'a> Parser<'a> {
         if is_float {
             text.parse::<f64>().map(Value::Float).map_err(|_| self.error("invalid number"))
         } else {
+            let digits = self.pos - digits_start;
+            if digits > MAX_INT_DIGITS {
+                return Err(JsonError { offset: start, message: too_many_digits(digits) });
+            }
             Ok(int_from_digits(text))
+        }
+    }
+
+    /// Moves past a string literal (at its opening quote) without decoding it.
+    fn skip_string(&mut self) -> Result<(), JsonError> {
+        self.pos += 1;
+        loop {
+            self.pos = plain_run_end(self.bytes, self.pos);
+            match self.bytes.get(self.pos) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => self.pos += 2,
+                Some(_) => return Err(self.error("control character in string")),
+            }
         }
     }
 
@@ -555,6 +611,11 @@ impl<'a> Parser<'a> {
         }
         Ok(char::from_u32(first).unwrap_or('\u{FFFD}'))
     }
+}
+
+/// The error for an integer literal of `digits` digits, over [`MAX_INT_DIGITS`].
+pub fn too_many_digits(digits: usize) -> String {
+    format!("an integer of {digits} digits, over the {MAX_INT_DIGITS} that Python converts")
 }
 
 /// An integer literal as [`Value::Int`] when it fits i128, else as exact [`Value::BigInt`] digits.
@@ -673,5 +734,20 @@ mod tests {
         let v = parse(r#"{"z": 1, "a": 2, "z": 3}"#).unwrap();
         assert_eq!(v, Value::Dict(vec![("z".into(), Value::Int(3)), ("a".into(), Value::Int(2))]));
         assert_eq!(to_string(&v), r#"{"z":3,"a":2}"#);
+        // Past the scanned keys, through the index: order and last values kept alike.
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{}": {i}"#, i % 30)).collect();
+        let Value::Dict(entries) = parse(&format!("{{{}}}", keys.join(","))).unwrap() else { panic!() };
+        assert_eq!(entries.len(), 30);
+        assert_eq!(entries[0], ("k0".into(), Value::Int(30)));
+        assert_eq!(entries[9], ("k9".into(), Value::Int(39)));
+        assert_eq!(entries[29], ("k29".into(), Value::Int(29)));
+    }
+
+    #[test]
+    fn integers_beyond_pythons_digit_limit_are_refused() {
+        let at_limit = "7".repeat(MAX_INT_DIGITS);
+        assert_eq!(parse(&at_limit).unwrap(), Value::BigInt(at_limit.clone()));
+        let over = format!("-{at_limit}7");
+        assert!(parse(&over).unwrap_err().message.contains("4301 digits"));
     }
 }

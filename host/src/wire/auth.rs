@@ -1,8 +1,9 @@
 //! The setup JWT and the `encryption_enabled` request wrapping (spec sections 2 and 8).
 //!
 //! Owns signing and verifying HS256 tokens with a shared secret, as PyJWT 2.0.0 does for
-//! easyrpc: no `exp` or other registered claims are required or added. It does not pick the
-//! secret (the server's config and the registry's tenants do).
+//! easyrpc: no `exp` or other registered claims are required or added, but as in PyJWT an
+//! `exp` or `nbf` that is present is honoured, with no leeway. It does not pick the secret (the
+//! server's config and the registry's tenants do).
 
 use super::Serialization;
 use crate::value::{json, Value};
@@ -37,13 +38,18 @@ pub enum AuthError {
     Malformed(String),
     #[error("setup token lacks the claim `{0}`")]
     MissingClaim(&'static str),
+    #[error("the token has expired: its `exp` claim lies in the past")]
+    Expired,
+    #[error("the token is not valid yet: its `nbf` claim lies in the future")]
+    NotYetValid,
 }
 
 fn validation() -> Validation {
     let mut v = Validation::new(Algorithm::HS256);
     v.required_spec_claims.clear();
-    v.validate_exp = false;
-    v.validate_nbf = false;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.leeway = 0;
     v.validate_aud = false;
     v
 }
@@ -54,6 +60,8 @@ pub fn verify(token: &str, secret: &str) -> Result<Value, AuthError> {
     jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation()).map_err(
         |e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             _ => AuthError::Malformed(e.to_string()),
         },
     )?;
@@ -161,6 +169,27 @@ mod tests {
         assert_eq!(verify_setup(&sign_setup(&claims, "s"), "s").unwrap(), claims);
         let missing = sign(&Value::Dict(vec![("type".into(), "PROXY".into())]), "s");
         assert_eq!(verify_setup(&missing, "s"), Err(AuthError::MissingClaim("id")));
+    }
+
+    #[test]
+    fn exp_and_nbf_are_honoured_when_present() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i128;
+        let token = |extra: (&str, i128)| {
+            let mut claims = vec![
+                ("type".into(), Value::from("PROXY")),
+                ("id".into(), Value::from("x")),
+                ("namespace".into(), Value::from("ns")),
+                ("serialization".into(), Value::from("json")),
+            ];
+            claims.push((extra.0.into(), Value::Int(extra.1)));
+            sign(&Value::Dict(claims), "s")
+        };
+        assert_eq!(verify_setup(&token(("exp", 1)), "s"), Err(AuthError::Expired));
+        assert_eq!(verify_setup(&token(("exp", now - 5)), "s"), Err(AuthError::Expired));
+        assert!(verify_setup(&token(("exp", now + 60)), "s").is_ok());
+        assert_eq!(verify_setup(&token(("nbf", now + 60)), "s"), Err(AuthError::NotYetValid));
+        assert!(verify_setup(&token(("nbf", now - 5)), "s").is_ok());
+        assert!(verify_setup(&token(("iat", 1)), "s").is_ok(), "other registered claims change nothing");
     }
 
     #[test]

@@ -187,21 +187,62 @@ pub fn parse_message(value: Value) -> Message {
     }
 }
 
+/// A frame whose message cannot be read (not JSON or pickle, nested too deep, expanding past
+/// its budget), with the request id of its `ws_action` where that could still be found, so
+/// that the caller gets an error instead of waiting for an answer that never comes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Undecodable {
+    pub reason: String,
+    pub request_id: Option<String>,
+}
+
 /// Reads a text frame's message. The usual envelopes (a request or a response as our client,
 /// the Python client and the Python server write them) are read in one pass, without building
 /// the envelope as a value; anything else goes the general way ([`decode_text`], then
 /// [`parse_message`]), so that both agree on what a frame says.
-pub fn read_text(text: &str) -> Result<Message, String> {
+pub fn read_text(text: &str) -> Result<Message, Undecodable> {
     if let Some(message) = read_usual_envelope(text) {
         return Ok(message);
     }
-    decode_text(text).map(|decoded| parse_message(decoded.value))
+    match json::parse(text) {
+        Ok(value) => Ok(parse_message(value)),
+        Err(e) => Err(Undecodable { reason: e.to_string(), request_id: request_id_of_text(text) }),
+    }
 }
 
 /// Reads a binary frame's message (pickle), with the name of any pickled Python object in it
 /// that was decoded as none.
-pub fn read_binary(ser: Serialization, bytes: &[u8]) -> Result<(Message, Option<String>), String> {
-    decode_binary(ser, bytes).map(|decoded| (parse_message(decoded.value), decoded.unsupported))
+pub fn read_binary(ser: Serialization, bytes: &[u8]) -> Result<(Message, Option<String>), Undecodable> {
+    match ser {
+        Serialization::Pickle => match pickle::decode(bytes) {
+            Ok(decoded) => Ok((parse_message(decoded.value), decoded.unsupported)),
+            Err(e) => Err(Undecodable { request_id: e.request_id.clone(), reason: e.to_string() }),
+        },
+        Serialization::Json => Err(Undecodable { reason: "binary frame on a json connection".to_owned(), request_id: None }),
+    }
+}
+
+/// The `ws_action.request_id` string of a JSON frame that does not parse as a whole (too deep,
+/// an integer too long, broken after the id), found by skipping every other value unread.
+fn request_id_of_text(text: &str) -> Option<String> {
+    let mut cursor = json::Cursor::new(text);
+    let mut id = None;
+    let _ = cursor.object(|cursor, key| {
+        if key != "ws_action" || !cursor.at_object() {
+            return cursor.skip();
+        }
+        cursor.object(|cursor, key| {
+            if key == "request_id" {
+                if let Some(found) = cursor.string()? {
+                    id = Some(found.into_owned());
+                    return Ok(());
+                }
+            }
+            cursor.skip()
+        })
+    });
+    id
 }
 
 /// The frame is not of the usual shape (or not JSON): the general path decides.
@@ -604,8 +645,27 @@ mod tests {
             if let Some(fast) = fast {
                 assert_eq!(Ok(normalized(fast)), general, "{text}");
             }
-            assert_eq!(read_text(text).map(normalized), general, "{text}");
+            assert_eq!(read_text(text).map(normalized).map_err(|e| e.reason), general, "{text}");
         }
+    }
+
+    #[test]
+    fn undecodable_frames_keep_their_request_id() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let big = "9".repeat(5000);
+        for (request, id) in [
+            (format!(r#"{{"ws_action": {{"type": "request", "request": {{"args": {deep}}}, "request_id": "deep-1"}}}}"#), Some("deep-1")),
+            (format!(r#"{{"ws_action": {{"request_id": "big-1", "type": "request", "request": {{"args": [{big}]}}}}}}"#), Some("big-1")),
+            (format!(r#"{{"ping": {deep}, "ws_action": {{"request_id": "p", "request": [1, ""]", {{}}]}}}}"#), Some("p")),
+            (format!(r#"{{"ws_action": {{"request": {deep}}}}}"#), None),
+            (r#"{"ws_action": {"request_id": "cut-1", "request": [1, 2"#.to_owned(), Some("cut-1")),
+            ("[".repeat(100_000), None),
+        ] {
+            let e = read_text(&request).unwrap_err();
+            assert_eq!(e.request_id.as_deref(), id, "{}", &request[..60.min(request.len())]);
+        }
+        let e = read_text(&format!(r#"{{"ws_action": {{"request": {{"args": {deep}}}, "request_id": "d"}}}}"#)).unwrap_err();
+        assert!(e.reason.contains("nesting deeper than 512"), "{e}");
     }
 
     #[test]

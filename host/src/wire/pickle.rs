@@ -6,19 +6,41 @@
 //! sets arrive as lists, non-string dict keys become strings as JSON would make them, and
 //! pickled class instances are decoded as none and reported, so the session can answer with a
 //! clear error instead of dropping the frame. Encoding writes protocol 4, which every Python 3
-//! `pickle.loads` accepts. Input is untrusted: sizes and nesting are bounded, nothing panics.
+//! `pickle.loads` accepts.
+//!
+//! Input is untrusted, so decoding is linear in the frame: nothing panics, nesting is bounded,
+//! integers stop at Python's digit limit, and because memo references (`DUP`, `GET`) let a few
+//! bytes name a large object again and again, materializing the result has a budget of
+//! [`MATERIALIZE_FACTOR`] bytes per byte of the frame.
 
-use crate::value::{json, Value};
+use crate::value::{json, DictBuilder, Value, MAX_INT_DIGITS};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 /// Deepest nesting materialized; deeper (or self-referencing) data is an error.
 pub const MAX_DEPTH: usize = 512;
+
+/// Bytes of decoded values a pickle may materialize per byte of its own. Plain data needs at
+/// most 32 (a list of `None`s: one opcode byte each, one 32-byte value each); more means memo
+/// references repeat objects, which a hostile peer uses to grow a tiny frame into gigabytes.
+pub const MATERIALIZE_FACTOR: usize = 32;
+/// What any pickle may materialize whatever its size, so that small frames sharing a few
+/// objects (`[s] * 100` of a short string) still decode.
+pub const MATERIALIZE_FLOOR: usize = 1 << 20;
+
+/// Longest LONG1/LONG4 payload: enough for [`MAX_INT_DIGITS`] decimal digits and a sign.
+const MAX_LONG_BYTES: usize = MAX_INT_DIGITS * 10 / 24 + 2;
+/// Longest `module.name` kept to report a pickled object; the rest is cut.
+const MAX_OBJECT_NAME: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid pickle at byte {offset}: {message}")]
 pub struct PickleError {
     pub offset: usize,
     pub message: String,
+    /// The request id of an envelope that decoded but could not be materialized (too deep,
+    /// too large), so that its caller can be answered.
+    pub request_id: Option<String>,
 }
 
 /// A decoded pickle: the value, and a description of the first Python object in it that is not
@@ -63,56 +85,99 @@ struct Decoder<'a> {
 pub fn decode(bytes: &[u8]) -> Result<Decoded, PickleError> {
     let mut d = Decoder { bytes, pos: 0, arena: Vec::new(), stack: Vec::new(), memo: HashMap::new() };
     let root = d.run()?;
-    let mut unsupported = None;
-    let value = materialize(&d.arena, root, 0, &mut unsupported).map_err(|message| PickleError { offset: bytes.len(), message })?;
-    Ok(Decoded { value, unsupported })
+    let budget = bytes.len().saturating_mul(MATERIALIZE_FACTOR).saturating_add(MATERIALIZE_FLOOR);
+    let mut m = Materializer { arena: &d.arena, budget, left: budget, unsupported: None };
+    match m.value(root, 0) {
+        Ok(value) => Ok(Decoded { value, unsupported: m.unsupported }),
+        Err(message) => Err(PickleError { offset: bytes.len(), message, request_id: request_id_of(&d.arena, root) }),
+    }
 }
 
-fn materialize(arena: &[Node], index: usize, depth: usize, unsupported: &mut Option<String>) -> Result<Value, String> {
-    if depth > MAX_DEPTH {
-        return Err(format!("nesting deeper than {MAX_DEPTH} levels (or a self-referencing object)"));
+/// The `ws_action.request_id` string of a decoded envelope, read from the arena without
+/// materializing anything: a frame whose value cannot be materialized still gets its answer.
+fn request_id_of(arena: &[Node], root: usize) -> Option<String> {
+    let entry = |dict: usize, key: &str| match arena.get(dict) {
+        Some(Node::Dict(entries)) => {
+            entries.iter().rev().find(|&&(k, _)| matches!(arena.get(k), Some(Node::Str(s)) if s == key)).map(|&(_, v)| v)
+        }
+        _ => None,
+    };
+    match arena.get(entry(entry(root, "ws_action")?, "request_id")?) {
+        Some(Node::Str(id)) => Some(id.clone()),
+        _ => None,
     }
-    let node = arena.get(index).ok_or("dangling reference")?;
-    Ok(match node {
-        Node::None => Value::None,
-        Node::Bool(b) => Value::Bool(*b),
-        Node::Int(i) => Value::Int(*i),
-        Node::BigInt(s) => Value::BigInt(s.clone()),
-        Node::Float(x) => Value::Float(*x),
-        Node::Str(s) => Value::Str(s.clone()),
-        Node::Bytes(b) => Value::Bytes(b.clone()),
-        Node::Seq(items) => {
-            Value::List(items.iter().map(|&i| materialize(arena, i, depth + 1, unsupported)).collect::<Result<_, _>>()?)
+}
+
+/// Turns the arena's nodes into one [`Value`] tree, within a budget of bytes.
+struct Materializer<'a> {
+    arena: &'a [Node],
+    budget: usize,
+    left: usize,
+    unsupported: Option<String>,
+}
+
+impl Materializer<'_> {
+    /// Counts `bytes` of values against the budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), String> {
+        self.left = self.left.checked_sub(bytes).ok_or_else(|| {
+            format!(
+                "the pickle's shared references expand to more than {} bytes ({MATERIALIZE_FACTOR} per byte of the frame); \
+                 send the data without repeated references",
+                self.budget
+            )
+        })?;
+        Ok(())
+    }
+
+    fn value(&mut self, index: usize, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("nesting deeper than {MAX_DEPTH} levels (or a self-referencing object)"));
         }
-        Node::Dict(entries) => {
-            let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
-            for &(k, v) in entries {
-                let key = match materialize(arena, k, depth + 1, unsupported)? {
-                    Value::Str(s) => s,
-                    // What Python's json.dumps does with such keys.
-                    Value::None => "null".to_owned(),
-                    Value::Bool(b) => b.to_string(),
-                    other @ (Value::Int(_) | Value::BigInt(_) | Value::Float(_)) => json::to_string(&other),
-                    other => return Err(format!("a dict key of type {} cannot be represented", other.kind())),
-                };
-                let value = materialize(arena, v, depth + 1, unsupported)?;
-                match out.iter_mut().find(|(existing, _)| *existing == key) {
-                    Some(slot) => slot.1 = value,
-                    None => out.push((key, value)),
+        let arena = self.arena;
+        let node = arena.get(index).ok_or("dangling reference")?;
+        let heap = match node {
+            Node::BigInt(s) | Node::Str(s) => s.len(),
+            Node::Bytes(b) => b.len(),
+            Node::Dict(entries) => entries.len() * std::mem::size_of::<String>(),
+            _ => 0,
+        };
+        self.charge(std::mem::size_of::<Value>() + heap)?;
+        Ok(match node {
+            Node::None => Value::None,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => Value::Int(*i),
+            Node::BigInt(s) => Value::BigInt(s.clone()),
+            Node::Float(x) => Value::Float(*x),
+            Node::Str(s) => Value::Str(s.clone()),
+            Node::Bytes(b) => Value::Bytes(b.clone()),
+            Node::Seq(items) => Value::List(items.iter().map(|&i| self.value(i, depth + 1)).collect::<Result<_, _>>()?),
+            Node::Dict(entries) => {
+                let mut out = DictBuilder::new();
+                for &(k, v) in entries {
+                    let key = match self.value(k, depth + 1)? {
+                        Value::Str(s) => s,
+                        // What Python's json.dumps does with such keys.
+                        Value::None => "null".to_owned(),
+                        Value::Bool(b) => b.to_string(),
+                        other @ (Value::Int(_) | Value::BigInt(_) | Value::Float(_)) => json::to_string(&other),
+                        other => return Err(format!("a dict key of type {} cannot be represented", other.kind())),
+                    };
+                    let value = self.value(v, depth + 1)?;
+                    out.insert(key, value);
                 }
+                Value::Dict(out.finish())
             }
-            Value::Dict(out)
-        }
-        Node::Object(desc) => {
-            unsupported.get_or_insert_with(|| desc.clone());
-            Value::None
-        }
-    })
+            Node::Object(desc) => {
+                self.unsupported.get_or_insert_with(|| desc.clone());
+                Value::None
+            }
+        })
+    }
 }
 
 impl<'a> Decoder<'a> {
     fn err(&self, message: impl Into<String>) -> PickleError {
-        PickleError { offset: self.pos, message: message.into() }
+        PickleError { offset: self.pos, message: message.into(), request_id: None }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
@@ -269,8 +334,17 @@ impl<'a> Decoder<'a> {
                 }
                 0x8a | 0x8b => {
                     let n = if op == 0x8a { usize::from(self.u8()?) } else { self.u32()? };
+                    if n > MAX_LONG_BYTES {
+                        return Err(self.err(format!("an integer of {n} bytes, over the {MAX_INT_DIGITS} digits that Python converts")));
+                    }
                     let bytes = self.take(n)?;
                     let node = long_from_le(bytes);
+                    if let Node::BigInt(digits) = &node {
+                        let count = digits.trim_start_matches('-').len();
+                        if count > MAX_INT_DIGITS {
+                            return Err(self.err(json::too_many_digits(count)));
+                        }
+                    }
                     self.push(node);
                 }
                 b'I' => {
@@ -283,8 +357,15 @@ impl<'a> Decoder<'a> {
                     self.push(node);
                 }
                 b'L' => {
-                    let line = self.line()?.trim_end_matches('L').to_owned();
-                    let node = match json::int_from_digits(&line) {
+                    let line = self.line()?.trim_end_matches('L');
+                    let digits = line.strip_prefix('-').unwrap_or(line);
+                    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(self.err("bad LONG"));
+                    }
+                    if digits.len() > MAX_INT_DIGITS {
+                        return Err(self.err(json::too_many_digits(digits.len())));
+                    }
+                    let node = match json::int_from_digits(line) {
                         Value::Int(i) => Node::Int(i),
                         Value::BigInt(s) => Node::BigInt(s),
                         _ => return Err(self.err("bad LONG")),
@@ -426,18 +507,18 @@ impl<'a> Decoder<'a> {
                     self.memo_get(key)?;
                 }
                 b'c' => {
-                    let module = self.line()?.to_owned();
-                    let name = self.line()?.to_owned();
-                    self.push(Node::Object(format!("{module}.{name}")));
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.push(Node::Object(object_name(module, name)));
                 }
                 0x93 => {
                     let name = self.pop()?;
                     let module = self.pop()?;
-                    let text = |i: usize, arena: &[Node]| match arena.get(i) {
-                        Some(Node::Str(s)) => s.clone(),
-                        _ => "?".to_owned(),
+                    let text = |i: usize| match self.arena.get(i) {
+                        Some(Node::Str(s)) => s.as_str(),
+                        _ => "?",
                     };
-                    let desc = format!("{}.{}", text(module, &self.arena), text(name, &self.arena));
+                    let desc = object_name(text(module), text(name));
                     self.push(Node::Object(desc));
                 }
                 // REDUCE / NEWOBJ / BUILD: an instance of the class below its arguments.
@@ -457,6 +538,21 @@ impl<'a> Decoder<'a> {
             }
         }
     }
+}
+
+/// `module.name`, cut to [`MAX_OBJECT_NAME`] bytes: a report, not data, so memo references
+/// to long strings cannot make each copy of it long.
+fn object_name(module: &str, name: &str) -> String {
+    let mut desc = String::with_capacity(MAX_OBJECT_NAME.min(module.len() + name.len() + 1));
+    for part in [module, ".", name] {
+        for c in part.chars() {
+            if desc.len() + c.len_utf8() > MAX_OBJECT_NAME {
+                return desc;
+            }
+            desc.push(c);
+        }
+    }
+    desc
 }
 
 /// LONG1/LONG4 payload (two's complement, little-endian) to an int node.
@@ -485,27 +581,44 @@ fn long_from_le(bytes: &[u8]) -> Node {
     Node::BigInt(if negative { format!("-{digits}") } else { digits })
 }
 
+/// Nine decimal digits: the base both conversions below work in, so that each step of their
+/// quadratic loops handles a 32-bit limb against nine digits at once.
+const BILLION: u64 = 1_000_000_000;
+
 /// Unsigned little-endian magnitude to decimal digits.
 fn le_bytes_to_decimal(le: &[u8]) -> String {
-    let mut be: Vec<u8> = le.iter().rev().copied().skip_while(|&b| b == 0).collect();
-    if be.is_empty() {
-        return "0".to_owned();
-    }
-    let mut digits = Vec::new();
-    while !be.is_empty() {
-        let mut rem = 0u32;
-        for b in be.iter_mut() {
-            let cur = (rem << 8) | u32::from(*b);
-            *b = (cur / 10) as u8;
-            rem = cur % 10;
+    let mut limbs: Vec<u32> = le
+        .chunks(4)
+        .map(|c| {
+            let mut word = [0u8; 4];
+            word[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(word)
+        })
+        .collect();
+    // Groups of nine digits, least significant first.
+    let mut groups: Vec<u32> = Vec::with_capacity(le.len() * 5 / 18 + 1);
+    loop {
+        while limbs.last() == Some(&0) {
+            limbs.pop();
         }
-        digits.push(b'0' + rem as u8);
-        while be.first() == Some(&0) {
-            be.remove(0);
+        if limbs.is_empty() {
+            break;
         }
+        let mut rem = 0u64;
+        for limb in limbs.iter_mut().rev() {
+            let cur = (rem << 32) | u64::from(*limb);
+            *limb = (cur / BILLION) as u32;
+            rem = cur % BILLION;
+        }
+        groups.push(rem as u32);
     }
-    digits.reverse();
-    String::from_utf8(digits).unwrap_or_default()
+    let mut out = String::with_capacity(groups.len() * 9);
+    let mut groups = groups.iter().rev();
+    let _ = write!(out, "{}", groups.next().copied().unwrap_or(0));
+    for group in groups {
+        let _ = write!(out, "{group:09}");
+    }
+    out
 }
 
 /// Decimal digits (optional `-`) to minimal two's complement little-endian bytes.
@@ -514,19 +627,31 @@ fn decimal_to_le_twos(text: &str) -> Vec<u8> {
         Some(d) => (true, d),
         None => (false, text),
     };
-    let mut le: Vec<u8> = vec![0];
-    for d in digits.bytes().filter(u8::is_ascii_digit) {
-        let mut carry = u32::from(d - b'0');
-        for b in le.iter_mut() {
-            let v = u32::from(*b) * 10 + carry;
-            *b = v as u8;
-            carry = v >> 8;
+    let digits: Vec<u8> = digits.bytes().filter(u8::is_ascii_digit).map(|d| d - b'0').collect();
+    // Little-endian 32-bit limbs of the magnitude, fed nine digits at a time (the first group
+    // takes what is left over).
+    let mut limbs: Vec<u32> = Vec::with_capacity(digits.len() / 9 + 1);
+    let first = match digits.len() % 9 {
+        0 => 9,
+        n => n,
+    };
+    let mut at = 0;
+    while at < digits.len() {
+        let group = &digits[at..(at + if at == 0 { first } else { 9 }).min(digits.len())];
+        at += group.len();
+        let scale = 10u64.pow(group.len() as u32);
+        let mut carry = group.iter().fold(0u64, |acc, &d| acc * 10 + u64::from(d));
+        for limb in limbs.iter_mut() {
+            let v = u64::from(*limb) * scale + carry;
+            *limb = v as u32;
+            carry = v >> 32;
         }
-        while carry > 0 {
-            le.push(carry as u8);
-            carry >>= 8;
+        if carry > 0 {
+            limbs.push(carry as u32);
         }
     }
+    let mut le: Vec<u8> = limbs.iter().flat_map(|l| l.to_le_bytes()).collect();
+    le.push(0);
     if negative {
         let mut carry = 1u16;
         for b in le.iter_mut() {
@@ -735,6 +860,63 @@ mod tests {
         // A self-referencing list: l = []; l.append(l)
         let p = hex("80 04 95 06 00 00 00 00 00 00 00 5d 94 68 00 61 2e");
         assert!(decode(&p).unwrap_err().message.contains("self-referencing"));
+    }
+
+    #[test]
+    fn shared_references_expand_within_a_budget() {
+        // x = 'a' * 1000; each DUP pushes another reference, each APPENDS copies them all.
+        let mut p = vec![0x80, 4, b']', b'(', b'X'];
+        p.extend_from_slice(&1000u32.to_le_bytes());
+        p.extend(std::iter::repeat_n(b'a', 1000));
+        p.extend(std::iter::repeat_n(b'2', 100));
+        p.extend_from_slice(b"e.");
+        // 101 copies of 1000 bytes fit the floor.
+        assert!(decode(&p).is_ok());
+        // Doubling through the memo: l = [l0, l0], 30 times, is 2^30 leaves from 60 opcodes.
+        let mut p = vec![0x80, 4, b'N'];
+        for _ in 0..30 {
+            p.extend_from_slice(&[b'2', 0x86]);
+        }
+        p.push(b'.');
+        let e = decode(&p).unwrap_err();
+        assert!(e.message.contains("shared references expand"), "{e}");
+    }
+
+    #[test]
+    fn undecodable_envelopes_keep_their_request_id() {
+        // {'ws_action': {'request_id': 'r-1', 'request': <nested 600 deep>}}
+        let mut p = vec![0x80, 4, b'}'];
+        write_str(&mut p, "ws_action");
+        p.push(b'}');
+        write_str(&mut p, "request_id");
+        write_str(&mut p, "r-1");
+        p.push(b's');
+        write_str(&mut p, "request");
+        p.extend(std::iter::repeat_n(b']', 600));
+        p.extend(std::iter::repeat_n(b'a', 599));
+        p.extend_from_slice(b"ss.");
+        let e = decode(&p).unwrap_err();
+        assert!(e.message.contains("nesting deeper"), "{e}");
+        assert_eq!(e.request_id.as_deref(), Some("r-1"));
+    }
+
+    #[test]
+    fn integers_stop_at_pythons_digit_limit() {
+        for digits in [1, 9, 10, 18, 19, 20, 38, 39, 40, 100, 1000, MAX_INT_DIGITS] {
+            for negative in [false, true] {
+                let text = format!("{}{}", if negative { "-" } else { "" }, "9".repeat(digits));
+                let back = decode(&encode(&json::int_from_digits(&text))).unwrap().value;
+                assert_eq!(json::to_string(&back), text, "{digits} digits");
+            }
+        }
+        let mut long4 = vec![0x80, 4, 0x8b];
+        long4.extend_from_slice(&48_000u32.to_le_bytes());
+        long4.extend(std::iter::repeat_n(0x11, 48_000));
+        long4.push(b'.');
+        assert!(decode(&long4).unwrap_err().message.contains("over the 4300 digits"));
+        let text = format!("L{}L\n.", "1".repeat(MAX_INT_DIGITS + 1));
+        assert!(decode(text.as_bytes()).unwrap_err().message.contains("4301 digits"));
+        assert!(decode(b"Labc\n.").is_err());
     }
 
     #[test]
