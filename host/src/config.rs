@@ -45,10 +45,14 @@
 //! [limits]                      # any of these; the rest keep their named defaults
 //! call_deadline_ms = 10000
 //! memory_mib = 64
+//! guest_memory_mib = 4096      # all guests' memory together; past it calls answer Busy
 //! max_frame_bytes = 16777216
 //! max_response_frame_bytes = 4194304
 //! max_in_flight = 256
 //! max_connections = 10000
+//! max_connections_per_peer = 500
+//! max_queued_answer_bytes = 33554432  # answers waiting for a client that does not read
+//! write_timeout_ms = 30000      # a client that takes no answer for this long is closed
 //! setup_timeout_ms = 10000
 //! shutdown_grace_ms = 10000
 //! max_generators_per_connection = 100
@@ -152,10 +156,15 @@ pub struct GroupEntry {
 pub struct LimitsEntry {
     pub call_deadline_ms: Option<u64>,
     pub memory_mib: Option<usize>,
+    /// The runtime's host-wide budget (`runtime::MemoryBudget`), read where the runtime is made.
+    pub guest_memory_mib: Option<usize>,
     pub max_frame_bytes: Option<usize>,
     pub max_response_frame_bytes: Option<usize>,
     pub max_in_flight: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
+    pub max_queued_answer_bytes: Option<usize>,
+    pub write_timeout_ms: Option<u64>,
     pub setup_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub max_generators_per_connection: Option<usize>,
@@ -181,6 +190,9 @@ impl LimitsEntry {
         self.max_response_frame_bytes.into_iter().for_each(|v| c.max_response_frame = v);
         self.max_in_flight.into_iter().for_each(|v| c.max_in_flight = v.max(1));
         self.max_connections.into_iter().for_each(|v| c.max_connections = v.max(1));
+        self.max_connections_per_peer.into_iter().for_each(|v| c.max_connections_per_peer = v.max(1));
+        self.max_queued_answer_bytes.into_iter().for_each(|v| c.max_queued_answer_bytes = v);
+        self.write_timeout_ms.into_iter().for_each(|v| c.write_timeout = ms(v.max(1)));
         self.setup_timeout_ms.into_iter().for_each(|v| c.setup_timeout = ms(v));
         self.shutdown_grace_ms.into_iter().for_each(|v| c.shutdown_grace = ms(v));
         self.max_generators_per_connection.into_iter().for_each(|v| c.max_generators_per_connection = v);

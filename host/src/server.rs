@@ -1,7 +1,8 @@
 //! The websocket server: accept loop, path routing, connection limit, graceful shutdown.
 //!
 //! Owns listening and the life of connections: which paths exist (each with its secret and
-//! `encryption_enabled` flag), how many connections may be open, the websocket limits, and
+//! `encryption_enabled` flag), how many connections may be open (in all and from one peer
+//! address, with the process's open-file limit raised to match), the websocket limits, and
 //! stopping (stop accepting, let sessions finish their calls within the grace period, close
 //! sockets cleanly). `run(listener, config, registry, shutdown)` is the whole server, so tests
 //! start a real one on 127.0.0.1:0 and stop it deterministically. Per-connection protocol
@@ -9,8 +10,10 @@
 
 use crate::deploy::Deployer;
 use crate::registry::Registry;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -28,6 +31,22 @@ pub const DEFAULT_MAX_RESPONSE_FRAME: usize = 4 << 20;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Open connections across the host; more are turned away until some close.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Open connections from one peer address (an IPv6 peer's /64 counts as one address, since
+/// one host holds a whole /64). A client host running a pool of worker processes, each with a
+/// few proxies, stays far below it, while one address can take at most a twentieth of
+/// [`DEFAULT_MAX_CONNECTIONS`], so that it cannot lock everyone else out.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 500;
+/// Bytes of answers one connection may have waiting to be written. Eight answers of the
+/// largest size easyrpc clients accept: room for a burst of big answers to a client that
+/// reads them, while a client that stops reading holds at most this before it is closed.
+pub const DEFAULT_MAX_QUEUED_ANSWER_BYTES: usize = 8 * DEFAULT_MAX_RESPONSE_FRAME;
+/// Longest a write to a client may wait for it to read: a client that takes no answer for
+/// this long has stopped reading and is closed (even a slow link takes a 4 MiB answer in far
+/// less), so that it holds neither its connection nor the answers meant for it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Files the host keeps open besides its connections (modules, the cache, the log, the
+/// runtime's own): what the open-file limit needs beyond one per connection.
+const FILES_BESIDE_CONNECTIONS: u64 = 256;
 /// Generators one connection may hold open at once.
 pub const DEFAULT_MAX_GENERATORS_PER_CONNECTION: usize = 100;
 /// Generators open across the host; each holds a sandboxed instance, so this stays well below
@@ -60,6 +79,9 @@ pub struct ConnectionLimits {
     pub max_response_frame: usize,
     pub max_in_flight: usize,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    pub max_queued_answer_bytes: usize,
+    pub write_timeout: Duration,
     pub setup_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_generators_per_connection: usize,
@@ -74,6 +96,9 @@ impl Default for ConnectionLimits {
             max_response_frame: DEFAULT_MAX_RESPONSE_FRAME,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
+            write_timeout: WRITE_TIMEOUT,
             setup_timeout: SETUP_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
             max_generators_per_connection: DEFAULT_MAX_GENERATORS_PER_CONNECTION,
@@ -134,7 +159,9 @@ pub async fn run_with_deployer(
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(address = %local, paths = ?config.paths.iter().map(|p| &p.path).collect::<Vec<_>>(), "serving");
+    raise_open_file_limit(config.limits.max_connections);
     let connections = Arc::new(Semaphore::new(config.limits.max_connections));
+    let peers = Arc::new(PeerCounts::new(config.limits.max_connections_per_peer));
     let open_generators = Arc::new(Semaphore::new(config.limits.max_open_generators));
     let shared = Arc::new(Shared { config, registry, deployer, open_generators });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -154,6 +181,11 @@ pub async fn run_with_deployer(
                 }
             },
         };
+        let Some(peer_slot) = peers.claim(peer.ip()) else {
+            tracing::warn!(%peer, "this peer's connection limit reached; turning a connection away");
+            drop(stream);
+            continue;
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; turning a connection away");
             drop(stream);
@@ -163,7 +195,7 @@ pub async fn run_with_deployer(
         let shared = shared.clone();
         let stop_rx = stop_rx.clone();
         sessions.spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, peer_slot);
             let Some((ws, path)) = handshake(stream, &shared).await else { return };
             crate::session::serve(ws, peer, path, shared, stop_rx).await;
         });
@@ -177,6 +209,93 @@ pub async fn run_with_deployer(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Open connections by peer address, against the per-peer limit.
+struct PeerCounts {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    limit: usize,
+}
+
+/// One connection's place in its peer's count, given back when dropped.
+struct PeerSlot {
+    peers: Arc<PeerCounts>,
+    key: IpAddr,
+}
+
+impl PeerCounts {
+    fn new(limit: usize) -> Self {
+        Self { open: Mutex::new(HashMap::new()), limit }
+    }
+
+    /// A place for one more connection from `ip`, or none at its limit.
+    fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let key = peer_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot { peers: self.clone(), key })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The address a peer is counted under: an IPv4 address as it is, an IPv6 one by its /64
+/// (an IPv4-mapped one as the IPv4 address).
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
+/// Raises the soft open-file limit so that `max_connections` sockets fit beside the host's
+/// other files; where the hard limit is lower, raises it that far and says how many
+/// connections the host can then take.
+fn raise_open_file_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + FILES_BESIDE_CONNECTIONS;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+        return;
+    }
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    let target = if limit.rlim_max == libc::RLIM_INFINITY { wanted } else { wanted.min(limit.rlim_max) };
+    let raised = libc::rlimit { rlim_cur: target, rlim_max: limit.rlim_max };
+    // SAFETY: as above.
+    if target > limit.rlim_cur && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        limit.rlim_cur = target;
+    }
+    if limit.rlim_cur < wanted {
+        let room = limit.rlim_cur.saturating_sub(FILES_BESIDE_CONNECTIONS);
+        tracing::warn!(
+            open_file_limit = limit.rlim_cur,
+            max_connections,
+            "the open-file limit cannot be raised to what max_connections needs: about {room} connections fit; \
+             raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections"
+        );
+    } else {
+        tracing::debug!(open_file_limit = limit.rlim_cur, "open-file limit");
+    }
 }
 
 /// The websocket upgrade; answers 404 for paths the server does not serve.
@@ -215,5 +334,34 @@ async fn handshake(
             None
         }
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_counted_by_address_and_ipv6_prefix() {
+        let peers = Arc::new(PeerCounts::new(2));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = peers.claim(a).expect("room");
+        let _second = peers.claim(a).expect("room");
+        assert!(peers.claim(a).is_none(), "at the limit");
+        assert!(peers.claim("10.0.0.2".parse().unwrap()).is_some(), "another address has its own count");
+        drop(first);
+        assert!(peers.claim(a).is_some(), "a closed connection gives its place back");
+        let v6 = |s: &str| peer_key(s.parse().unwrap());
+        assert_eq!(v6("2001:db8::1"), v6("2001:db8::ffff:1"));
+        assert_ne!(v6("2001:db8::1"), v6("2001:db8:0:1::1"));
+        assert_eq!(v6("::ffff:10.0.0.1"), a);
+    }
+
+    #[test]
+    fn the_open_file_limit_is_raised_for_the_connections() {
+        raise_open_file_limit(1000);
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        assert!(limit.rlim_cur >= (1000 + FILES_BESIDE_CONNECTIONS).min(limit.rlim_max), "{}", limit.rlim_cur);
     }
 }

@@ -3,7 +3,8 @@
 //! Owns the per-connection protocol state: setup and auth (quirks Q1, Q14), the serialization
 //! chosen by the client, the json keep-alive pong (Q7), calls answered by request id (unlike
 //! the Python server, which serialises them), the in-flight bound that turns into
-//! backpressure, the connection's open generators (limits, idle timeout), and the close (a
+//! backpressure, the budget of answers waiting for a client that does not read (past it the
+//! client is closed, not fed), the connection's open generators (limits, idle timeout), and the close (a
 //! client that goes away aborts its calls; a host shutdown lets them finish within the grace
 //! period). One task reads and writes the websocket and runs each call's first poll itself;
 //! calls that wait continue as tasks of their own and send their answers back to it. What a
@@ -20,11 +21,12 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -79,7 +81,9 @@ pub(crate) async fn serve(
     let limits = shared.config.limits;
     let setup = tokio::time::timeout(limits.setup_timeout, ws.next()).await;
     let claims = match setup {
-        Ok(Some(Ok(WsMessage::Text(text)))) => read_setup(text.as_str(), &path.secret, &shared.registry),
+        Ok(Some(Ok(WsMessage::Text(text)))) => {
+            auth::read_setup(text.as_str(), &path.secret, |namespace| shared.registry.snapshot().secret_for(namespace).map(str::to_owned))
+        }
         Ok(Some(Ok(_))) => Err("the first frame must be a text setup frame".to_owned()),
         Ok(Some(Err(e))) => Err(format!("websocket error before setup: {e}")),
         Ok(None) => return,
@@ -129,6 +133,9 @@ pub(crate) async fn serve(
         calls: JoinSet::new(),
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
         waited: mpsc::unbounded_channel(),
+        backlog: Arc::new(Backlog { bytes: AtomicUsize::new(0), limit: limits.max_queued_answer_bytes, over: Notify::new() }),
+        write_timeout: limits.write_timeout,
+        slow_reader: false,
         slow_actions: SlowActions::default(),
         requests: 0,
     };
@@ -144,10 +151,15 @@ pub(crate) async fn serve(
             break true;
         }
         // Answers of calls that had to wait go out as soon as the connection looks again.
+        let mut delivered = Flow::Continue;
         while let Ok(answer) = connection.waited.1.try_recv() {
-            if connection.ws.feed(answer).await.is_err() {
+            delivered = connection.deliver(answer).await;
+            if matches!(delivered, Flow::Close) {
                 break;
             }
+        }
+        if matches!(delivered, Flow::Close) {
+            break false;
         }
         // A frame that is already here is handled at once. The written answers are flushed
         // when none is waiting, so that a burst of requests gets its answers in few writes, and
@@ -157,7 +169,7 @@ pub(crate) async fn serve(
             Some(frame) => {
                 if unflushed >= FLUSH_EVERY {
                     unflushed = 0;
-                    if connection.ws.flush().await.is_err() {
+                    if let Flow::Close = connection.flush().await {
                         break false;
                     }
                 }
@@ -165,13 +177,13 @@ pub(crate) async fn serve(
             }
             None => {
                 unflushed = 0;
-                if connection.ws.flush().await.is_err() {
+                if let Flow::Close = connection.flush().await {
                     break false;
                 }
                 tokio::select! {
                     _ = shutdown.changed() => break true,
                     Some(answer) = connection.waited.1.recv() => {
-                        if connection.ws.feed(answer).await.is_err() {
+                        if let Flow::Close = connection.deliver(answer).await {
                             break false;
                         }
                         continue;
@@ -183,7 +195,7 @@ pub(crate) async fn serve(
                     }
                     Ok(()) = changes.changed(), if notify => {
                         let notice = to_ws(wire::functions_changed(connection.session.serialization));
-                        if connection.ws.feed(notice).await.is_err() {
+                        if let Flow::Close = connection.write(notice).await {
                             break false;
                         }
                         continue;
@@ -198,7 +210,7 @@ pub(crate) async fn serve(
         unflushed += 1;
     };
 
-    let Connection { mut ws, mut calls, waited: (_, mut waited), requests, .. } = connection;
+    let Connection { mut ws, mut calls, waited: (_, mut waited), requests, slow_reader, .. } = connection;
     if shutting_down {
         // Let running calls finish and their answers go out, then close cleanly.
         let grace = tokio::time::sleep(limits.shutdown_grace);
@@ -210,7 +222,7 @@ pub(crate) async fn serve(
                     break;
                 }
                 Some(answer) = waited.recv() => {
-                    if ws.feed(answer).await.is_err() {
+                    if ws.feed(answer.message).await.is_err() {
                         break;
                     }
                 }
@@ -218,10 +230,10 @@ pub(crate) async fn serve(
             }
         }
         while let Ok(answer) = waited.try_recv() {
-            let _ = ws.feed(answer).await;
+            let _ = ws.feed(answer.message).await;
         }
         let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() })).await;
-    } else {
+    } else if !slow_reader {
         let _ = ws.flush().await;
     }
     calls.abort_all();
@@ -259,8 +271,15 @@ struct Connection {
     calls: JoinSet<()>,
     /// Bounds `calls`; when it is used up the connection stops reading (backpressure).
     in_flight: Arc<Semaphore>,
-    /// Answers from `calls`, written by the connection task.
-    waited: (mpsc::UnboundedSender<WsMessage>, mpsc::UnboundedReceiver<WsMessage>),
+    /// Answers from `calls`, written by the connection task. The channel is unbounded because
+    /// `backlog` bounds it.
+    waited: (mpsc::UnboundedSender<Queued>, mpsc::UnboundedReceiver<Queued>),
+    /// Bytes of the answers in `waited`, against the connection's budget.
+    backlog: Arc<Backlog>,
+    /// Closed for not reading its answers: nothing more is written to it.
+    slow_reader: bool,
+    /// Longest one write may wait for the client to read.
+    write_timeout: Duration,
     /// Actions whose last calls took longer than [`INLINE_LIMIT`] here, and how many in a row;
     /// at [`SLOW_STRIKES`] they start as tasks.
     slow_actions: SlowActions,
@@ -287,7 +306,7 @@ impl Connection {
             Some(Ok(WsMessage::Text(text))) => {
                 if ser == Serialization::Json && text.as_str().contains("ping") {
                     // Quirk Q7: the Python server answers any text frame containing "ping".
-                    if self.ws.feed(to_ws(wire::pong())).await.is_err() {
+                    if let Flow::Close = self.write(to_ws(wire::pong())).await {
                         return Flow::Close;
                     }
                 }
@@ -308,6 +327,11 @@ impl Connection {
         };
         let (message, unsupported) = match decoded {
             Ok(d) => d,
+            Err(wire::Undecodable { reason, request_id: Some(id) }) => {
+                tracing::debug!(%peer, error = %reason, request = %id, "undecodable request");
+                let error = error_dict(&format!("cannot decode the request: {reason}"));
+                return self.write(to_ws(wire::response(ser, &id, &error, true))).await;
+            }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "ignoring undecodable frame");
                 return Flow::Continue;
@@ -352,24 +376,118 @@ impl Connection {
                 // own task and this connection goes on reading.
                 let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return Flow::Close };
                 let answers = self.waited.0.clone();
+                let backlog = self.backlog.clone();
                 self.calls.spawn(async move {
                     let (session, id, (value, is_error)) = call.await;
                     if expected {
-                        let _ = answers.send(session.encode_response(&id, &value, is_error));
+                        let message = session.encode_response(&id, &value, is_error);
+                        let bytes = message.len();
+                        backlog.add(bytes);
+                        let _ = answers.send(Queued { message, bytes, _in_flight: permit });
                     }
-                    drop(permit);
                 });
                 Flow::Continue
             }
         }
     }
 
-    /// Queues a frame for the next flush.
+    /// Queues a frame for the next flush (see [`until_written`](Self::until_written)).
     async fn write(&mut self, message: WsMessage) -> Flow {
-        match self.ws.feed(message).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
+        let written = Self::until_written(&self.backlog, self.write_timeout, self.ws.feed(message)).await;
+        self.after_write(written)
+    }
+
+    /// Writes the queued frames out (see [`until_written`](Self::until_written)).
+    async fn flush(&mut self) -> Flow {
+        let written = Self::until_written(&self.backlog, self.write_timeout, self.ws.flush()).await;
+        self.after_write(written)
+    }
+
+    /// Waits for a write, which waits while the client does not read. Answers of calls running
+    /// meanwhile queue up; if they pass their budget while the write still waits, or the write
+    /// waits longer than `timeout`, the client is a slow reader: none. (Passing the budget
+    /// while no write waits is a burst of answers that the connection is about to write.)
+    async fn until_written(
+        backlog: &Backlog,
+        timeout: Duration,
+        write: impl Future<Output = Result<(), TungsteniteError>>,
+    ) -> Option<Result<(), TungsteniteError>> {
+        let mut write = std::pin::pin!(write);
+        // Most writes finish on their first poll: only one that waits pays for a timer.
+        if let Some(written) = (&mut write).now_or_never() {
+            return Some(written);
         }
+        let give_up = tokio::time::sleep(timeout);
+        let mut give_up = std::pin::pin!(give_up);
+        loop {
+            tokio::select! {
+                written = &mut write => return Some(written),
+                _ = &mut give_up => return None,
+                _ = backlog.over.notified() => if backlog.is_over() {
+                    return None;
+                },
+            }
+        }
+    }
+
+    fn after_write(&mut self, written: Option<Result<(), TungsteniteError>>) -> Flow {
+        match written {
+            Some(Ok(())) => Flow::Continue,
+            Some(Err(_)) => Flow::Close,
+            None => self.close_slow_reader(),
+        }
+    }
+
+    /// Writes a waited call's answer; it leaves the backlog, and its call's in-flight place is
+    /// given back, once the websocket has it.
+    async fn deliver(&mut self, answer: Queued) -> Flow {
+        let Queued { message, bytes, _in_flight } = answer;
+        let flow = self.write(message).await;
+        self.backlog.remove(bytes);
+        flow
+    }
+
+    fn close_slow_reader(&mut self) -> Flow {
+        let queued = self.backlog.bytes.load(Ordering::Relaxed);
+        tracing::info!(
+            peer = %self.peer, namespace = %self.session.namespace, queued, limit = self.backlog.limit,
+            "the client does not read its answers; closing"
+        );
+        self.slow_reader = true;
+        Flow::Close
+    }
+}
+
+/// The answer of a call that ran as its own task, on its way to the connection task. It keeps
+/// the call's in-flight place until it is written, so that a client that does not read stops
+/// being read from.
+struct Queued {
+    message: WsMessage,
+    bytes: usize,
+    _in_flight: OwnedSemaphorePermit,
+}
+
+/// Bytes of answers waiting to be written on one connection, against its budget.
+struct Backlog {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// Woken when `bytes` passes `limit`.
+    over: Notify,
+}
+
+impl Backlog {
+    fn add(&self, bytes: usize) {
+        if self.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > self.limit {
+            self.over.notify_one();
+        }
+    }
+
+    fn remove(&self, bytes: usize) {
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    fn is_over(&self) -> bool {
+        self.bytes.load(Ordering::Acquire) > self.limit
     }
 }
 
@@ -408,22 +526,6 @@ fn request_action(body: &RequestBody) -> &str {
         RequestBody::Call(call) => call.action.as_deref().unwrap_or_default(),
         RequestBody::Wrapped(_) => "",
     }
-}
-
-/// Verifies the setup frame: its token must be signed with the secret of the namespace (or
-/// group) it names, if that has one, or with the path's admin secret. Returns the claims and
-/// whether the admin secret signed them.
-fn read_setup(text: &str, admin_secret: &str, registry: &Registry) -> Result<(auth::SetupClaims, bool), String> {
-    let value = crate::value::json::parse(text).map_err(|e| format!("setup frame is not JSON: {e}"))?;
-    let token = value.get("setup").and_then(Value::as_str).ok_or("setup frame lacks `setup`")?;
-    if let Ok(claims) = auth::verify_setup(token, admin_secret) {
-        return Ok((claims, true));
-    }
-    let claimed = auth::unverified_claims(token).map_err(|e| e.to_string())?;
-    let namespace = claimed.get("namespace").and_then(Value::as_str).unwrap_or_default();
-    let snapshot = registry.snapshot();
-    let tenant_secret = snapshot.secret_for(namespace).ok_or("no tenant secret and not the admin secret")?;
-    auth::verify_setup(token, tenant_secret).map(|c| (c, false)).map_err(|e| e.to_string())
 }
 
 /// `{"error": message}`: protocol-level errors travel as a normal response holding a dict.
@@ -702,6 +804,9 @@ fn reserved_marker(value: &Value) -> Option<&'static str> {
         Value::List(items) if items.iter().any(|v| v.as_str() == Some(GENERATOR_START)) => {
             Some("the result list holds the reserved generator start marker")
         }
+        Value::Dict(entries) if entries.iter().any(|(k, _)| k == GENERATOR_START) => {
+            Some("the result dict has the reserved generator start marker as a key")
+        }
         _ => None,
     }
 }
@@ -722,6 +827,8 @@ mod tests {
     fn reserved_markers_are_caught() {
         assert!(reserved_marker(&Value::Str("xGENERATOR_STARTx".into())).is_some());
         assert!(reserved_marker(&Value::List(vec!["GENERATOR_START".into()])).is_some());
+        assert!(reserved_marker(&Value::Dict(vec![("GENERATOR_START".into(), Value::Int(1))])).is_some());
+        assert!(reserved_marker(&Value::Dict(vec![("start".into(), "GENERATOR_START".into())])).is_none());
         assert!(reserved_marker(&Value::Str("fine".into())).is_none());
     }
 }

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Per-call memory limit in MiB.
     #[arg(long)]
     pub memory_mib: Option<usize>,
+    /// Guest memory across all calls and generators in MiB (default 4096); past it calls
+    /// answer Busy.
+    #[arg(long)]
+    pub guest_memory_mib: Option<usize>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -98,7 +102,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         true => None,
         false => args.cache_dir.clone().or(file.cache_dir.clone()).or_else(default_cache_dir),
     };
-    let runtime = Runtime::new(RuntimeConfig { cache_dir, ..Default::default() }).context("starting the WASM runtime")?;
+    let mut runtime_config = RuntimeConfig { cache_dir, ..Default::default() };
+    if let Some(mib) = args.guest_memory_mib.or(file.limits.guest_memory_mib) {
+        runtime_config.guest_memory = mib << 20;
+    }
+    let runtime = Runtime::new(runtime_config).context("starting the WASM runtime")?;
     let mut limits = CallLimits::default();
     let mut connection_limits = ConnectionLimits::default();
     file.limits.apply(&mut connection_limits, &mut limits);

@@ -12,10 +12,12 @@
 //! the runtime only loads and runs.
 //!
 //! Submodules: `describe` (component types -> descriptors), `witdoc` (embedded WIT docs),
-//! `convert` (values), `sandbox` (one instance and its calls), `reuse` (instances kept between
+//! `convert` (values), `sandbox` (one instance and its calls), `budget` (guest memory
+//! host-wide), `reuse` (instances kept between
 //! one namespace's calls), `capabilities` (host functions guests import), `cache` (compiled
 //! components on disk), `error` (typed errors).
 
+mod budget;
 mod cache;
 pub mod capabilities;
 pub mod convert;
@@ -25,6 +27,7 @@ mod reuse;
 mod sandbox;
 pub mod witdoc;
 
+pub use budget::{MemoryBudget, DEFAULT_GUEST_MEMORY, GENERATOR_SHARE_OF_BUDGET};
 pub use cache::{content_hash, CacheOutcome};
 pub use error::{CallError, LoadError, ValueError};
 pub use reuse::{InstanceReuse, WarmInstances, DEFAULT_MAX_CALLS_PER_INSTANCE, MAX_WARM_MEMORY, WARM_PER_NAMESPACE};
@@ -107,11 +110,18 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     pub max_instances: u32,
     pub max_memory: usize,
+    /// Guest linear memory across all instances (see [`MemoryBudget`]).
+    pub guest_memory: usize,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { cache_dir: None, max_instances: DEFAULT_MAX_INSTANCES, max_memory: MAX_MEMORY_LIMIT }
+        Self {
+            cache_dir: None,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memory: MAX_MEMORY_LIMIT,
+            guest_memory: DEFAULT_GUEST_MEMORY,
+        }
     }
 }
 
@@ -129,6 +139,8 @@ struct RuntimeInner {
     linker: Linker<CallState>,
     cache: Option<ComponentCache>,
     max_memory: usize,
+    /// Every store's memory limiter charges its growth here.
+    memory_budget: Arc<MemoryBudget>,
     ticker_stop: Arc<AtomicBool>,
     /// Ready sandboxes across all modules.
     ready: PoolShare,
@@ -221,6 +233,7 @@ impl Runtime {
                 linker,
                 cache,
                 max_memory: config.max_memory,
+                memory_budget: Arc::new(MemoryBudget::new(config.guest_memory)),
                 ticker_stop,
                 ready: PoolShare::new(config.max_instances, READY_SHARE_OF_POOL),
                 warm: PoolShare::new(config.max_instances, reuse::WARM_SHARE_OF_POOL),
@@ -252,6 +265,11 @@ impl Runtime {
     /// The largest memory limit a call may be given.
     pub fn max_memory(&self) -> usize {
         self.inner.max_memory
+    }
+
+    /// The host-wide budget of guest memory and what is granted of it now.
+    pub fn memory_budget(&self) -> &MemoryBudget {
+        &self.inner.memory_budget
     }
 
     /// Loads a component file; the module is named after the file stem.
@@ -529,6 +547,7 @@ impl Module {
         }
         let params = self.prepare_at(index, args, kwargs)?;
         let mut sandbox = self.ready_sandbox(limits);
+        sandbox.hold_for_generator()?;
         let stream = sandbox.open(self, function, &params).await?;
         Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream) })
     }

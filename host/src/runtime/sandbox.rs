@@ -2,11 +2,13 @@
 //!
 //! Owns the per-instance state wasmtime needs ([`CallState`]): a WASI context (made on first
 //! use) with nothing granted (no files, network, environment or arguments; stdout/stderr
-//! captured and bounded), the memory limiter, and the call deadline that the epoch callback
+//! captured and bounded), the memory limiter (the call's own limit, and the host-wide budget
+//! it charges), and the call deadline that the epoch callback
 //! enforces; and the renewal of a store for its next instance. It also turns wasmtime's errors
 //! into [`CallError`]s. It does not pick limits (the caller passes [`CallLimits`]) and does not
 //! bind arguments (the module does that before calling).
 
+use super::budget::MemoryBudget;
 use super::convert::from_val;
 use super::error::{CallError, ValueError};
 use super::{CallLimits, Export, ExportedFunction, Module, RuntimeInner, INSTANCES_PER_STORE};
@@ -75,27 +77,48 @@ impl WasiView for CallState {
     }
 }
 
-/// Refuses memory growth beyond the call's limit and remembers that it did, so the resulting
-/// trap (Rust guests abort on allocation failure) is reported as out-of-memory.
+/// Refuses memory growth beyond the call's limit, or beyond what the host-wide budget has
+/// left, and remembers which, so that the resulting trap (Rust guests abort on allocation
+/// failure) is reported as out-of-memory or as busy.
 struct MemoryLimiter {
     limit: usize,
     exceeded: bool,
     /// The largest size any memory of the instance was granted.
     peak: usize,
+    budget: Arc<MemoryBudget>,
+    /// What this store's memories were granted of the budget (all its instances', retired
+    /// ones included); given back when the store is dropped.
+    charged: usize,
+    /// A growth was refused because the budget had no room.
+    over_budget: bool,
+    /// The store is an open generator's: its memory counts in the generators' share.
+    generator: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             return Ok(false);
         }
+        let growth = desired.saturating_sub(current);
+        if !self.budget.charge(growth, self.generator) {
+            self.over_budget = true;
+            return Ok(false);
+        }
+        self.charged += growth;
         self.peak = self.peak.max(desired);
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.budget.release(self.charged, self.generator);
     }
 }
 
@@ -217,7 +240,15 @@ impl Sandbox {
             stdout: OutputCapture::new(limits.output),
             stderr: OutputCapture::new(limits.output),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: limits.memory, exceeded: false, peak: 0 },
+            limiter: MemoryLimiter {
+                limit: limits.memory,
+                exceeded: false,
+                peak: 0,
+                budget: module.runtime.memory_budget.clone(),
+                charged: 0,
+                over_budget: false,
+                generator: false,
+            },
             deadline: now + limits.deadline,
             started: now,
             lane_slot: Arc::new(Mutex::new(None)),
@@ -284,6 +315,7 @@ impl Sandbox {
         let state = self.store.data_mut();
         state.wasi = None;
         state.limiter.exceeded = false;
+        state.limiter.over_budget = false;
         self.instance = None;
         self.funcs.clear();
         self.calls = 0;
@@ -356,6 +388,7 @@ impl Sandbox {
         // A guest may have met the memory limit in an earlier call and carried on (growth
         // refused, no trap): only a refusal during this call makes this call out-of-memory.
         state.limiter.exceeded = false;
+        state.limiter.over_budget = false;
         self.store.set_epoch_deadline(1);
         let mut results = vec![Val::Bool(false); result_count];
         let pre = module.instance_pre();
@@ -429,6 +462,20 @@ impl Sandbox {
         self.store.data().limiter.peak
     }
 
+    /// Makes this sandbox an open generator's: what its store holds of the guest memory budget,
+    /// and all it grows by from now on, counts in the generators' share.
+    pub(super) fn hold_for_generator(&mut self) -> Result<(), CallError> {
+        let limiter = &mut self.store.data_mut().limiter;
+        if limiter.generator {
+            return Ok(());
+        }
+        if !limiter.budget.hold_for_generator(limiter.charged) {
+            return Err(generators_share_used_up(&limiter.budget));
+        }
+        limiter.generator = true;
+        Ok(())
+    }
+
     /// Whether a call trapped or was cut off in this sandbox.
     pub(super) fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -485,6 +532,19 @@ impl Sandbox {
 
     fn classify(&self, function: &str, error: wasmtime::Error) -> CallError {
         let function = function.to_owned();
+        let limiter = &self.store.data().limiter;
+        if limiter.over_budget {
+            return if limiter.generator {
+                generators_share_used_up(&limiter.budget)
+            } else {
+                CallError::Busy {
+                    reason: format!(
+                        "the host's memory for guests is in use up to its budget of {} MiB; try again shortly",
+                        limiter.budget.limit() >> 20
+                    ),
+                }
+            };
+        }
         if self.store.data().limiter.exceeded {
             return CallError::OutOfMemory { function, limit: self.limits.memory };
         }
@@ -547,6 +607,15 @@ impl Drop for Sandbox {
             }
         }
         drop(store);
+    }
+}
+
+fn generators_share_used_up(budget: &MemoryBudget) -> CallError {
+    CallError::Busy {
+        reason: format!(
+            "open generators hold their share of the host's memory for guests ({} MiB); close some or try again later",
+            budget.limit() / super::GENERATOR_SHARE_OF_BUDGET >> 20
+        ),
     }
 }
 

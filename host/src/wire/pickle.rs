@@ -65,6 +65,9 @@ enum Node {
     Dict(Vec<(usize, usize)>),
     /// A class reference or instance: not plain data.
     Object(String),
+    /// A value the decoder does not take (an integer past Python's digit limit): materializing
+    /// it fails with this reason, after the whole frame is read, so the request is answered.
+    Refused(String),
 }
 
 #[derive(Clone, Copy)]
@@ -171,6 +174,7 @@ impl Materializer<'_> {
                 self.unsupported.get_or_insert_with(|| desc.clone());
                 Value::None
             }
+            Node::Refused(reason) => return Err(reason.clone()),
         })
     }
 }
@@ -334,17 +338,17 @@ impl<'a> Decoder<'a> {
                 }
                 0x8a | 0x8b => {
                     let n = if op == 0x8a { usize::from(self.u8()?) } else { self.u32()? };
-                    if n > MAX_LONG_BYTES {
-                        return Err(self.err(format!("an integer of {n} bytes, over the {MAX_INT_DIGITS} digits that Python converts")));
-                    }
                     let bytes = self.take(n)?;
-                    let node = long_from_le(bytes);
-                    if let Node::BigInt(digits) = &node {
-                        let count = digits.trim_start_matches('-').len();
-                        if count > MAX_INT_DIGITS {
-                            return Err(self.err(json::too_many_digits(count)));
+                    let node = if n > MAX_LONG_BYTES {
+                        Node::Refused(format!("an integer of {n} bytes, over the {MAX_INT_DIGITS} digits that Python converts"))
+                    } else {
+                        match long_from_le(bytes) {
+                            Node::BigInt(digits) if digits.trim_start_matches('-').len() > MAX_INT_DIGITS => {
+                                Node::Refused(json::too_many_digits(digits.trim_start_matches('-').len()))
+                            }
+                            node => node,
                         }
-                    }
+                    };
                     self.push(node);
                 }
                 b'I' => {
@@ -362,13 +366,14 @@ impl<'a> Decoder<'a> {
                     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                         return Err(self.err("bad LONG"));
                     }
-                    if digits.len() > MAX_INT_DIGITS {
-                        return Err(self.err(json::too_many_digits(digits.len())));
-                    }
-                    let node = match json::int_from_digits(line) {
-                        Value::Int(i) => Node::Int(i),
-                        Value::BigInt(s) => Node::BigInt(s),
-                        _ => return Err(self.err("bad LONG")),
+                    let node = if digits.len() > MAX_INT_DIGITS {
+                        Node::Refused(json::too_many_digits(digits.len()))
+                    } else {
+                        match json::int_from_digits(line) {
+                            Value::Int(i) => Node::Int(i),
+                            Value::BigInt(s) => Node::BigInt(s),
+                            _ => return Err(self.err("bad LONG")),
+                        }
                     };
                     self.push(node);
                 }

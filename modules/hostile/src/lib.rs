@@ -85,6 +85,10 @@ impl Guest for Hostile {
         panic!("{msg}");
     }
 
+    fn pad(kib: u32) -> String {
+        "x".repeat(kib as usize * 1024)
+    }
+
     fn shout(mib: u32) -> u64 {
         let line = [b'x'; 1023];
         let mut written = 0u64;
