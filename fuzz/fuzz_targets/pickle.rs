@@ -1,0 +1,15 @@
+#![no_main]
+//! Fuzz target `pickle`: see `harness::pickle_frames`.
+
+#[path = "../harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+#[global_allocator]
+static ALLOCATOR: harness::Counting = harness::Counting;
+
+libfuzzer_sys::fuzz_target!(|input: &[u8]| {
+    if let Err(broken) = harness::run_checked(harness::pickle_frames, input, 1) {
+        panic!("{broken}");
+    }
+});
