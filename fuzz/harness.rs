@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const MS_PER_KB: u64 = 10;
 /// Peak bytes allocated allowed per byte of input.
 pub const ALLOCATION_FACTOR: usize = 128;
-/// Peak bytes any input may allocate: the decoders' fixed costs (a pickle's 1 MiB
+/// Peak bytes any input may allocate: the decoders' fixed costs (a pickle's 64 KiB
 /// materializing floor, hash indexes, error messages).
 pub const ALLOCATION_FLOOR: usize = 4 << 20;
 /// The secret that setup tokens of the corpus are signed with.

@@ -13,9 +13,12 @@ use crate::registry::Registry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -60,6 +63,11 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Read buffer of each websocket (tungstenite's default is 128 KiB).
 pub const READ_BUFFER: usize = 8 << 10;
+/// Bytes a connection may send before it is authenticated: its HTTP upgrade request and its
+/// setup frame, together a few hundred bytes from easyrpc clients (a JWT of four claims).
+/// Beyond it the connection is refused, so that peers nobody authenticated cannot make the
+/// host hold frames of up to `max_frame` each.
+pub const MAX_SETUP_BYTES: usize = 64 << 10;
 /// The default port and path, as in the easyrpc README.
 pub const DEFAULT_PORT: u16 = 8220;
 pub const DEFAULT_PATH: &str = "/ws/easy";
@@ -192,6 +200,7 @@ pub async fn run_with_deployer(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let stream = PeerStream::new(stream);
         let shared = shared.clone();
         let stop_rx = stop_rx.clone();
         sessions.spawn(async move {
@@ -298,11 +307,66 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
+/// A connection's socket, counting what the peer sends until it is authenticated: past
+/// [`MAX_SETUP_BYTES`] reading fails, before tungstenite buffers a frame that large.
+pub(crate) struct PeerStream {
+    tcp: TcpStream,
+    /// Bytes the peer may still send before it is authenticated; none once it is.
+    unauthenticated_room: Option<usize>,
+}
+
+impl PeerStream {
+    fn new(tcp: TcpStream) -> Self {
+        Self { tcp, unauthenticated_room: Some(MAX_SETUP_BYTES) }
+    }
+
+    /// The peer is authenticated: its frames are bounded by the websocket's limits only.
+    pub(crate) fn authenticated(&mut self) {
+        self.unauthenticated_room = None;
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(room)) = (&read, this.unauthenticated_room.as_mut()) {
+            let got = buf.filled().len() - before;
+            *room = room.checked_sub(got).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("more than {MAX_SETUP_BYTES} bytes before the setup frame was verified"),
+                )
+            })?;
+        }
+        read
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, data)
+    }
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
 /// The websocket upgrade; answers 404 for paths the server does not serve.
 async fn handshake(
-    stream: tokio::net::TcpStream,
+    stream: PeerStream,
     shared: &Shared,
-) -> Option<(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, Arc<PathConfig>)> {
+) -> Option<(tokio_tungstenite::WebSocketStream<PeerStream>, Arc<PathConfig>)> {
     let limits = shared.config.limits;
     let mut ws_config = WebSocketConfig::default();
     ws_config.max_message_size = Some(limits.max_frame);

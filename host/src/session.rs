@@ -14,7 +14,7 @@ use crate::deploy::Deployer;
 use crate::registry::{Callable, Registry, ValueStream};
 use crate::signature::FunctionKind;
 use crate::runtime::CallError;
-use crate::server::{PathConfig, Shared};
+use crate::server::{PathConfig, PeerStream, Shared};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, RequestBody, Serialization};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -72,7 +71,7 @@ struct OpenGenerator {
 
 /// Serves one accepted websocket until it closes or the host shuts down.
 pub(crate) async fn serve(
-    mut ws: WebSocketStream<TcpStream>,
+    mut ws: WebSocketStream<PeerStream>,
     peer: SocketAddr,
     path: Arc<PathConfig>,
     shared: Arc<Shared>,
@@ -102,6 +101,7 @@ pub(crate) async fn serve(
             return;
         }
     };
+    ws.get_mut().authenticated();
     if ws.send(to_ws(wire::auth_ok(&shared.config.server_id))).await.is_err() {
         return;
     }
@@ -263,7 +263,7 @@ enum Flow {
 /// One set-up connection: the websocket, read and written by this task alone, and the calls
 /// that had to wait (they run as their own tasks and send their answers back here).
 struct Connection {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<PeerStream>,
     session: Arc<Session>,
     peer: SocketAddr,
     max_frame: Option<usize>,

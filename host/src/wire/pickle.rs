@@ -25,8 +25,9 @@ pub const MAX_DEPTH: usize = 512;
 /// references repeat objects, which a hostile peer uses to grow a tiny frame into gigabytes.
 pub const MATERIALIZE_FACTOR: usize = 32;
 /// What any pickle may materialize whatever its size, so that small frames sharing a few
-/// objects (`[s] * 100` of a short string) still decode.
-pub const MATERIALIZE_FLOOR: usize = 1 << 20;
+/// objects (`[s] * 100` of a short string) still decode, while a few bytes cannot make more
+/// than a couple of thousand values.
+pub const MATERIALIZE_FLOOR: usize = 64 << 10;
 
 /// Longest LONG1/LONG4 payload: enough for [`MAX_INT_DIGITS`] decimal digits and a sign.
 const MAX_LONG_BYTES: usize = MAX_INT_DIGITS * 10 / 24 + 2;
@@ -873,9 +874,9 @@ mod tests {
         let mut p = vec![0x80, 4, b']', b'(', b'X'];
         p.extend_from_slice(&1000u32.to_le_bytes());
         p.extend(std::iter::repeat_n(b'a', 1000));
-        p.extend(std::iter::repeat_n(b'2', 100));
+        p.extend(std::iter::repeat_n(b'2', 50));
         p.extend_from_slice(b"e.");
-        // 101 copies of 1000 bytes fit the floor.
+        // 51 copies of 1000 bytes fit the floor.
         assert!(decode(&p).is_ok());
         // Doubling through the memo: l = [l0, l0], 30 times, is 2^30 leaves from 60 opcodes.
         let mut p = vec![0x80, 4, b'N'];
