@@ -228,6 +228,37 @@ async fn a_client_that_does_not_read_is_closed_not_fed() {
     server.stop().await;
 }
 
+/// Beside row 4: a client that pipelines more calls than the connection admits (by count and
+/// by bytes of requests) waits to be read, and every answer still arrives: the connection
+/// writes answers while it waits for room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_past_the_in_flight_limits_wait_and_are_answered() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start_with(&[("peer", &["peer"])], CallLimits::default(), |c| {
+        c.limits.max_in_flight = 4;
+        c.limits.max_in_flight_bytes = MIB;
+    })
+    .await;
+    let mut raw = RawClient::connect(&server, "peer").await;
+    let tag = "t".repeat(200_000);
+    let before = resident();
+    for i in 0..40 {
+        raw.send_request(&format!("slow-{i}"), &format!(r#"{{"action": "slow", "args": [0.05, "{tag}"]}}"#)).await;
+    }
+    let mut answered = 0;
+    while answered < 40 {
+        let frame = raw.next_frame().await.expect("the connection stays open");
+        if let Some(response) = frame.get("ws_action").and_then(|a| a.get("response")) {
+            assert_eq!(response.as_str().map(str::len), Some(200_000));
+            answered += 1;
+        }
+    }
+    let grown = resident().saturating_sub(before);
+    println!("beside row 4: 40 pipelined calls of 200 KB past 4 calls / 1 MiB in flight all answered; the process grew by {} MiB", grown / MIB);
+    assert_serves(&server).await;
+    server.stop().await;
+}
+
 /// Row 5: open generators that each hold memory. All guest memory is bounded by the runtime's
 /// budget, and generators may hold half of it at most: beyond, opening one answers Busy, and
 /// calls still find room.

@@ -49,6 +49,7 @@
 //! max_frame_bytes = 16777216
 //! max_response_frame_bytes = 4194304
 //! max_in_flight = 256
+//! max_in_flight_bytes = 16777216  # requests of one connection's calls in flight
 //! max_connections = 10000
 //! max_connections_per_peer = 500
 //! max_queued_answer_bytes = 33554432  # answers waiting for a client that does not read
@@ -161,6 +162,7 @@ pub struct LimitsEntry {
     pub max_frame_bytes: Option<usize>,
     pub max_response_frame_bytes: Option<usize>,
     pub max_in_flight: Option<usize>,
+    pub max_in_flight_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_peer: Option<usize>,
     pub max_queued_answer_bytes: Option<usize>,
@@ -189,6 +191,7 @@ impl LimitsEntry {
         self.max_frame_bytes.into_iter().for_each(|v| c.max_frame = v);
         self.max_response_frame_bytes.into_iter().for_each(|v| c.max_response_frame = v);
         self.max_in_flight.into_iter().for_each(|v| c.max_in_flight = v.max(1));
+        self.max_in_flight_bytes.into_iter().for_each(|v| c.max_in_flight_bytes = v.clamp(1, u32::MAX as usize));
         self.max_connections.into_iter().for_each(|v| c.max_connections = v.max(1));
         self.max_connections_per_peer.into_iter().for_each(|v| c.max_connections_per_peer = v.max(1));
         self.max_queued_answer_bytes.into_iter().for_each(|v| c.max_queued_answer_bytes = v);

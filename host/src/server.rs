@@ -32,6 +32,11 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 pub const DEFAULT_MAX_RESPONSE_FRAME: usize = 4 << 20;
 /// Calls one connection may have running at once; further requests wait (backpressure).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Bytes of the requests of one connection's calls in flight: one frame of the largest size.
+/// Their arguments stay decoded while the calls run or queue (up to about 32 times the
+/// frame's bytes), so this, not the count, bounds what a client's pipelined requests hold;
+/// past it the connection is read no further until calls finish.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = DEFAULT_MAX_FRAME;
 /// Open connections across the host; more are turned away until some close.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Open connections from one peer address (an IPv6 peer's /64 counts as one address, since
@@ -86,6 +91,7 @@ pub struct ConnectionLimits {
     pub max_frame: usize,
     pub max_response_frame: usize,
     pub max_in_flight: usize,
+    pub max_in_flight_bytes: usize,
     pub max_connections: usize,
     pub max_connections_per_peer: usize,
     pub max_queued_answer_bytes: usize,
@@ -103,6 +109,7 @@ impl Default for ConnectionLimits {
             max_frame: DEFAULT_MAX_FRAME,
             max_response_frame: DEFAULT_MAX_RESPONSE_FRAME,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
             max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,

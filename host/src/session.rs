@@ -132,6 +132,8 @@ pub(crate) async fn serve(
         max_frame,
         calls: JoinSet::new(),
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        in_flight_bytes: Arc::new(Semaphore::new(limits.max_in_flight_bytes)),
+        in_flight_bytes_limit: limits.max_in_flight_bytes,
         waited: mpsc::unbounded_channel(),
         backlog: Arc::new(Backlog { bytes: AtomicUsize::new(0), limit: limits.max_queued_answer_bytes, over: Notify::new() }),
         write_timeout: limits.write_timeout,
@@ -271,6 +273,10 @@ struct Connection {
     calls: JoinSet<()>,
     /// Bounds `calls`; when it is used up the connection stops reading (backpressure).
     in_flight: Arc<Semaphore>,
+    /// Bounds the bytes of the requests of `calls` (their arguments stay decoded while they
+    /// run or wait), the same way.
+    in_flight_bytes: Arc<Semaphore>,
+    in_flight_bytes_limit: usize,
     /// Answers from `calls`, written by the connection task. The channel is unbounded because
     /// `backlog` bounds it.
     waited: (mpsc::UnboundedSender<Queued>, mpsc::UnboundedReceiver<Queued>),
@@ -374,7 +380,7 @@ impl Connection {
             Poll::Pending => {
                 // It waits (a deadline tick, a busy namespace, a deploy): it continues as its
                 // own task and this connection goes on reading.
-                let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return Flow::Close };
+                let Some(permit) = self.admit(size).await else { return Flow::Close };
                 let answers = self.waited.0.clone();
                 let backlog = self.backlog.clone();
                 self.calls.spawn(async move {
@@ -387,6 +393,32 @@ impl Connection {
                     }
                 });
                 Flow::Continue
+            }
+        }
+    }
+
+    /// A place among the calls in flight for a call whose request was `bytes` long. While
+    /// there is none (the client pipelines more than the limits), the connection reads no
+    /// further but goes on writing answers, whose calls then give their places back. None if
+    /// the connection closed meanwhile.
+    async fn admit(&mut self, bytes: usize) -> Option<InFlight> {
+        let bytes = u32::try_from(bytes.min(self.in_flight_bytes_limit)).unwrap_or(u32::MAX);
+        let places = (self.in_flight.clone(), self.in_flight_bytes.clone());
+        let admitted = async move {
+            let call = places.0.acquire_owned().await.ok()?;
+            let bytes = places.1.acquire_many_owned(bytes).await.ok()?;
+            Some(InFlight { _call: call, _bytes: bytes })
+        };
+        let mut admitted = std::pin::pin!(admitted);
+        loop {
+            tokio::select! {
+                biased;
+                admitted = &mut admitted => return admitted,
+                Some(answer) = self.waited.1.recv() => {
+                    if let Flow::Close = self.deliver(answer).await {
+                        return None;
+                    }
+                }
             }
         }
     }
@@ -464,7 +496,14 @@ impl Connection {
 struct Queued {
     message: WsMessage,
     bytes: usize,
-    _in_flight: OwnedSemaphorePermit,
+    _in_flight: InFlight,
+}
+
+/// A call's place among a connection's calls in flight: one of `max_in_flight`, and its
+/// request's bytes of `max_in_flight_bytes`.
+struct InFlight {
+    _call: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
 }
 
 /// Bytes of answers waiting to be written on one connection, against its budget.
@@ -577,6 +616,9 @@ const GENERATOR_END: &str = "GENERATOR_END";
 /// Admin actions (EasyRpc extension).
 pub const DEPLOY: &str = "__easyrpc_deploy__";
 pub const REMOVE: &str = "__easyrpc_remove__";
+/// Longest request id kept as a generator's id; a longer one gets a uuid instead (clients
+/// pull with the id the start answer names). Python clients send uuids (36 bytes).
+const MAX_GENERATOR_ID: usize = 128;
 /// How often idle generators are looked for.
 const GENERATOR_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -680,7 +722,13 @@ impl Session {
         };
         let open = OpenGenerator { stream: Some(stream), last_used: Instant::now(), permits: Some((permit, tenant_permit)) };
         let mut generators = self.generators_lock();
-        let id = if generators.contains_key(request_id) { uuid::Uuid::new_v4().to_string() } else { request_id.to_owned() };
+        // The id is the client's own unless taken or long: ids are kept as long as their
+        // generators, and a request id may be as long as a frame.
+        let id = if request_id.len() > MAX_GENERATOR_ID || generators.contains_key(request_id) {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            request_id.to_owned()
+        };
         generators.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(open)));
         tracing::debug!(namespace = %self.namespace, function = %action, generator = %id, "generator opened");
         (Value::Dict(vec![(GENERATOR_START.to_owned(), Value::Str(id))]), false)
