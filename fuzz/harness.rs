@@ -2,8 +2,9 @@
 //! `cargo fuzz` targets (`fuzz_targets/`) and by the test suite, which runs every input of
 //! `fuzz/corpus/` through the same checks (`tests/fuzz_corpus.rs`).
 //!
-//! Every decoder a peer reaches must, on any input: not panic; take at most [`MS_PER_KB`] per
-//! KiB of input (inputs under a KiB get [`MS_PER_KB`] in all); and allocate at most
+//! Every decoder a peer reaches must, on any input: not panic; take at most [`MS_PER_KB`] of
+//! CPU per KiB of input (inputs under a KiB get [`MS_PER_KB`] in all; CPU time of the thread,
+//! so that a busy machine's scheduling does not count); and allocate at most
 //! [`ALLOCATION_FACTOR`] bytes per byte of input beyond [`ALLOCATION_FLOOR`] (the peak of live
 //! bytes while it runs, counted by [`Counting`], which the binary installs as its allocator).
 
@@ -13,7 +14,7 @@ use easyrpc::value::{json, Value};
 use easyrpc::wire::{self, auth, pickle, Serialization};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Time allowed per KiB of input.
 pub const MS_PER_KB: u64 = 10;
@@ -64,6 +65,7 @@ fn grew(bytes: usize) {
 /// What running one input cost.
 #[derive(Debug)]
 pub struct Cost {
+    /// CPU time it took.
     pub took: Duration,
     /// Peak bytes allocated above what was live before.
     pub allocated: usize,
@@ -73,13 +75,18 @@ pub struct Cost {
 /// scales the time bound for unoptimized builds (the test suite's); the fuzz targets,
 /// optimized, pass 1.
 pub fn run_checked(target: fn(&[u8]), input: &[u8], slowdown: u32) -> Result<Cost, String> {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let started = Instant::now();
-    target(input);
-    let cost = Cost { took: started.elapsed(), allocated: PEAK.load(Ordering::Relaxed).saturating_sub(base) };
     let kib = (input.len() as u64).div_ceil(1024).max(1);
     let time_bound = Duration::from_millis(MS_PER_KB * kib) * slowdown;
+    let mut cost = run_once(target, input);
+    // A slow input is slow every time; a run the machine interrupted (a page-fault storm, a
+    // reclaim) is not, so the best of three counts.
+    for _ in 0..2 {
+        if cost.took <= time_bound {
+            break;
+        }
+        let again = run_once(target, input);
+        cost.took = cost.took.min(again.took);
+    }
     if cost.took > time_bound {
         return Err(format!("{} bytes took {:?}, over {time_bound:?}", input.len(), cost.took));
     }
@@ -88,6 +95,22 @@ pub fn run_checked(target: fn(&[u8]), input: &[u8], slowdown: u32) -> Result<Cos
         return Err(format!("{} bytes allocated {} bytes, over {allocation_bound}", input.len(), cost.allocated));
     }
     Ok(cost)
+}
+
+fn run_once(target: fn(&[u8]), input: &[u8]) -> Cost {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let started = thread_cpu_time();
+    target(input);
+    Cost { took: thread_cpu_time().saturating_sub(started), allocated: PEAK.load(Ordering::Relaxed).saturating_sub(base) }
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the struct passed to it.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// The text of an input, if it is UTF-8 (frames of text are).
@@ -131,7 +154,19 @@ pub fn pickle_frames(input: &[u8]) {
     if let Ok(decoded) = pickle::decode(input) {
         let encoded = pickle::encode(&decoded.value);
         let again = pickle::decode(&encoded).unwrap_or_else(|e| panic!("encoded pickle does not decode: {e}"));
-        assert_eq!(json::to_string(&again.value), json::to_string(&decoded.value), "pickle does not round-trip");
+        assert!(same(&again.value, &decoded.value), "pickle does not round-trip");
+    }
+}
+
+/// Whether two values are equal, a NaN being equal to a NaN.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (Value::List(xs), Value::List(ys)) => xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same(x, y)),
+        (Value::Dict(xs), Value::Dict(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|((kx, x), (ky, y))| kx == ky && same(x, y))
+        }
+        _ => a == b,
     }
 }
 

@@ -90,6 +90,10 @@ def main():
         dup += b"2\x86"
     write("pickle", "dup-bomb", bytes(dup) + b".")
     write("pickle", "long4", b"\x80\x04\x8b" + (3000).to_bytes(4, "little") + b"\x11" * 3000 + b".")
+    # Found by fuzzing: an 18-byte LONG1 whose value fits i128 decoded as digits, not an int.
+    write("pickle", "found-long1-fits-i128", b'\x80\x04N2\x862\x86}\x8c\x04type\x94\x8a\x12r\x88e\x88\x132\x882\x86\x86eq\x88\x88\x00\x11\x00\x00q\x86\x8622\x86\x86.')
+    # Found by fuzzing: 600 bytes doubled through the memo, slow to print as JSON.
+    write("pickle", "found-shared-bytes", b"\x80\x04B" + (600).to_bytes(4, "little") + b"\xff\x00" * 300 + b"2\x86" * 12 + b".")
 
     values = [
         (0, "true"), (2, "255"), (7, "-9223372036854775808"), (8, "18446744073709551615"), (10, "1.5"),

@@ -25,20 +25,24 @@ fn every_corpus_input_keeps_its_bounds() {
             .collect();
         inputs.sort();
         assert!(!inputs.is_empty(), "the {target} corpus is empty");
-        let (mut slowest, mut largest) = (std::time::Duration::ZERO, 0usize);
+        let (mut slowest, mut slowest_per_kib, mut largest) = (std::time::Duration::ZERO, std::time::Duration::ZERO, 0usize);
         for path in &inputs {
             let input = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             // A panic is a failure too, reported with the input that caused it.
             match std::panic::catch_unwind(|| harness::run_checked(run, &input, UNOPTIMIZED_SLOWDOWN)) {
                 Ok(Ok(cost)) => {
                     slowest = slowest.max(cost.took);
+                    slowest_per_kib = slowest_per_kib.max(cost.took / (input.len() as u32).div_ceil(1024).max(1));
                     largest = largest.max(cost.allocated);
                 }
                 Ok(Err(broken)) => failures.push(format!("{target}/{}: {broken}", name(path))),
                 Err(_) => failures.push(format!("{target}/{}: panicked", name(path))),
             }
         }
-        println!("{target}: {} inputs, slowest {slowest:?}, largest allocation {largest} bytes", inputs.len());
+        println!(
+            "{target}: {} inputs, slowest {slowest:?} ({slowest_per_kib:?} per KiB at most), largest allocation {largest} bytes",
+            inputs.len()
+        );
     }
     assert!(failures.is_empty(), "{} corpus inputs broke their bounds:\n{}", failures.len(), failures.join("\n"));
 }

@@ -51,12 +51,13 @@ pub fn write_value(out: &mut String, value: &Value) {
         Value::Str(s) => write_str(out, s),
         Value::Bytes(bytes) => {
             // JSON has no bytes; a list of ints keeps the content.
+            out.reserve(bytes.len() * 4 + 2);
             out.push('[');
-            for (i, b) in bytes.iter().enumerate() {
+            for (i, &b) in bytes.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                let _ = write!(out, "{b}");
+                write_byte(out, b);
             }
             out.push(']');
         }
@@ -114,6 +115,17 @@ fn write_int(out: &mut String, i: i128) {
     }
     // ASCII digits only.
     out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+}
+
+/// Appends a byte's decimal digits (bytes print one by one, where `fmt` would cost most).
+fn write_byte(out: &mut String, b: u8) {
+    if b >= 100 {
+        out.push(char::from(b'0' + b / 100));
+    }
+    if b >= 10 {
+        out.push(char::from(b'0' + b / 10 % 10));
+    }
+    out.push(char::from(b'0' + b % 10));
 }
 
 fn write_float(out: &mut String, x: f64) {
@@ -707,6 +719,14 @@ mod tests {
             assert_eq!(to_string(&Value::Int(i)), i.to_string());
             assert_eq!(parse(&i.to_string()).unwrap(), Value::Int(i));
         }
+    }
+
+    #[test]
+    fn bytes_print_as_lists_of_ints() {
+        let all: Vec<u8> = (0..=255).collect();
+        let expected = format!("[{}]", all.iter().map(u8::to_string).collect::<Vec<_>>().join(","));
+        assert_eq!(to_string(&Value::Bytes(all)), expected);
+        assert_eq!(to_string(&Value::Bytes(vec![])), "[]");
     }
 
     #[test]

@@ -561,8 +561,11 @@ fn object_name(module: &str, name: &str) -> String {
     desc
 }
 
-/// LONG1/LONG4 payload (two's complement, little-endian) to an int node.
+/// LONG1/LONG4 payload (two's complement, little-endian) to an int node: `Int` whenever the
+/// value fits, however many redundant sign bytes the payload has.
 fn long_from_le(bytes: &[u8]) -> Node {
+    let trimmed = trim_twos(bytes.to_vec());
+    let bytes = trimmed.as_slice();
     if bytes.is_empty() {
         return Node::Int(0);
     }
@@ -833,6 +836,15 @@ mod tests {
         }
         // i128 range ints come back as Int, beyond as exact digits.
         assert_eq!(decode(&encode(&Value::Int(-129))).unwrap().value, Value::Int(-129));
+        // Found by fuzzing: an 18-byte LONG1 whose value fits i128 is an Int too.
+        let mut long1 = vec![0x80, 4, 0x8a, 18];
+        long1.extend_from_slice(&i128::MAX.to_le_bytes());
+        long1.extend_from_slice(&[0, 0, b'.']);
+        assert_eq!(decode(&long1).unwrap().value, Value::Int(i128::MAX));
+        let mut long1 = vec![0x80, 4, 0x8a, 18];
+        long1.extend_from_slice(&(-5i128).to_le_bytes());
+        long1.extend_from_slice(&[0xff, 0xff, b'.']);
+        assert_eq!(decode(&long1).unwrap().value, Value::Int(-5));
     }
 
     #[test]
