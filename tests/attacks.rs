@@ -249,7 +249,7 @@ async fn pipelined_calls_past_the_in_flight_limits_wait_and_are_answered() {
     while answered < 40 {
         let frame = raw.next_frame().await.expect("the connection stays open");
         if let Some(response) = frame.get("ws_action").and_then(|a| a.get("response")) {
-            assert_eq!(response.as_str().map(str::len), Some(200_000));
+            assert_eq!(response.as_str().map(str::len), Some(200_000), "{}", &j(response)[..100.min(j(response).len())]);
             answered += 1;
         }
     }

@@ -15,8 +15,11 @@ use crate::signature::FunctionDescriptor;
 use crate::value::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::task::{Context, Poll};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 /// The namespace that modules at the top of a `--modules` directory go to.
 pub const DEFAULT_NAMESPACE: &str = "DEFAULT";
@@ -131,6 +134,8 @@ pub struct NamespacePolicy {
     running: Arc<Semaphore>,
     queued: AtomicUsize,
     generators: Arc<Semaphore>,
+    /// Turns on the host's cores: a call of the namespace is polled only while it holds one.
+    turns: Arc<Semaphore>,
 }
 
 impl NamespacePolicy {
@@ -139,8 +144,14 @@ impl NamespacePolicy {
             running: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
             generators: Arc::new(Semaphore::new(config.max_open_generators)),
             queued: AtomicUsize::new(0),
+            turns: Arc::new(Semaphore::new(turns_per_namespace())),
             config,
         })
+    }
+
+    /// `call`, polled only while it holds one of the namespace's turns (see [`InTurns`]).
+    pub fn in_turns<F: Future>(&self, call: F) -> InTurns<F> {
+        InTurns { call, turns: self.turns.clone(), waiting: None }
     }
 
     /// Waits for a call slot: at once if one is free, in the queue if it has room, else `Busy`.
@@ -167,6 +178,61 @@ impl NamespacePolicy {
         self.generators.clone().try_acquire_owned().map_err(|_| CallError::Busy {
             reason: format!("namespace {namespace} has {} open generators, its limit", self.config.max_open_generators),
         })
+    }
+}
+
+/// How many of one namespace's calls may be polled at once: one per core, so that a tenant
+/// alone can use the whole host.
+fn turns_per_namespace() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+pin_project_lite::pin_project! {
+    /// A call of a namespace that runs (is polled) only while it holds one of the namespace's
+    /// turns, one per core, and gives it back after each poll. The calls of a tenant that
+    /// keeps many in flight then wait for their turns in the namespace's own line, not in
+    /// the runtime's run queues, where every other tenant's call would wait behind all of
+    /// them: each tenant has at most a turn per core queued ahead of the others.
+    pub struct InTurns<F> {
+        #[pin]
+        call: F,
+        turns: Arc<Semaphore>,
+        // Our place in the line, kept while we wait so that the line stays first come,
+        // first served.
+        waiting: Option<Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>>,
+    }
+}
+
+impl<F: Future> Future for InTurns<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let turn = match this.waiting.as_mut() {
+            Some(waiting) => match waiting.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(turn) => {
+                    *this.waiting = None;
+                    turn.ok()
+                }
+            },
+            None => match this.turns.clone().try_acquire_owned() {
+                Ok(turn) => Some(turn),
+                Err(_) => {
+                    let mut waiting = Box::pin(this.turns.clone().acquire_owned());
+                    match waiting.as_mut().poll(cx) {
+                        Poll::Pending => {
+                            *this.waiting = Some(waiting);
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(turn) => turn.ok(),
+                    }
+                }
+            },
+        };
+        let progress = this.call.poll(cx);
+        drop(turn);
+        progress
     }
 }
 

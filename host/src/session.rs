@@ -677,7 +677,7 @@ impl Session {
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         let result = match namespace.policy.admit(member).await {
-            Ok(_running) => function.call(call.args, call.kwargs).await,
+            Ok(_running) => namespace.policy.in_turns(function.call(call.args, call.kwargs)).await,
             Err(busy) => Err(busy),
         };
         match result {

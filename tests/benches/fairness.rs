@@ -1,6 +1,15 @@
 //! Fairness benchmark (run with `cargo bench -p easyrpc-tests --bench fairness`): a
-//! well-behaved tenant's call latency alone, then while a hostile tenant keeps the host busy
-//! with infinite loops and memory bombs, measured in one run. Prints p50/p99 and the ratios.
+//! well-behaved tenant's call latency alone, then while a hostile tenant keeps
+//! [`HOSTILE_IN_FLIGHT`] calls running (infinite loops, memory bombs, stack overflows, floods
+//! of output), measured in one run, on a host where the hostile tenant has limits of its own
+//! (a 1 s deadline) and on a default host (10 s). The host, the good client and the attacker
+//! each run on runtimes (threads) of their own, as three processes would; since here they
+//! share two cores, the attacker's client runs at the lowest CPU priority and the good client
+//! at a raised one (as root), so that what is measured is how the host shares its cores
+//! between tenants, not how the kernel shares them between the benchmark's clients. Prints p50/p99 and
+//! the ratios; the goal is a p99 under attack within 3x of the p99 alone. `-- --only NAME`
+//! keeps one kind of hostile call (`spin`, `memory_bomb`, `recurse`, `shout`), to see which
+//! one costs the others.
 
 use easyrpc::client::EasyRpcProxy;
 use easyrpc::value::Value;
@@ -13,10 +22,16 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Sequential calls the good tenant makes per measurement.
 const CALLS: usize = 3_000;
-const HOSTILE_CONNECTIONS: usize = 8;
+/// Hostile calls kept running at once, over [`HOSTILE_CONNECTIONS`] connections.
+const HOSTILE_IN_FLIGHT: usize = 100;
+const HOSTILE_CONNECTIONS: usize = 4;
+/// What the hostile calls do, in turn.
+const HOSTILE_CALLS: [(&str, &str); 4] = [("spin", "[]"), ("memory_bomb", "[]"), ("recurse", "[1000000000]"), ("shout", "[1]")];
 
-const CONFIG: &str = r#"
+/// The hostile tenant with limits of its own.
+const LIMITED: &str = r#"
 [[namespace]]
 name = "good"
 
@@ -34,10 +49,22 @@ file = "{hostile}"
 namespaces = ["bad"]
 "#;
 
+/// The same tenants on a host with default limits only.
+const DEFAULT: &str = r#"
+[[module]]
+file = "{peer}"
+namespaces = ["good"]
+
+[[module]]
+file = "{hostile}"
+namespaces = ["bad"]
+"#;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The good tenant's p50 and p99 over [`CALLS`] sequential calls of `add`.
 async fn measure(good: &EasyRpcProxy) -> (Duration, Duration) {
     let mut samples = Vec::with_capacity(CALLS);
     for i in 0..CALLS {
@@ -50,46 +77,93 @@ async fn measure(good: &EasyRpcProxy) -> (Duration, Duration) {
     (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
+/// Sets the calling thread's nice value (-20 highest .. 19 lowest priority); false if it may not.
+fn set_thread_priority(nice: i32) -> bool {
+    // SAFETY: gettid and setpriority take and return plain integers.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) == 0 }
+}
+
+/// A runtime on a thread of its own, like a separate client process.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio")
+}
+
+/// Keeps [`HOSTILE_IN_FLIGHT`] hostile calls running until `stop`; counts those that ended.
+async fn attack(url: String, only: Option<String>, stop: Arc<AtomicBool>, ended: Arc<AtomicUsize>) {
+    let kinds: Vec<_> = HOSTILE_CALLS.iter().filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name)).collect();
+    let mut connections = Vec::new();
+    for _ in 0..HOSTILE_CONNECTIONS {
+        connections.push(Arc::new(EasyRpcProxy::connect(&url, SECRET, "bad").await.expect("bad tenant")));
+    }
+    let mut loops = tokio::task::JoinSet::new();
+    for i in 0..HOSTILE_IN_FLIGHT {
+        let bad = connections[i % HOSTILE_CONNECTIONS].clone();
+        let (stop, ended) = (stop.clone(), ended.clone());
+        let (name, args) = *kinds[i % kinds.len()];
+        let args = match easyrpc::value::json::parse(args) {
+            Ok(Value::List(args)) => args,
+            _ => Vec::new(),
+        };
+        loops.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = bad.call(name, args.clone(), vec![]).await;
+                ended.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loops.abort_all();
+}
+
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
-    rt.block_on(async {
-        let (server, _) = serve_config(CONFIG).await;
-        let good = EasyRpcProxy::connect(&server.url(), SECRET, "good").await.expect("good tenant");
-        measure(&good).await; // warm-up
-        let (alone_p50, alone_p99) = measure(&good).await;
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let host = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    // The good client runs on this thread.
+    if !set_thread_priority(-10) {
+        println!("(the good client's priority could not be raised: its figures include waiting for a core)");
+    }
+    for (name, config) in [("hostile tenant limited (1 s deadline)", LIMITED), ("default host (10 s deadline)", DEFAULT)] {
+        println!("== {name}");
+        let (server, _) = host.block_on(serve_config(config));
+        let url = server.url();
+        let good_runtime = client_runtime();
+        let good = good_runtime.block_on(EasyRpcProxy::connect(&url, SECRET, "good")).expect("good tenant");
+        good_runtime.block_on(measure(&good)); // warm-up
+        let (alone_p50, alone_p99) = good_runtime.block_on(measure(&good));
 
         let stop = Arc::new(AtomicBool::new(false));
-        let hostile_calls = Arc::new(AtomicUsize::new(0));
-        let mut attackers = Vec::new();
-        for i in 0..HOSTILE_CONNECTIONS {
-            let url = server.url();
-            let stop = stop.clone();
-            let count = hostile_calls.clone();
-            attackers.push(tokio::spawn(async move {
-                let bad = EasyRpcProxy::connect(&url, SECRET, "bad").await.expect("bad tenant");
-                let name = if i % 2 == 0 { "spin" } else { "memory_bomb" };
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = bad.call(name, vec![], vec![]).await;
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (busy_p50, busy_p99) = measure(&good).await;
+        let ended = Arc::new(AtomicUsize::new(0));
+        let attacker = {
+            let (url, only, stop, ended) = (url.clone(), only.clone(), stop.clone(), ended.clone());
+            std::thread::spawn(move || {
+                set_thread_priority(19);
+                client_runtime().block_on(attack(url, only, stop, ended))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(1000));
+        let ended_before = ended.load(Ordering::Relaxed);
+        let (busy_p50, busy_p99) = good_runtime.block_on(measure(&good));
+        let ended_during = ended.load(Ordering::Relaxed) - ended_before;
         stop.store(true, Ordering::Relaxed);
-        for a in attackers {
-            let _ = a.await;
-        }
+        let _ = attacker.join();
+
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        println!("== well-behaved tenant: {CALLS} sequential calls of add over a websocket");
-        println!("alone                         p50 {:>8.1} µs   p99 {:>8.1} µs", us(alone_p50), us(alone_p99));
+        println!("well-behaved tenant: {CALLS} sequential calls of add over a websocket");
+        println!("alone                              p50 {:>8.1} µs   p99 {:>8.1} µs", us(alone_p50), us(alone_p99));
         println!(
-            "with {HOSTILE_CONNECTIONS} hostile connections    p50 {:>8.1} µs   p99 {:>8.1} µs   ({} hostile calls ended meanwhile)",
+            "with {HOSTILE_IN_FLIGHT} hostile calls in flight    p50 {:>8.1} µs   p99 {:>8.1} µs   ({ended_during} hostile calls ended meanwhile)",
             us(busy_p50),
             us(busy_p99),
-            hostile_calls.load(Ordering::Relaxed)
         );
-        println!("ratio under attack / alone     p50 {:.2}x   p99 {:.2}x   (goal: p99 <= 2x)", us(busy_p50) / us(alone_p50), us(busy_p99) / us(alone_p99));
-        server.stop().await;
-    });
+        println!(
+            "ratio under attack / alone         p50 {:.2}x   p99 {:.2}x   (goal: p99 <= 3x)",
+            us(busy_p50) / us(alone_p50),
+            us(busy_p99) / us(alone_p99)
+        );
+        drop(good);
+        host.block_on(server.stop());
+    }
 }

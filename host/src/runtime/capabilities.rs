@@ -19,7 +19,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> anyhow::Result<()
     let mut host = linker.instance(HOST_INTERFACE)?;
     // The sandbox's deadline timer covers the sleep (the call future is pending while it
     // sleeps), so a guest cannot sleep past its deadline; the worker is free meanwhile.
-    host.func_wrap_async("sleep", |_store, (nanoseconds,): (u64,)| {
+    host.func_wrap_async("sleep", |store, (nanoseconds,): (u64,)| {
+        // A long call asleep needs no core: its long-lane slot goes to the next long call.
+        store.data().leave_long_lane();
         Box::new(async move {
             tokio::time::sleep(Duration::from_nanos(nanoseconds)).await;
             Ok(())

@@ -39,7 +39,7 @@ use cache::ComponentCache;
 use sandbox::CallState;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
@@ -215,6 +215,10 @@ impl Runtime {
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
+            // No wasm backtrace is captured for a trap: the host reports the trap's kind and
+            // message only, and walking a guest's deep stack (a recursion that overflows it)
+            // held a worker for milliseconds per trap, which other tenants' calls waited for.
+            .wasm_backtrace_max_frames(None)
             .wasm_component_model(true);
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
@@ -327,7 +331,7 @@ impl Runtime {
             };
             let next_index = next_index.map(|index| Export { index, slot: 2 * position + 1 });
             let result_count = usize::from(descriptor.result.is_some());
-            functions.push(ExportedFunction { descriptor, index, next_index, result_count });
+            functions.push(ExportedFunction { descriptor, index, next_index, result_count, long_strikes: AtomicU8::new(0) });
         }
         let by_name = functions.iter().enumerate().map(|(i, f)| (f.descriptor.name.clone(), i)).collect();
         tracing::debug!(module = %name, %hash, ?cache_outcome, ?compile_time, functions = functions.len(), "loaded module");
@@ -372,6 +376,9 @@ pub struct ExportedFunction {
     /// A generator's `next` method.
     next_index: Option<Export>,
     result_count: usize,
+    /// How many of the function's last calls in a row were long calls (see
+    /// `sandbox::LONG_CALL`); at `sandbox::LONG_STRIKES` its calls start in the long lane.
+    long_strikes: AtomicU8,
 }
 
 /// One export a sandbox calls: where the component has it, and its slot among the module's
@@ -389,6 +396,17 @@ impl ExportedFunction {
 
     fn next_index(&self) -> Option<&Export> {
         self.next_index.as_ref()
+    }
+
+    /// Whether the function's recent calls were long: its next call starts in the long lane.
+    fn runs_long(&self) -> bool {
+        self.long_strikes.load(Ordering::Relaxed) >= sandbox::LONG_STRIKES
+    }
+
+    /// Counts a call that was long, or clears the count after one that was not.
+    fn note_call(&self, long: bool) {
+        let strikes = if long { self.long_strikes.load(Ordering::Relaxed).saturating_add(1).min(sandbox::LONG_STRIKES) } else { 0 };
+        self.long_strikes.store(strikes, Ordering::Relaxed);
     }
 }
 

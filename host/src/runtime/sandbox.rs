@@ -46,6 +46,7 @@ pub struct CallState {
     started: Instant,
     /// The long-lane slot this call holds while it runs as a long call.
     lane_slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+
     /// The runtime's long lane and its count of retired instances.
     runtime: Arc<RuntimeInner>,
 }
@@ -54,12 +55,25 @@ pub struct CallState {
 /// runtime's few long-lane slots, taking turns with other long calls at every epoch tick. Busy
 /// or hostile guests then share at most those cores, and short calls never queue behind them.
 pub const LONG_CALL: std::time::Duration = std::time::Duration::from_millis(2);
+/// A function whose last this many calls in a row were long calls (or were stopped for their
+/// deadline or memory) starts its next call in the long lane, instead of spending its first
+/// [`LONG_CALL`] among the short calls: a tenant whose calls loop or eat memory then costs the
+/// others nothing but the long lane's core. One call that ends short makes it short again.
+pub const LONG_STRIKES: u8 = 2;
 /// A store whose memory grew past this is dropped on a blocking thread: giving a big memory
 /// back to the kernel takes milliseconds that must not stall a tokio worker.
 const BIG_MEMORY: usize = 8 << 20;
 /// A store whose instances' memory grew past this is not renewed (see [`Sandbox::renew`]): its
 /// retired instances would hold it until the store is dropped.
 const RENEW_MEMORY: usize = 2 << 20;
+
+impl CallState {
+    /// Gives up the long-lane slot the call holds, if any (it takes one again at its next
+    /// epoch tick).
+    pub(super) fn leave_long_lane(&self) {
+        drop(lock(&self.lane_slot).take());
+    }
+}
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -228,6 +242,8 @@ pub struct Sandbox {
     /// Instances this store held before the current one, retired by [`renew`](Self::renew);
     /// counted in the runtime's retired instances until the store is dropped.
     retired: u32,
+    /// How long the last call ran (in its polls: not asleep, not waiting for a slot).
+    busy: std::time::Duration,
 }
 
 impl Sandbox {
@@ -289,6 +305,7 @@ impl Sandbox {
             poisoned: false,
             calls: 0,
             retired: 0,
+            busy: std::time::Duration::ZERO,
         }
     }
 
@@ -325,7 +342,7 @@ impl Sandbox {
     /// Calls `function` of `module` (already bound and converted arguments) within the
     /// sandbox's limits. `module` is the one the sandbox was made for.
     pub(super) async fn call(&mut self, module: &Module, function: &ExportedFunction, params: &[Val]) -> Result<Value, CallError> {
-        let results = self.invoke(module, &function.descriptor.name, function.export_index(), params, function.result_count).await?;
+        let results = self.invoke_noted(module, function, function.export_index(), params, function.result_count).await?;
         self.convert_result(function, results)
     }
 
@@ -333,7 +350,7 @@ impl Sandbox {
     /// sandbox.
     pub(super) async fn open(&mut self, module: &Module, function: &ExportedFunction, params: &[Val]) -> Result<ResourceAny, CallError> {
         let name = &function.descriptor.name;
-        let mut results = self.invoke(module, name, function.export_index(), params, 1).await?;
+        let mut results = self.invoke_noted(module, function, function.export_index(), params, 1).await?;
         match results.pop() {
             Some(Val::Resource(stream)) => Ok(stream),
             other => Err(CallError::BadResult {
@@ -350,7 +367,7 @@ impl Sandbox {
             module: module.name().to_owned(),
             name: format!("{name} (not a generator)"),
         })?;
-        let mut results = self.invoke(module, name, next, &[Val::Resource(stream)], 1).await?;
+        let mut results = self.invoke_noted(module, function, next, &[Val::Resource(stream)], 1).await?;
         let item_type = function.descriptor.result.as_ref();
         match (results.pop(), item_type) {
             (Some(Val::Option(None)), _) => Ok(None),
@@ -364,7 +381,25 @@ impl Sandbox {
         }
     }
 
+    /// [`invoke`](Self::invoke) for `function`, in the long lane from the start if its recent
+    /// calls were long, and noting whether this one was.
+    async fn invoke_noted(
+        &mut self,
+        module: &Module,
+        function: &ExportedFunction,
+        export: &Export,
+        params: &[Val],
+        result_count: usize,
+    ) -> Result<Vec<Val>, CallError> {
+        let outcome = self.invoke(module, &function.descriptor.name, export, params, result_count, function.runs_long()).await;
+        let out_of_memory = matches!(outcome, Err(CallError::OutOfMemory { .. }));
+        function.note_call(out_of_memory || self.busy >= LONG_CALL);
+        outcome
+    }
+
     /// Runs one export (instantiating first if needed) under the deadline; classifies failures.
+    /// `start_long`: the call takes a long-lane slot before it runs and counts as long from
+    /// the start.
     async fn invoke(
         &mut self,
         module: &Module,
@@ -372,6 +407,7 @@ impl Sandbox {
         export: &Export,
         params: &[Val],
         result_count: usize,
+        start_long: bool,
     ) -> Result<Vec<Val>, CallError> {
         if self.poisoned {
             return Err(CallError::Trap {
@@ -389,12 +425,21 @@ impl Sandbox {
         // refused, no trap): only a refusal during this call makes this call out-of-memory.
         state.limiter.exceeded = false;
         state.limiter.over_budget = false;
+        if start_long {
+            state.started = now.checked_sub(LONG_CALL).unwrap_or(now);
+        }
+        let lane = start_long.then(|| (state.runtime.long_lane.clone(), state.lane_slot.clone()));
         self.store.set_epoch_deadline(1);
         let mut results = vec![Val::Bool(false); result_count];
         let pre = module.instance_pre();
         let store: &mut Store<CallState> = &mut self.store;
         let funcs = &mut self.funcs;
         let run = async {
+            if let Some((lane, slot)) = lane {
+                if let Ok(permit) = lane.acquire_owned().await {
+                    *lock(&slot) = Some(permit);
+                }
+            }
             let instance = match self.instance {
                 Some(i) => i,
                 None => {
@@ -420,16 +465,26 @@ impl Sandbox {
         };
         // Most calls finish within their first poll: only a call that waits (a sleep, a yield
         // at an epoch tick) pays for a timer. The deadline still counts from `now`.
+        let mut busy = std::time::Duration::ZERO;
         let outcome = {
             let mut run = std::pin::pin!(run);
-            match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+            // The time spent in the call's polls is the time it ran, not slept or waited.
+            let timed = std::future::poll_fn(|cx| {
+                let polled = Instant::now();
+                let progress = run.as_mut().poll(cx);
+                busy += polled.elapsed();
+                progress
+            });
+            let mut timed = std::pin::pin!(timed);
+            match std::future::poll_fn(|cx| Poll::Ready(timed.as_mut().poll(cx))).await {
                 Poll::Ready(done) => Ok(done),
                 Poll::Pending => {
                     let deadline = tokio::time::Instant::from_std(now + self.limits.deadline);
-                    tokio::time::timeout_at(deadline, run).await
+                    tokio::time::timeout_at(deadline, timed).await
                 }
             }
         };
+        self.busy = busy;
         drop(lock(&self.store.data().lane_slot).take());
         // Classify before logging: a panic's message is read from the captured stderr.
         let error = match outcome {
@@ -601,6 +656,9 @@ impl Drop for Sandbox {
                 let handle = runtime.clone();
                 runtime.spawn_blocking(move || {
                     let _turn = handle.block_on(lane.acquire_owned());
+                    // At the lowest CPU priority: on a busy host the kernel's work of taking
+                    // the memory back then waits for the workers serving calls, not they for it.
+                    let _background = BackgroundPriority::enter();
                     drop(store);
                 });
                 return;
@@ -616,6 +674,35 @@ fn generators_share_used_up(budget: &MemoryBudget) -> CallError {
             "open generators hold their share of the host's memory for guests ({} MiB); close some or try again later",
             budget.limit() / super::GENERATOR_SHARE_OF_BUDGET >> 20
         ),
+    }
+}
+
+/// The calling thread at the lowest CPU priority (nice 19) until dropped, then back at its
+/// own. Where the priority cannot be changed, nothing changes.
+struct BackgroundPriority {
+    before: Option<i32>,
+}
+
+impl BackgroundPriority {
+    fn enter() -> Self {
+        // SAFETY: gettid, getpriority and setpriority take and return plain integers.
+        let before = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            let before = libc::getpriority(libc::PRIO_PROCESS, thread);
+            (libc::setpriority(libc::PRIO_PROCESS, thread, 19) == 0).then_some(before)
+        };
+        Self { before }
+    }
+}
+
+impl Drop for BackgroundPriority {
+    fn drop(&mut self) {
+        if let Some(before) = self.before {
+            // SAFETY: as in `enter`. Raising a priority back needs no privilege for a thread
+            // that lowered it (RLIMIT_NICE permitting); if refused, the blocking thread simply
+            // stays in the background.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, before) };
+        }
     }
 }
 
