@@ -11,7 +11,7 @@
 //! call does is the registry's business; how frames look is `wire`'s.
 
 use crate::deploy::Deployer;
-use crate::registry::{Callable, Registry, ValueStream};
+use crate::registry::{Callable, NamespacePolicy, Registry, ValueStream};
 use crate::signature::FunctionKind;
 use crate::runtime::CallError;
 use crate::server::{PathConfig, PeerStream, Shared};
@@ -67,6 +67,8 @@ struct OpenGenerator {
     /// The generator's share of the host-wide and of its namespace's limit; released with the
     /// stream.
     permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+    /// Its namespace's policy: each step runs in the namespace's turns, as calls do.
+    policy: Arc<NamespacePolicy>,
 }
 
 /// Serves one accepted websocket until it closes or the host shuts down.
@@ -672,7 +674,8 @@ impl Session {
                 Ok(permit) => permit,
                 Err(error) => return (Value::Str(error_string(&error)), true),
             };
-            return self.open_generator(request_id, &action, function.as_ref(), tenant, call.args, call.kwargs).await;
+            let policy = namespace.policy.clone();
+            return self.open_generator(request_id, &action, function.as_ref(), (tenant, policy), call.args, call.kwargs).await;
         }
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
@@ -702,7 +705,7 @@ impl Session {
         request_id: &str,
         action: &str,
         function: &dyn Callable,
-        tenant_permit: OwnedSemaphorePermit,
+        (tenant_permit, policy): (OwnedSemaphorePermit, Arc<NamespacePolicy>),
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
     ) -> (Value, bool) {
@@ -713,14 +716,14 @@ impl Session {
         let Ok(permit) = self.open_generators.clone().try_acquire_owned() else {
             return busy("the host has too many open generators".to_owned());
         };
-        let stream = match function.open(args, kwargs).await {
+        let stream = match policy.in_turns(function.open(args, kwargs)).await {
             Ok(s) => s,
             Err(error) => {
                 tracing::info!(namespace = %self.namespace, function = %action, kind = error.kind(), %error, "generator failed to open");
                 return (Value::Str(error_string(&error)), true);
             }
         };
-        let open = OpenGenerator { stream: Some(stream), last_used: Instant::now(), permits: Some((permit, tenant_permit)) };
+        let open = OpenGenerator { stream: Some(stream), last_used: Instant::now(), permits: Some((permit, tenant_permit)), policy };
         let mut generators = self.generators_lock();
         // The id is the client's own unless taken or long: ids are kept as long as their
         // generators, and a request id may be as long as a frame.
@@ -741,8 +744,9 @@ impl Session {
         };
         let mut generator = generator.lock().await;
         generator.last_used = Instant::now();
+        let policy = generator.policy.clone();
         let outcome = match generator.stream.as_mut() {
-            Some(stream) => stream.next().await,
+            Some(stream) => policy.in_turns(stream.next()).await,
             None => Ok(None),
         };
         match outcome {
