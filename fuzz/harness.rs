@@ -26,8 +26,27 @@ pub const ALLOCATION_FLOOR: usize = 4 << 20;
 /// The secret that setup tokens of the corpus are signed with.
 pub const SECRET: &str = "fuzz-secret";
 
+/// What a fuzz target runs on each input.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by the name of their corpus folder.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [("setup", setup), ("json", json_frames), ("pickle", pickle_frames), ("convert", convert_values)];
+pub const TARGETS: [(&str, Target); 4] = [("setup", setup), ("json", json_frames), ("pickle", pickle_frames), ("convert", convert_values)];
+
+/// A fuzz target's body: the counting allocator, and `harness::$target` run on each input
+/// under the harness's bounds (a broken bound is a crash, for libFuzzer to keep).
+#[allow(unused_macros)]
+macro_rules! fuzz_target_of {
+    ($target:ident) => {
+        #[global_allocator]
+        static ALLOCATOR: harness::Counting = harness::Counting;
+
+        libfuzzer_sys::fuzz_target!(|input: &[u8]| {
+            if let Err(broken) = harness::run_checked(harness::$target, input, 1) {
+                panic!("{broken}");
+            }
+        });
+    };
+}
 
 /// The global allocator of a fuzz or test binary, counting live bytes and their peak.
 pub struct Counting;
@@ -74,7 +93,7 @@ pub struct Cost {
 /// Runs `target` on `input` and checks its bounds; the error says which it broke. `slowdown`
 /// scales the time bound for unoptimized builds (the test suite's); the fuzz targets,
 /// optimized, pass 1.
-pub fn run_checked(target: fn(&[u8]), input: &[u8], slowdown: u32) -> Result<Cost, String> {
+pub fn run_checked(target: Target, input: &[u8], slowdown: u32) -> Result<Cost, String> {
     let kib = (input.len() as u64).div_ceil(1024).max(1);
     let time_bound = Duration::from_millis(MS_PER_KB * kib) * slowdown;
     let mut cost = run_once(target, input);
@@ -97,7 +116,7 @@ pub fn run_checked(target: fn(&[u8]), input: &[u8], slowdown: u32) -> Result<Cos
     Ok(cost)
 }
 
-fn run_once(target: fn(&[u8]), input: &[u8]) -> Cost {
+fn run_once(target: Target, input: &[u8]) -> Cost {
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let started = thread_cpu_time();

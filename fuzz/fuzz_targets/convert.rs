@@ -1,15 +1,9 @@
 #![no_main]
-//! Fuzz target `convert`: see `harness::convert_values`.
+//! Fuzz target `convert`: `harness::convert_values` on each input.
 
-#[path = "../harness.rs"]
+#[macro_use]
 #[allow(dead_code)]
+#[path = "../harness.rs"]
 mod harness;
 
-#[global_allocator]
-static ALLOCATOR: harness::Counting = harness::Counting;
-
-libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    if let Err(broken) = harness::run_checked(harness::convert_values, input, 1) {
-        panic!("{broken}");
-    }
-});
+fuzz_target_of!(convert_values);

@@ -1,15 +1,9 @@
 #![no_main]
-//! Fuzz target `pickle`: see `harness::pickle_frames`.
+//! Fuzz target `pickle`: `harness::pickle_frames` on each input.
 
-#[path = "../harness.rs"]
+#[macro_use]
 #[allow(dead_code)]
+#[path = "../harness.rs"]
 mod harness;
 
-#[global_allocator]
-static ALLOCATOR: harness::Counting = harness::Counting;
-
-libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    if let Err(broken) = harness::run_checked(harness::pickle_frames, input, 1) {
-        panic!("{broken}");
-    }
-});
+fuzz_target_of!(pickle_frames);

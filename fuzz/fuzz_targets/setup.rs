@@ -1,15 +1,9 @@
 #![no_main]
-//! Fuzz target `setup`: see `harness::setup`.
+//! Fuzz target `setup`: `harness::setup` on each input.
 
-#[path = "../harness.rs"]
+#[macro_use]
 #[allow(dead_code)]
+#[path = "../harness.rs"]
 mod harness;
 
-#[global_allocator]
-static ALLOCATOR: harness::Counting = harness::Counting;
-
-libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    if let Err(broken) = harness::run_checked(harness::setup, input, 1) {
-        panic!("{broken}");
-    }
-});
+fuzz_target_of!(setup);

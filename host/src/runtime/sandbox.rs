@@ -672,7 +672,7 @@ fn generators_share_used_up(budget: &MemoryBudget) -> CallError {
     CallError::Busy {
         reason: format!(
             "open generators hold their share of the host's memory for guests ({} MiB); close some or try again later",
-            budget.limit() / super::GENERATOR_SHARE_OF_BUDGET >> 20
+            (budget.limit() / super::GENERATOR_SHARE_OF_BUDGET) >> 20
         ),
     }
 }
