@@ -2,11 +2,11 @@
 //!
 //! Owns the per-connection protocol state: setup and auth (quirks Q1, Q14), the serialization
 //! chosen by the client, the json keep-alive pong (Q7), calls answered by request id (unlike
-//! the Python server, which serialises them), the in-flight bound that turns into
-//! backpressure, the budget of answers waiting for a client that does not read (past it the
-//! client is closed, not fed), the connection's open generators (limits, idle timeout), and the close (a
-//! client that goes away aborts its calls; a host shutdown lets them finish within the grace
-//! period). One task reads and writes the websocket and runs each call's first poll itself;
+//! the Python server, which serialises them), the in-flight bounds (calls and their bytes)
+//! that turn into backpressure, the budget of answers waiting for a client that does not read
+//! (past it the client is closed, not fed), the connection's open generators (limits, idle
+//! timeout), and the close (a client that goes away aborts its calls; a host shutdown lets
+//! them finish within the grace period). One task reads and writes the websocket and runs each call's first poll itself;
 //! calls that wait continue as tasks of their own and send their answers back to it. What a
 //! call does is the registry's business; how frames look is `wire`'s.
 

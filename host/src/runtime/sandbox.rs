@@ -55,10 +55,11 @@ pub struct CallState {
 /// runtime's few long-lane slots, taking turns with other long calls at every epoch tick. Busy
 /// or hostile guests then share at most those cores, and short calls never queue behind them.
 pub const LONG_CALL: std::time::Duration = std::time::Duration::from_millis(2);
-/// A function whose last this many calls in a row were long calls (or were stopped for their
-/// deadline or memory) starts its next call in the long lane, instead of spending its first
-/// [`LONG_CALL`] among the short calls: a tenant whose calls loop or eat memory then costs the
-/// others nothing but the long lane's core. One call that ends short makes it short again.
+/// A function whose last this many calls in a row ran past [`LONG_CALL`] (time spent running,
+/// not asleep) or ran out of memory starts its next call in the long lane, instead of spending
+/// its first [`LONG_CALL`] among the short calls: a tenant whose calls loop or eat memory then
+/// costs the others nothing but the long lane's core. One call that ends short makes it short
+/// again.
 pub const LONG_STRIKES: u8 = 2;
 /// A store whose memory grew past this is dropped on a blocking thread: giving a big memory
 /// back to the kernel takes milliseconds that must not stall a tokio worker.
