@@ -56,7 +56,7 @@ pub struct CallState {
 /// or hostile guests then share at most those cores, and short calls never queue behind them.
 pub const LONG_CALL: std::time::Duration = std::time::Duration::from_millis(2);
 /// A function whose last this many calls in a row ran past [`LONG_CALL`] (time spent running,
-/// not asleep) or ran out of memory starts its next call in the long lane, instead of spending
+/// not asleep) or failed (trap, timeout, out of memory) starts its next call in the long lane, instead of spending
 /// its first [`LONG_CALL`] among the short calls: a tenant whose calls loop or eat memory then
 /// costs the others nothing but the long lane's core. One call that ends short makes it short
 /// again.
@@ -393,8 +393,10 @@ impl Sandbox {
         result_count: usize,
     ) -> Result<Vec<Val>, CallError> {
         let outcome = self.invoke(module, &function.descriptor.name, export, params, result_count, function.runs_long()).await;
-        let out_of_memory = matches!(outcome, Err(CallError::OutOfMemory { .. }));
-        function.note_call(out_of_memory || self.busy >= LONG_CALL);
+        // A call that trapped, ran out of memory or time (a poisoned sandbox) counts as long:
+        // a function that keeps failing so is broken or hostile, and its failures (unwinding,
+        // tearing down) cost the host as much as running.
+        function.note_call(self.poisoned || self.busy >= LONG_CALL);
         outcome
     }
 
