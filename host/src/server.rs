@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -177,6 +177,7 @@ pub async fn run_with_deployer(
     raise_open_file_limit(config.limits.max_connections);
     let connections = Arc::new(Semaphore::new(config.limits.max_connections));
     let peers = Arc::new(PeerCounts::new(config.limits.max_connections_per_peer));
+    let mut turned_away = TurnedAway::default();
     let open_generators = Arc::new(Semaphore::new(config.limits.max_open_generators));
     let shared = Arc::new(Shared { config, registry, deployer, open_generators });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -197,12 +198,16 @@ pub async fn run_with_deployer(
             },
         };
         let Some(peer_slot) = peers.claim(peer.ip()) else {
-            tracing::warn!(%peer, "this peer's connection limit reached; turning a connection away");
+            if let Some(since_last) = turned_away.note(Instant::now()) {
+                tracing::warn!(%peer, since_last, "this peer's connection limit reached; turning connections away");
+            }
             drop(stream);
             continue;
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; turning a connection away");
+            if let Some(since_last) = turned_away.note(Instant::now()) {
+                tracing::warn!(%peer, since_last, "connection limit reached; turning connections away");
+            }
             drop(stream);
             continue;
         };
@@ -225,6 +230,30 @@ pub async fn run_with_deployer(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections turned away at a limit, logged at most once per [`TURNED_AWAY_LOG_INTERVAL`]:
+/// a peer that opens connections as fast as it can must not flood the log.
+#[derive(Default)]
+struct TurnedAway {
+    last_logged: Option<Instant>,
+    since_last: u64,
+}
+
+/// Shortest time between two log lines about connections turned away.
+const TURNED_AWAY_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+impl TurnedAway {
+    /// Counts one connection turned away at `now`; the count since the last log line when
+    /// this one is to be logged.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.since_last += 1;
+        if self.last_logged.is_some_and(|last| now.duration_since(last) < TURNED_AWAY_LOG_INTERVAL) {
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.since_last))
+    }
 }
 
 /// Open connections by peer address, against the per-peer limit.
@@ -426,6 +455,17 @@ mod tests {
         assert_eq!(v6("2001:db8::1"), v6("2001:db8::ffff:1"));
         assert_ne!(v6("2001:db8::1"), v6("2001:db8:0:1::1"));
         assert_eq!(v6("::ffff:10.0.0.1"), a);
+    }
+
+    #[test]
+    fn connections_turned_away_are_logged_once_a_second() {
+        let mut turned_away = TurnedAway::default();
+        let start = Instant::now();
+        assert_eq!(turned_away.note(start), Some(1), "the first is logged");
+        for i in 1..1000 {
+            assert_eq!(turned_away.note(start + Duration::from_micros(i)), None);
+        }
+        assert_eq!(turned_away.note(start + Duration::from_secs(1)), Some(1000), "then one line with the count");
     }
 
     #[test]
