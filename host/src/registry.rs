@@ -208,27 +208,18 @@ impl<F: Future> Future for InTurns<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let turn = match this.waiting.as_mut() {
-            Some(waiting) => match waiting.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(turn) => {
-                    *this.waiting = None;
-                    turn.ok()
-                }
-            },
-            None => match this.turns.clone().try_acquire_owned() {
-                Ok(turn) => Some(turn),
-                Err(_) => {
-                    let mut waiting = Box::pin(this.turns.clone().acquire_owned());
-                    match waiting.as_mut().poll(cx) {
-                        Poll::Pending => {
-                            *this.waiting = Some(waiting);
-                            return Poll::Pending;
-                        }
-                        Poll::Ready(turn) => turn.ok(),
-                    }
-                }
-            },
+        // A free turn is taken at once unless we already wait in line.
+        let free = if this.waiting.is_none() { this.turns.clone().try_acquire_owned().ok() } else { None };
+        let turn = match free {
+            Some(turn) => Some(turn),
+            None => {
+                let turns = this.turns;
+                let waiting = this.waiting.get_or_insert_with(|| Box::pin(turns.clone().acquire_owned()));
+                let Poll::Ready(turn) = waiting.as_mut().poll(cx) else { return Poll::Pending };
+                *this.waiting = None;
+                // A closed line (never, as the policy owns it) lets the call run unmetered.
+                turn.ok()
+            }
         };
         let progress = this.call.poll(cx);
         drop(turn);
