@@ -30,7 +30,8 @@ pub const SECRET: &str = "fuzz-secret";
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by the name of their corpus folder.
-pub const TARGETS: [(&str, Target); 4] = [("setup", setup), ("json", json_frames), ("pickle", pickle_frames), ("convert", convert_values)];
+pub const TARGETS: [(&str, Target); 4] =
+    [("setup", setup), ("json", json_frames), ("pickle", pickle_frames), ("convert", convert_values)];
 
 /// A fuzz target's body: the counting allocator, and `harness::$target` run on each input
 /// under the harness's bounds (a broken bound is a crash, for libFuzzer to keep).
@@ -121,7 +122,10 @@ fn run_once(target: Target, input: &[u8]) -> Cost {
     PEAK.store(base, Ordering::Relaxed);
     let started = thread_cpu_time();
     target(input);
-    Cost { took: thread_cpu_time().saturating_sub(started), allocated: PEAK.load(Ordering::Relaxed).saturating_sub(base) }
+    Cost {
+        took: thread_cpu_time().saturating_sub(started),
+        allocated: PEAK.load(Ordering::Relaxed).saturating_sub(base),
+    }
 }
 
 /// CPU time this thread has used.
@@ -140,7 +144,8 @@ fn text(input: &[u8]) -> Option<&str> {
 /// Before auth: a setup frame and its JWT, verified against [`SECRET`] and a tenant's secret.
 pub fn setup(input: &[u8]) {
     let Some(frame) = text(input) else { return };
-    let outcome = auth::read_setup(frame, "admin-secret", |namespace| (namespace == "tenant").then(|| SECRET.to_owned()));
+    let outcome =
+        auth::read_setup(frame, "admin-secret", |namespace| (namespace == "tenant").then(|| SECRET.to_owned()));
     if let Ok((claims, admin)) = outcome {
         assert!(!admin, "only the admin secret makes an admin");
         assert_eq!(claims.namespace, "tenant", "a token verifies only with its namespace's secret");
@@ -201,7 +206,8 @@ pub fn convert_values(input: &[u8]) {
     let converted = convert::to_val(&value, ty, "x");
     assert_eq!(checked.is_ok(), converted.is_ok(), "check and to_val disagree on {ty}");
     if let Ok(val) = converted {
-        let back = convert::from_val(&val, ty).unwrap_or_else(|e| panic!("a value converted to {ty} does not convert back: {e}"));
+        let back = convert::from_val(&val, ty)
+            .unwrap_or_else(|e| panic!("a value converted to {ty} does not convert back: {e}"));
         assert!(convert::to_val(&back, ty, "x").is_ok(), "{ty}: what came back does not convert again");
     }
     if let (Some(Value::List(args)), kwargs) = (value.get("args"), value.get("kwargs")) {
@@ -221,7 +227,10 @@ fn wit_types() -> Vec<WitType> {
     let option = |t: WitType| WitType::Option { inner: Box::new(t) };
     let point = WitType::Record {
         name: Some("point".into()),
-        fields: vec![Field { name: "x-pos".into(), ty: WitType::S32 }, Field { name: "label".into(), ty: option(WitType::String) }],
+        fields: vec![
+            Field { name: "x-pos".into(), ty: WitType::S32 },
+            Field { name: "label".into(), ty: option(WitType::String) },
+        ],
     };
     let shape = WitType::Variant {
         name: Some("shape".into()),

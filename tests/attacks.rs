@@ -83,18 +83,31 @@ fn error_text(response: &Value) -> String {
 async fn setup_frames_of_many_keys_parse_in_linear_time() {
     let _serial = SERIAL.lock().await;
     let server = peer_and_hostile().await;
-    let claims = auth::SetupClaims { kind: "PROXY".into(), id: "many".into(), namespace: "peer".into(), serialization: Serialization::Json, notify: false };
+    let claims = auth::SetupClaims {
+        kind: "PROXY".into(),
+        id: "many".into(),
+        namespace: "peer".into(),
+        serialization: Serialization::Json,
+        notify: false,
+    };
     let token = auth::sign_setup(&claims, SECRET);
     let keys = |n: usize| -> String { (0..n).map(|i| format!(r#""k{i}":0,"#)).collect() };
     // A token whose claims hold many keys, signed: verified, then parsed twice more.
     let many_claims = |n: usize| {
-        let mut claims = vec![("type".to_owned(), Value::from("PROXY")), ("id".into(), "many".into()), ("namespace".into(), "peer".into()), ("serialization".into(), "json".into())];
+        let mut claims = vec![
+            ("type".to_owned(), Value::from("PROXY")),
+            ("id".into(), "many".into()),
+            ("namespace".into(), "peer".into()),
+            ("serialization".into(), "json".into()),
+        ];
         claims.extend((0..n).map(|i| (format!("c{i}"), Value::Int(0))));
         auth::sign(&Value::Dict(claims), SECRET)
     };
 
     // The decoders themselves, on frames of 200,000 keys (2.3 MB), as a peer's bytes reach them.
-    for frame in [format!(r#"{{{}"setup": "{token}"}}"#, keys(200_000)), format!(r#"{{"setup": "{}"}}"#, many_claims(100_000))] {
+    for frame in
+        [format!(r#"{{{}"setup": "{token}"}}"#, keys(200_000)), format!(r#"{{"setup": "{}"}}"#, many_claims(100_000))]
+    {
         let started = Instant::now();
         let (claims, admin) = auth::read_setup(&frame, SECRET, |_| None).expect("verifies");
         assert!(admin && claims.namespace == "peer");
@@ -103,14 +116,21 @@ async fn setup_frames_of_many_keys_parse_in_linear_time() {
     }
 
     // Over the wire: within the setup bytes, many keys set up at once ...
-    for setup in [format!(r#"{{{}"setup": "{token}"}}"#, keys(4_000)), format!(r#"{{"setup": "{}"}}"#, many_claims(2_000))] {
+    for setup in
+        [format!(r#"{{{}"setup": "{token}"}}"#, keys(4_000)), format!(r#"{{"setup": "{}"}}"#, many_claims(2_000))]
+    {
         assert!(setup.len() < easyrpc::server::MAX_SETUP_BYTES - 1024, "{}", setup.len());
         let started = Instant::now();
         let mut raw = RawClient::connect_without_setup(&server).await;
         raw.send_text(&setup).await;
         let reply = raw.next_frame().await.expect("an auth reply");
         assert_eq!(reply.get("auth").and_then(Value::as_str), Some("ok"), "{}", j(&reply));
-        assert!(started.elapsed() < Duration::from_secs(2), "{} KB setup took {:?}", setup.len() >> 10, started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{} KB setup took {:?}",
+            setup.len() >> 10,
+            started.elapsed()
+        );
         assert_eq!(raw.request("r", r#"{"action": "add", "args": [1]}"#).await, Value::Int(3));
     }
     // ... and a larger setup frame is refused before it is buffered.
@@ -148,7 +168,12 @@ async fn huge_pickled_integers_are_refused_with_an_answer() {
     }
     // The same in a json frame.
     let big = "7".repeat(48_000);
-    let error = error_text(&RawClient::connect(&server, "peer").await.request("long-3", &format!(r#"{{"action": "echo", "args": [{big}]}}"#)).await);
+    let error = error_text(
+        &RawClient::connect(&server, "peer")
+            .await
+            .request("long-3", &format!(r#"{{"action": "echo", "args": [{big}]}}"#))
+            .await,
+    );
     assert!(error.contains("48000 digits, over the 4300"), "{error}");
     assert_serves(&server).await;
     server.stop().await;
@@ -190,11 +215,12 @@ async fn pickles_of_shared_references_stay_within_their_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_is_closed_not_fed() {
     let _serial = SERIAL.lock().await;
-    let server = TestServer::start_with(&[("peer", &["peer"]), ("hostile", &["hostile"])], CallLimits::default(), |c| {
-        c.limits.max_queued_answer_bytes = 8 * MIB;
-        c.limits.write_timeout = Duration::from_secs(5);
-    })
-    .await;
+    let server =
+        TestServer::start_with(&[("peer", &["peer"]), ("hostile", &["hostile"])], CallLimits::default(), |c| {
+            c.limits.max_queued_answer_bytes = 8 * MIB;
+            c.limits.write_timeout = Duration::from_secs(5);
+        })
+        .await;
     let before = resident();
     let mut raw = RawClient::connect(&server, "hostile").await;
     // 256 requests of 1000 KiB answers: 256 MB, were they all kept.
@@ -211,7 +237,10 @@ async fn a_client_that_does_not_read_is_closed_not_fed() {
     let mut received = 0usize;
     let mut answers = 0;
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), raw.ws.next()).await.expect("the host closed the connection") {
+        match tokio::time::timeout(Duration::from_secs(10), raw.ws.next())
+            .await
+            .expect("the host closed the connection")
+        {
             Some(Ok(Message::Text(t))) => {
                 received += t.len();
                 answers += 1;
@@ -249,7 +278,12 @@ async fn pipelined_calls_past_the_in_flight_limits_wait_and_are_answered() {
     while answered < 40 {
         let frame = raw.next_frame().await.expect("the connection stays open");
         if let Some(response) = frame.get("ws_action").and_then(|a| a.get("response")) {
-            assert_eq!(response.as_str().map(str::len), Some(200_000), "{}", &j(response)[..100.min(j(response).len())]);
+            assert_eq!(
+                response.as_str().map(str::len),
+                Some(200_000),
+                "{}",
+                &j(response)[..100.min(j(response).len())]
+            );
             answered += 1;
         }
     }
@@ -290,7 +324,12 @@ async fn guest_memory_is_bounded_host_wide() {
             busy += 1;
         }
         let b = runtime.memory_budget();
-        assert!(b.used() <= budget && b.held_by_generators() <= budget / 2, "{} / {}", b.used(), b.held_by_generators());
+        assert!(
+            b.used() <= budget && b.held_by_generators() <= budget / 2,
+            "{} / {}",
+            b.used(),
+            b.held_by_generators()
+        );
     }
     assert!(opened >= 4 && busy > 0, "opened {opened}, busy {busy}");
     let grown = resident().saturating_sub(before);
@@ -333,7 +372,9 @@ async fn one_peer_cannot_take_every_connection() {
     let mut closed = 0;
     for stream in &mut silent {
         let mut byte = [0u8; 1];
-        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(200), tokio::io::AsyncReadExt::read(stream, &mut byte)).await {
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), tokio::io::AsyncReadExt::read(stream, &mut byte)).await
+        {
             closed += 1;
         }
     }
@@ -402,11 +443,16 @@ async fn expired_setup_tokens_are_refused() {
     let mut ws = connect_like_our_client(&server.url()).await;
     ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, auth::sign(&claims(86_400), SECRET)))).await.expect("sent");
     let reply = ws.next().await.expect("a reply").expect("a frame");
-    assert_eq!(reply.into_text().expect("text").as_str(), j(&Value::Dict(vec![("error".into(), wire::AUTH_ERROR.into())])));
+    assert_eq!(
+        reply.into_text().expect("text").as_str(),
+        j(&Value::Dict(vec![("error".into(), wire::AUTH_ERROR.into())]))
+    );
     // A token that expires later is fine.
     let later = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 3600;
     let mut ws = connect_like_our_client(&server.url()).await;
-    ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, auth::sign(&claims(later.into()), SECRET)))).await.expect("sent");
+    ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, auth::sign(&claims(later.into()), SECRET))))
+        .await
+        .expect("sent");
     let reply = ws.next().await.expect("a reply").expect("a frame");
     assert!(reply.into_text().expect("text").contains(r#""auth":"ok""#));
     assert_serves(&server).await;

@@ -61,7 +61,10 @@ async fn multiple_namespaces() {
     let lines: Vec<&str> = rust.lines().collect();
     assert_eq!(lines[0], r#"{"private_function":[1,5,7]}"#);
     assert_eq!(lines[1], r#"{"open_function":[1,{"keyword":"value"}]}"#);
-    assert_eq!(&lines[2..], ["private_function(a: json, b: json, c: json) -> json", "open_function(a: json, **kw: json) -> json"]);
+    assert_eq!(
+        &lines[2..],
+        ["private_function(a: json, b: json, c: json) -> json", "open_function(a: json, **kw: json) -> json"]
+    );
     let script = xtask::project_root().join("examples/namespaces/client.py");
     let port = server.addr.port().to_string();
     let python = run(python_with_easyrpc(), &[script.to_str().unwrap(), &port]).await;
@@ -97,6 +100,9 @@ async fn tenants() {
     let lines: Vec<&str> = python.lines().collect();
     assert_eq!(lines[0], "alpha echo(hi) -> hi");
     assert!(lines[1].starts_with("sandbox spin() -> Timeout('spin exceeded its deadline of 500ms"), "{}", lines[1]);
-    assert_eq!(&lines[2..], ["everything mul(2.0, 3.0) -> 6.0", "everything ok() -> ok", "sandbox with alpha-secret: refused"]);
+    assert_eq!(
+        &lines[2..],
+        ["everything mul(2.0, 3.0) -> 6.0", "everything ok() -> ok", "sandbox with alpha-secret: refused"]
+    );
     server.stop().await;
 }

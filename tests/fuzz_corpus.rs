@@ -25,7 +25,8 @@ fn every_corpus_input_keeps_its_bounds() {
             .collect();
         inputs.sort();
         assert!(!inputs.is_empty(), "the {target} corpus is empty");
-        let (mut slowest, mut slowest_per_kib, mut largest) = (std::time::Duration::ZERO, std::time::Duration::ZERO, 0usize);
+        let (mut slowest, mut slowest_per_kib, mut largest) =
+            (std::time::Duration::ZERO, std::time::Duration::ZERO, 0usize);
         for path in &inputs {
             let input = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             // A panic is a failure too, reported with the input that caused it.

@@ -55,7 +55,9 @@ async fn an_error_mid_stream_is_an_item_then_the_end() {
     assert_eq!(got[0], Ok(Value::Int(0)));
     assert_eq!(got[1], Ok(Value::Int(1)));
     match &got[2] {
-        Err(ClientError::Remote(text)) => assert!(text.starts_with("Panic(") && text.contains("ticks gave out after 2"), "{text}"),
+        Err(ClientError::Remote(text)) => {
+            assert!(text.starts_with("Panic(") && text.contains("ticks gave out after 2"), "{text}")
+        }
         other => panic!("expected the panic as an item, got {other:?}"),
     }
     // On the wire, as the Python server does: the error as an item, then GENERATOR_END.
@@ -66,7 +68,10 @@ async fn an_error_mid_stream_is_an_item_then_the_end() {
     assert_eq!(raw.request("g1", next).await, Value::Int(0));
     assert!(raw.request("g1", next).await.as_str().unwrap_or_default().starts_with("Panic("));
     assert_eq!(raw.request("g1", next).await, Value::Str("GENERATOR_END".into()));
-    assert_eq!(raw.request("g1", next).await.get("error").and_then(Value::as_str), Some("no open generator g1 on this connection"));
+    assert_eq!(
+        raw.request("g1", next).await.get("error").and_then(Value::as_str),
+        Some("no open generator g1 on this connection")
+    );
     server.stop().await;
 }
 

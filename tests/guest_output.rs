@@ -44,4 +44,3 @@ async fn huge_output_is_captured_bounded_and_tagged() {
     assert!(text.len() < 3 * (16 << 10) + 4096, "log holds {} bytes", text.len());
     assert_eq!(call(&hostile, "ok", "[]", CallLimits::default()).await, Value::Str("ok".into()));
 }
-

@@ -36,7 +36,9 @@ async fn next_text(ws: &mut RawClient) -> Option<String> {
 async fn malformed_frames_are_ignored_or_answered_and_the_connection_lives() {
     let server = server_with(1 << 20, Duration::from_secs(5)).await;
     let mut ws = raw(&server, Serialization::Json).await;
-    for junk in ["{not json", "[1, 2, 3]", "\"text\"", r#"{"ws_action": 5}"#, r#"{"ws_action": {"type": "request"}}"#, ""] {
+    for junk in
+        ["{not json", "[1, 2, 3]", "\"text\"", r#"{"ws_action": 5}"#, r#"{"ws_action": {"type": "request"}}"#, ""]
+    {
         ws.ws.send(Message::text(junk)).await.unwrap();
     }
     ws.ws.send(Message::binary(vec![0xff, 0x00, 0x13, 0x37])).await.unwrap();
@@ -51,7 +53,10 @@ async fn malformed_frames_are_ignored_or_answered_and_the_connection_lives() {
     ];
     for (i, (fields, error)) in cases.iter().enumerate() {
         let id = format!("bad-{i}");
-        ws.ws.send(Message::text(format!(r#"{{"ws_action": {{"type": "request", {fields}, "request_id": "{id}"}}}}"#))).await.unwrap();
+        ws.ws
+            .send(Message::text(format!(r#"{{"ws_action": {{"type": "request", {fields}, "request_id": "{id}"}}}}"#)))
+            .await
+            .unwrap();
         let r = ws.response(&id).await;
         assert_eq!(r.get("error").and_then(Value::as_str), Some(*error), "{fields}");
     }
@@ -103,7 +108,10 @@ async fn garbage_pickle_and_pickled_objects() {
 async fn frames_over_the_limit_close_that_connection_only() {
     let server = server_with(64 << 10, Duration::from_secs(5)).await;
     let mut ws = raw(&server, Serialization::Json).await;
-    let big = format!(r#"{{"ws_action": {{"type": "request", "request": {{"action": "echo", "args": ["{}"]}}, "request_id": "big"}}}}"#, "x".repeat(100 << 10));
+    let big = format!(
+        r#"{{"ws_action": {{"type": "request", "request": {{"action": "echo", "args": ["{}"]}}, "request_id": "big"}}}}"#,
+        "x".repeat(100 << 10)
+    );
     let _ = ws.ws.send(Message::text(big)).await;
     assert_eq!(ws.next_frame().await, None, "the server closes a connection that sends an oversized frame");
     assert_serves(&server).await;
@@ -151,8 +159,16 @@ async fn thousands_of_connections_opened_and_dropped() {
                     1 => drop(tokio_tungstenite::connect_async(url).await),
                     _ => {
                         if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await {
-                            let claims = auth::SetupClaims { kind: "PROXY".into(), id: "x".into(), namespace: "peer".into(), serialization: Serialization::Json, notify: false };
-                            let _ = ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, auth::sign_setup(&claims, SECRET)))).await;
+                            let claims = auth::SetupClaims {
+                                kind: "PROXY".into(),
+                                id: "x".into(),
+                                namespace: "peer".into(),
+                                serialization: Serialization::Json,
+                                notify: false,
+                            };
+                            let _ = ws
+                                .send(Message::text(format!(r#"{{"setup": "{}"}}"#, auth::sign_setup(&claims, SECRET))))
+                                .await;
                         }
                     }
                 }
@@ -173,7 +189,12 @@ async fn json_pings_get_the_python_servers_pong() {
     ws.ws.send(Message::text(r#"{"ping": "ping"}"#)).await.unwrap();
     assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"{"pong":"pong"}"#));
     // Quirk Q7: a request whose text contains "ping" gets a pong before its response.
-    ws.ws.send(Message::text(r#"{"ws_action": {"type": "request", "request": {"action": "echo", "args": ["ping"]}, "request_id": "p"}}"#)).await.unwrap();
+    ws.ws
+        .send(Message::text(
+            r#"{"ws_action": {"type": "request", "request": {"action": "echo", "args": ["ping"]}, "request_id": "p"}}"#,
+        ))
+        .await
+        .unwrap();
     assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"{"pong":"pong"}"#));
     assert_eq!(ws.response("p").await, Value::Str("ping".into()));
     // response_expected false: no response at all; the next request is answered normally.

@@ -52,7 +52,8 @@ async fn a_deploy_ends_only_the_kept_instances_of_the_module_it_replaces() {
     // on while sequential calls land in the one kept instance. A deploy publishes a new
     // snapshot: the instances kept of modules it leaves in place must live on, in another
     // tenant's namespace and in the deploying one, and those of the module it replaces must not.
-    let (server, _) = server_with(PolicyConfig { instances: InstanceReuse::reused(), ..PolicyConfig::default() }, vec![]).await;
+    let (server, _) =
+        server_with(PolicyConfig { instances: InstanceReuse::reused(), ..PolicyConfig::default() }, vec![]).await;
     let admin = EasyRpcProxy::connect(&server.url(), SECRET, "tenant_a").await.unwrap();
     admin.deploy("tenant_a", "hostile", &bytes("hostile")).await.unwrap();
     let tenant_a = EasyRpcProxy::connect(&server.url(), SECRET, "tenant_a").await.unwrap();
@@ -159,7 +160,8 @@ async fn twenty_swaps_under_load(policy: PolicyConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_calls_finish_on_the_old_version() {
-    let (server, _) = server(vec![ModuleSource::File { path: module_path("peer"), namespaces: vec!["live".into()] }]).await;
+    let (server, _) =
+        server(vec![ModuleSource::File { path: module_path("peer"), namespaces: vec!["live".into()] }]).await;
     let admin = EasyRpcProxy::connect(&server.url(), SECRET, "live").await.unwrap();
     let client = Arc::new(EasyRpcProxy::connect(&server.url(), SECRET, "live").await.unwrap());
     let slow = {
@@ -210,7 +212,9 @@ async fn a_bad_version_leaves_the_old_one_serving_and_only_admins_deploy() {
     };
     let tenant = EasyRpcProxy::connect(&tenant_server.url(), "tenant", "t").await.unwrap();
     match tenant.deploy("t", "swap", &bytes("swap_v1")).await {
-        Err(ClientError::Remote(text)) => assert!(text.contains("needs a connection signed with the admin secret"), "{text}"),
+        Err(ClientError::Remote(text)) => {
+            assert!(text.contains("needs a connection signed with the admin secret"), "{text}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     tenant_server.stop().await;

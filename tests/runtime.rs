@@ -38,10 +38,23 @@ fn peer_module_describes_the_python_signatures() {
 fn math_module_names_interface_exports_and_records() {
     let math = load("math");
     let names: Vec<_> = math.descriptors().map(|d| d.name.clone()).collect();
-    assert_eq!(names, [
-        "add", "mul", "div", "distance", "centroid", "sum", "scale", "shapes.area", "shapes.largest",
-        "kinds.echo_everything", "kinds.echo_u64", "kinds.echo_s64"
-    ]);
+    assert_eq!(
+        names,
+        [
+            "add",
+            "mul",
+            "div",
+            "distance",
+            "centroid",
+            "sum",
+            "scale",
+            "shapes.area",
+            "shapes.largest",
+            "kinds.echo_everything",
+            "kinds.echo_u64",
+            "kinds.echo_s64"
+        ]
+    );
     assert_eq!(sig(&math, "distance"), "distance(a: point, b: point) -> f64");
     assert_eq!(sig(&math, "shapes.area"), "shapes.area(s: shape) -> f64");
     let area = &math.function("shapes.area").unwrap().descriptor;
@@ -77,11 +90,17 @@ async fn calls_convert_arguments_and_results() {
     assert_eq!(j(&call(&math, "mul", "[1.5, 2]").await.unwrap()), "3.0");
     assert_eq!(j(&call(&math, "distance", r#"[{"x":0,"y":0},{"x":3,"y":4}]"#).await.unwrap()), "5.0");
     assert_eq!(j(&call(&math, "centroid", "[[]]").await.unwrap()), "null");
-    assert_eq!(j(&call(&math, "centroid", r#"[[{"x":0,"y":0},{"x":2,"y":4}]]"#).await.unwrap()), r#"{"x":1.0,"y":2.0}"#);
+    assert_eq!(
+        j(&call(&math, "centroid", r#"[[{"x":0,"y":0},{"x":2,"y":4}]]"#).await.unwrap()),
+        r#"{"x":1.0,"y":2.0}"#
+    );
     assert_eq!(j(&call(&math, "scale", r#"[[{"x":1,"y":2}]]"#).await.unwrap()), r#"[{"x":1.0,"y":2.0}]"#);
     assert_eq!(j(&call(&math, "shapes.area", r#"[{"rect":[2,3]}]"#).await.unwrap()), "6.0");
     assert_eq!(j(&call(&math, "shapes.area", r#"["dot"]"#).await.unwrap()), "0.0");
-    assert_eq!(j(&call(&math, "shapes.largest", r#"[[{"circle":1},{"rect":[1,1]}]]"#).await.unwrap()), r#"{"circle":1.0}"#);
+    assert_eq!(
+        j(&call(&math, "shapes.largest", r#"[[{"circle":1},{"rect":[1,1]}]]"#).await.unwrap()),
+        r#"{"circle":1.0}"#
+    );
     let max = u64::MAX.to_string();
     assert_eq!(j(&call(&math, "kinds.echo_u64", &format!("[{max}]")).await.unwrap()), max);
     assert_eq!(j(&call(&math, "kinds.echo_s64", "[-9223372036854775808]").await.unwrap()), "-9223372036854775808");
@@ -134,9 +153,15 @@ async fn peer_functions_behave_like_the_python_reference() {
     assert_eq!(j(&call(&peer, "echo", &format!("[{nested}]")).await.unwrap()), j(&v(nested)));
     assert_eq!(j(&call(&peer, "concat", r#"["a","b","c"]"#).await.unwrap()), r#""a-b-c""#);
     assert_eq!(j(&call(&peer, "concat", "[]").await.unwrap()), r#""""#);
-    let sep = peer.call("concat", vec!["a".into(), "b".into()], vec![("sep".into(), "+".into())], CallLimits::default());
+    let sep =
+        peer.call("concat", vec!["a".into(), "b".into()], vec![("sep".into(), "+".into())], CallLimits::default());
     assert_eq!(sep.await.unwrap(), Value::Str("a+b".into()));
-    let kwecho = peer.call("kwecho", vec![1.into()], vec![("z".into(), 2.into()), ("y".into(), v("[3]"))], CallLimits::default());
+    let kwecho = peer.call(
+        "kwecho",
+        vec![1.into()],
+        vec![("z".into(), 2.into()), ("y".into(), v("[3]"))],
+        CallLimits::default(),
+    );
     assert_eq!(j(&kwecho.await.unwrap()), r#"{"a":1,"kwargs":{"z":2,"y":[3]}}"#);
     assert_eq!(j(&call(&peer, "maybe", "[]").await.unwrap()), "null");
     assert_eq!(j(&call(&peer, "maybe", "[7]").await.unwrap()), "7");
@@ -165,7 +190,10 @@ async fn the_wasi_free_allocator_serves_every_size() {
     let expected = (0..20_000).map(|i| format!("p{i}")).collect::<Vec<_>>().join("-");
     assert_eq!(peer.call("concat", parts, vec![], CallLimits::default()).await.unwrap(), Value::Str(expected));
     let xs: Vec<Value> = (0..100_000i64).map(Value::from).collect();
-    assert_eq!(peer.call("sum_list", vec![Value::List(xs)], vec![], CallLimits::default()).await.unwrap(), Value::Int(4_999_950_000));
+    assert_eq!(
+        peer.call("sum_list", vec![Value::List(xs)], vec![], CallLimits::default()).await.unwrap(),
+        Value::Int(4_999_950_000)
+    );
 }
 
 /// A sleeping call (WASI clocks) must not hold up other calls, even on one thread.

@@ -1,7 +1,9 @@
 //! The sandbox against the `hostile` module: every misbehaviour stops with its typed error, the
 //! guest sees no files, environment or network, and a normal call succeeds right after each.
 
-use easyrpc::runtime::{CallError, CallLimits, InstanceReuse, Module, WarmInstances, MAX_WARM_MEMORY, WARM_PER_NAMESPACE};
+use easyrpc::runtime::{
+    CallError, CallLimits, InstanceReuse, Module, WarmInstances, MAX_WARM_MEMORY, WARM_PER_NAMESPACE,
+};
 use easyrpc::value::Value;
 use easyrpc_tests::{j, load, v};
 use std::sync::Arc;
@@ -90,7 +92,13 @@ async fn many_hostile_calls_at_once_leave_the_host_serving() {
         let h = hostile.clone();
         tasks.push(tokio::spawn(async move {
             let name = ["spin", "memory_bomb", "recurse", "panic"][i % 4];
-            let args = if name == "recurse" { "[0]" } else if name == "panic" { r#"["x"]"# } else { "[]" };
+            let args = if name == "recurse" {
+                "[0]"
+            } else if name == "panic" {
+                r#"["x"]"#
+            } else {
+                "[]"
+            };
             call(&h, name, args, limits(300, 16)).await
         }));
     }
@@ -121,7 +129,13 @@ async fn every_call_gets_an_instance_no_call_used_before() {
     assert_eq!(call(&hostile, "bump", "[]", CallLimits::default()).await.unwrap(), Value::Int(1));
 }
 
-async fn call_in(m: &Arc<Module>, warm: &WarmInstances, name: &str, args: &str, limits: CallLimits) -> Result<Value, CallError> {
+async fn call_in(
+    m: &Arc<Module>,
+    warm: &WarmInstances,
+    name: &str,
+    args: &str,
+    limits: CallLimits,
+) -> Result<Value, CallError> {
     let Value::List(args) = v(args) else { panic!("args must be a list") };
     m.call_in(Some(warm), name, args, vec![], limits).await
 }
@@ -162,7 +176,10 @@ async fn a_reusing_namespace_keeps_state_only_in_sound_instances_of_its_own() {
     for (function, args) in [("panic", r#"["boom"]"#), ("spin", "[]"), ("memory_bomb", "[]")] {
         assert_ne!(bump(&warm).await, Value::Int(1), "before {function}: the kept instance serves");
         let e = run(&warm, function, args.into()).await.unwrap_err();
-        assert!(matches!(e, CallError::Panic { .. } | CallError::Timeout { .. } | CallError::OutOfMemory { .. }), "{e}");
+        assert!(
+            matches!(e, CallError::Panic { .. } | CallError::Timeout { .. } | CallError::OutOfMemory { .. }),
+            "{e}"
+        );
         assert_eq!(bump(&warm).await, Value::Int(1), "after {function}");
     }
     // An instance whose memory grew past MAX_WARM_MEMORY is not kept.
@@ -193,7 +210,8 @@ async fn kept_instances_stay_a_small_share_of_the_pool() {
         let mut calls = Vec::new();
         for warm in namespaces.iter().chain(&namespaces) {
             let (math, warm) = (math.clone(), warm.clone());
-            calls.push(tokio::spawn(async move { call_in(&math, &warm, "add", "[1, 2]", CallLimits::default()).await }));
+            calls
+                .push(tokio::spawn(async move { call_in(&math, &warm, "add", "[1, 2]", CallLimits::default()).await }));
         }
         for c in calls {
             assert_eq!(c.await.unwrap().unwrap(), Value::Int(3));
@@ -209,10 +227,11 @@ async fn ready_sandboxes_stay_a_small_share_of_the_pool() {
     use easyrpc::runtime::{Runtime, RuntimeConfig};
     // 100 instances: at most 2 may wait ready, however many modules are called.
     let runtime = Runtime::new(RuntimeConfig { max_instances: 100, ..Default::default() }).unwrap();
-    let modules: Vec<(Arc<Module>, &str, &str)> = [("math", "add", "[1, 2]"), ("peer", "add", "[1]"), ("hostile", "bump", "[]")]
-        .into_iter()
-        .map(|(m, f, a)| (runtime.load_file(easyrpc_tests::module_path(m)).unwrap(), f, a))
-        .collect();
+    let modules: Vec<(Arc<Module>, &str, &str)> =
+        [("math", "add", "[1, 2]"), ("peer", "add", "[1]"), ("hostile", "bump", "[]")]
+            .into_iter()
+            .map(|(m, f, a)| (runtime.load_file(easyrpc_tests::module_path(m)).unwrap(), f, a))
+            .collect();
     for _ in 0..20 {
         for (module, function, args) in &modules {
             call(module, function, args, CallLimits::default()).await.unwrap();
@@ -238,7 +257,11 @@ async fn instances_made_in_a_renewed_store_start_clean() {
     let hostile = runtime.load_file(easyrpc_tests::module_path("hostile")).unwrap();
     let mut renewed_seen = false;
     for i in 0..300 {
-        assert_eq!(call(&hostile, "bump", "[]", CallLimits::default()).await.unwrap(), Value::Int(1), "call {i} saw an earlier call's state");
+        assert_eq!(
+            call(&hostile, "bump", "[]", CallLimits::default()).await.unwrap(),
+            Value::Int(1),
+            "call {i} saw an earlier call's state"
+        );
         let retired = runtime.retired_instances();
         assert!(retired <= 2, "{retired} retired instances");
         renewed_seen |= retired > 0;

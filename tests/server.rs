@@ -19,7 +19,10 @@ fn args(text: &str) -> Vec<Value> {
 }
 
 /// Calls peer's `slow` with `arguments` (JSON) in a task of its own: a call left running.
-fn slow_in_background(peer: &std::sync::Arc<EasyRpcProxy>, arguments: &'static str) -> tokio::task::JoinHandle<Result<Value, ClientError>> {
+fn slow_in_background(
+    peer: &std::sync::Arc<EasyRpcProxy>,
+    arguments: &'static str,
+) -> tokio::task::JoinHandle<Result<Value, ClientError>> {
     let peer = peer.clone();
     tokio::spawn(async move { peer.call("slow", args(arguments), vec![]).await })
 }
@@ -73,18 +76,26 @@ async fn arguments_are_checked_before_sending() {
     assert_eq!(bad(peer.call("add", args(r#"["x"]"#), vec![]).await), r#"a: expected s64, got "x""#);
     assert_eq!(bad(peer.call("add", vec![], vec![]).await), "missing a required argument: 'a'");
     assert_eq!(bad(peer.call("add", args("[1,2,3]"), vec![]).await), "too many positional arguments");
-    assert_eq!(bad(peer.call("add", args("[1]"), vec![("z".into(), 2.into())]).await), "got an unexpected keyword argument 'z'");
+    assert_eq!(
+        bad(peer.call("add", args("[1]"), vec![("z".into(), 2.into())]).await),
+        "got an unexpected keyword argument 'z'"
+    );
     assert_eq!(bad(peer.call("sum_list", args(r#"[[1,"a"]]"#), vec![]).await), r#"xs[1]: expected s64, got "a""#);
     assert_eq!(bad(peer.call("concat", args(r#"["a", 1]"#), vec![]).await), "parts[1]: expected string, got 1");
     let math = proxy(&server, "math", Serialization::Json).await;
-    assert_eq!(bad(math.call("distance", args(r#"[{"x":1,"y":"a"},{"x":0,"y":0}]"#), vec![]).await), r#"a.y: expected f64, got "a""#);
+    assert_eq!(
+        bad(math.call("distance", args(r#"[{"x":1,"y":"a"},{"x":0,"y":0}]"#), vec![]).await),
+        r#"a.y: expected f64, got "a""#
+    );
     assert!(matches!(peer.call("nope", vec![], vec![]).await, Err(ClientError::UnknownFunction { .. })));
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_errors_and_namespaces() {
-    let server = TestServer::start(&[("peer", &["peer", "shared"]), ("math", &["math", "shared"]), ("hostile", &["hostile"])]).await;
+    let server =
+        TestServer::start(&[("peer", &["peer", "shared"]), ("math", &["math", "shared"]), ("hostile", &["hostile"])])
+            .await;
     let peer = proxy(&server, "peer", Serialization::Json).await;
     match peer.call("fail", args(r#"["kaput"]"#), vec![]).await {
         Err(ClientError::Remote(text)) => assert_eq!(text, "Error('kaput')"),
@@ -179,14 +190,16 @@ async fn sequential_callers_and_the_reader_task_never_lose_an_answer() {
         let call = async {
             if i % 7 == 0 {
                 let other = peer.clone();
-                let joined = tokio::spawn(async move { other.call("add", vec![i.into()], vec![("b".into(), 5.into())]).await });
+                let joined =
+                    tokio::spawn(async move { other.call("add", vec![i.into()], vec![("b".into(), 5.into())]).await });
                 let mine = peer.call("add", vec![i.into()], vec![]).await;
                 (mine, Some(joined.await.unwrap()))
             } else {
                 (peer.call("add", vec![i.into()], vec![]).await, None)
             }
         };
-        let (mine, joined) = tokio::time::timeout(Duration::from_secs(5), call).await.unwrap_or_else(|_| panic!("call {i} stalled"));
+        let (mine, joined) =
+            tokio::time::timeout(Duration::from_secs(5), call).await.unwrap_or_else(|_| panic!("call {i} stalled"));
         assert_eq!(mine.unwrap(), Value::Int(i as i128 + 2));
         if let Some(joined) = joined {
             assert_eq!(joined.unwrap(), Value::Int(i as i128 + 5));
@@ -238,7 +251,12 @@ async fn a_dropped_connection_fails_calls_at_once_and_the_next_call_reconnects()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let registry = std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot));
-    let first = tokio::spawn(easyrpc::server::run(listener, ServerConfig::single(PATH, SECRET), registry.clone(), std::future::pending()));
+    let first = tokio::spawn(easyrpc::server::run(
+        listener,
+        ServerConfig::single(PATH, SECRET),
+        registry.clone(),
+        std::future::pending(),
+    ));
     let url = format!("ws://{addr}{PATH}");
     let peer = std::sync::Arc::new(EasyRpcProxy::connect(&url, SECRET, "peer").await.unwrap());
     let in_flight = slow_in_background(&peer, r#"[30, "never"]"#);
@@ -250,7 +268,12 @@ async fn a_dropped_connection_fails_calls_at_once_and_the_next_call_reconnects()
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     // The host comes back on the same port; the next call reconnects by itself.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let second = tokio::spawn(easyrpc::server::run(listener, ServerConfig::single(PATH, SECRET), registry, std::future::pending()));
+    let second = tokio::spawn(easyrpc::server::run(
+        listener,
+        ServerConfig::single(PATH, SECRET),
+        registry,
+        std::future::pending(),
+    ));
     assert_eq!(peer.call("add", args("[1]"), vec![]).await.unwrap(), Value::Int(3));
     second.abort();
 }
@@ -307,7 +330,10 @@ async fn the_client_closes_its_connection_with_a_close_frame() {
     let url = format!("ws://{}{PATH}", listener.local_addr().unwrap());
     let mut ended = relay(listener, server.url());
     let next_end = async |ended: &mut tokio::sync::mpsc::UnboundedReceiver<ClientEnd>| {
-        tokio::time::timeout(Duration::from_secs(5), ended.recv()).await.expect("the connection ends").expect("relay running")
+        tokio::time::timeout(Duration::from_secs(5), ended.recv())
+            .await
+            .expect("the connection ends")
+            .expect("relay running")
     };
 
     // close(): a close frame; a call still in flight fails at once.
@@ -396,7 +422,8 @@ async fn answers_to_a_burst_of_requests_leave_while_the_burst_is_handled() {
         let sent = Instant::now();
         let writer = tokio::spawn(async move {
             for i in 0..BURST {
-                let frame = easyrpc_tests::request_frame(&i.to_string(), &format!(r#"{{"action": "add", "args": ["{i}"]}}"#));
+                let frame =
+                    easyrpc_tests::request_frame(&i.to_string(), &format!(r#"{{"action": "add", "args": ["{i}"]}}"#));
                 requests.feed(Message::text(frame)).await.expect("request written");
             }
             requests.flush().await.expect("burst sent");

@@ -41,7 +41,11 @@ file = "{hostile}"
 namespaces = ["both"]
 "#;
 
-async fn connect(server: &easyrpc_tests::TestServer, namespace: &str, secret: &str) -> Result<EasyRpcProxy, ClientError> {
+async fn connect(
+    server: &easyrpc_tests::TestServer,
+    namespace: &str,
+    secret: &str,
+) -> Result<EasyRpcProxy, ClientError> {
     EasyRpcProxy::connect(&server.url(), secret, namespace).await
 }
 
@@ -54,7 +58,8 @@ async fn a_group_lists_every_member_and_calls_the_first_that_serves() {
     assert!(names.contains(&"echo".to_owned()) && names.contains(&"distance".to_owned()), "{names:?}");
     assert_eq!(names.iter().filter(|n| *n == "add").count(), 1, "one entry per name: the serving member's");
     assert_eq!(both.call("echo", vec![1.into()], vec![]).await.unwrap(), Value::Int(1));
-    let d = both.call("distance", vec![j_value(r#"{"x":0,"y":0}"#), j_value(r#"{"x":3,"y":4}"#)], vec![]).await.unwrap();
+    let d =
+        both.call("distance", vec![j_value(r#"{"x":0,"y":0}"#), j_value(r#"{"x":3,"y":4}"#)], vec![]).await.unwrap();
     assert_eq!(d, Value::Float(5.0));
 
     // A module deployed into a group is in every member.
@@ -137,7 +142,11 @@ async fn tenants_only_reach_their_own_namespace() {
     assert_eq!(stolen.get("error").and_then(Value::as_str), Some("no open generator gen-1 on this connection"));
     // Beta cannot call alpha's functions by name either.
     let call = beta.request("c1", r#"{"action": "echo", "args": ["x"]}"#).await;
-    assert!(call.get("error").and_then(Value::as_str).unwrap_or_default().starts_with("no action echo"), "{}", j(&call));
+    assert!(
+        call.get("error").and_then(Value::as_str).unwrap_or_default().starts_with("no action echo"),
+        "{}",
+        j(&call)
+    );
 
     // Crafted request ids: the same id on two connections; each gets only its own answer.
     alpha.send_request("same", r#"{"action": "slow", "args": [0.3, "alpha"]}"#).await;
@@ -178,19 +187,26 @@ async fn namespaces_have_their_own_limits() {
         other => panic!("expected a remote error, got {other:?}"),
     };
     // Deadline and memory: the tight tenant's, not the host defaults.
-    assert!(remote(tight.call("spin", vec![], vec![]).await).starts_with("Timeout('spin exceeded its deadline of 200ms"));
+    assert!(
+        remote(tight.call("spin", vec![], vec![]).await).starts_with("Timeout('spin exceeded its deadline of 200ms")
+    );
     // 4 MiB, not more: the bomb must reach the limit well within the 200 ms deadline also on
     // a loaded machine (filling 16 MiB once took long enough there to end as a timeout).
     let oom = remote(tight.call("memory_bomb", vec![], vec![]).await);
     assert!(oom.contains(&format!("limit of {} bytes", 4 << 20)), "{oom}");
     // The roomy tenant (defaults) is not bound by them.
-    assert_eq!(roomy.call("slow", vec![Value::Float(0.3), "ok".into()], vec![]).await.unwrap(), Value::Str("ok".into()));
+    assert_eq!(
+        roomy.call("slow", vec![Value::Float(0.3), "ok".into()], vec![]).await.unwrap(),
+        Value::Str("ok".into())
+    );
 
     // Two calls run, two wait, the rest are turned away at once.
     let mut calls = Vec::new();
     for i in 0..6 {
         let tight = tight.clone();
-        calls.push(tokio::spawn(async move { tight.call("slow", vec![Value::Float(0.15), Value::Str(format!("t{i}"))], vec![]).await }));
+        calls.push(tokio::spawn(async move {
+            tight.call("slow", vec![Value::Float(0.15), Value::Str(format!("t{i}"))], vec![]).await
+        }));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut ok = 0;

@@ -289,7 +289,11 @@ impl Inbox {
 
     /// Waits for the answer to request `id` (already in `pending` with `rx` as its receiver)
     /// by reading the stream itself, while the reader task stays away.
-    async fn read_own(&self, id: &str, mut rx: oneshot::Receiver<Result<(Value, bool), ClientError>>) -> Result<(Value, bool), ClientError> {
+    async fn read_own(
+        &self,
+        id: &str,
+        mut rx: oneshot::Receiver<Result<(Value, bool), ClientError>>,
+    ) -> Result<(Value, bool), ClientError> {
         let _reading = CallerReading(self);
         let mut own_waiter = None;
         let answer = std::future::poll_fn(|cx| {
@@ -355,7 +359,12 @@ async fn read_responses(inbox: Arc<Inbox>) {
 /// Sends the sink's buffer whenever a caller asked. It first lets the other tasks that are
 /// ready to run go ahead: pipelined callers woken by one batch of responses then write their
 /// next requests into the buffer, and they leave in one write instead of one each.
-async fn flusher(sink: Arc<tokio::sync::Mutex<WsSink>>, requested: Arc<AtomicBool>, flush: Arc<tokio::sync::Notify>, inbox: Arc<Inbox>) {
+async fn flusher(
+    sink: Arc<tokio::sync::Mutex<WsSink>>,
+    requested: Arc<AtomicBool>,
+    flush: Arc<tokio::sync::Notify>,
+    inbox: Arc<Inbox>,
+) {
     loop {
         flush.notified().await;
         tokio::task::yield_now().await;
@@ -495,13 +504,24 @@ impl EasyRpcProxy {
         self.admin(crate::session::REMOVE, namespace, name, None).await
     }
 
-    async fn admin(&self, action: &str, namespace: &str, name: &str, wasm: Option<Value>) -> Result<Value, ClientError> {
+    async fn admin(
+        &self,
+        action: &str,
+        namespace: &str,
+        name: &str,
+        wasm: Option<Value>,
+    ) -> Result<Value, ClientError> {
         let conn = self.connection().await?;
-        let mut kwargs = vec![("namespace".to_owned(), Value::Str(namespace.to_owned())), ("name".to_owned(), Value::Str(name.to_owned()))];
+        let mut kwargs = vec![
+            ("namespace".to_owned(), Value::Str(namespace.to_owned())),
+            ("name".to_owned(), Value::Str(name.to_owned())),
+        ];
         kwargs.extend(wasm.map(|w| ("wasm".to_owned(), w)));
         let (value, is_error) = self.request(&conn, Outgoing::Value(wire::call_object(action, vec![], kwargs))).await?;
         if is_error {
-            return Err(ClientError::Remote(value.get("error").and_then(Value::as_str).map_or_else(|| value.to_json(), str::to_owned)));
+            return Err(ClientError::Remote(
+                value.get("error").and_then(Value::as_str).map_or_else(|| value.to_json(), str::to_owned),
+            ));
         }
         Ok(value)
     }
@@ -530,13 +550,20 @@ impl EasyRpcProxy {
             namespace: self.config.namespace.clone(),
         })?;
         check_arguments(descriptor, &args, &kwargs)?;
-        let (value, is_error) = self.request(&conn, Outgoing::Call { action: name, args: &args, kwargs: &kwargs }).await?;
+        let (value, is_error) =
+            self.request(&conn, Outgoing::Call { action: name, args: &args, kwargs: &kwargs }).await?;
         Ok((conn, value, is_error))
     }
 
     /// The current connection, connecting (and listing) again when there is none or it died.
     async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
-        let live = || self.live.lock().unwrap_or_else(|e| e.into_inner()).clone().filter(|c| c.inbox.alive.load(Ordering::Acquire));
+        let live = || {
+            self.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .filter(|c| c.inbox.alive.load(Ordering::Acquire))
+        };
         if let Some(conn) = live() {
             return Ok(conn);
         }
@@ -578,7 +605,9 @@ impl EasyRpcProxy {
         let reply = loop {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => break t.as_str().to_owned(),
-                Some(Ok(WsMessage::Close(_))) | None => return Err(ClientError::Auth("connection closed during setup".to_owned())),
+                Some(Ok(WsMessage::Close(_))) | None => {
+                    return Err(ClientError::Auth("connection closed during setup".to_owned()))
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(connect_error(e.to_string())),
             }
@@ -646,7 +675,9 @@ impl EasyRpcProxy {
         let id = conn.request_id();
         let ser = conn.inbox.serialization;
         let frame = match (request, self.config.encryption) {
-            (Outgoing::Call { action, args, kwargs }, false) => wire::call_request(ser, &id, action, args, kwargs, true),
+            (Outgoing::Call { action, args, kwargs }, false) => {
+                wire::call_request(ser, &id, action, args, kwargs, true)
+            }
             (request, false) => wire::request(ser, &id, &request.into_value(), true),
             (request, true) => {
                 let wrapped = Value::Str(auth::wrap_request(request.into_value(), &self.config.secret));
@@ -668,7 +699,8 @@ impl EasyRpcProxy {
             forget(conn);
             return Err(ClientError::Disconnected);
         }
-        let reads_own = alone && conn.inbox.caller_reading.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        let reads_own = alone
+            && conn.inbox.caller_reading.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok();
         let answer = async {
             if reads_own {
                 conn.inbox.read_own(&id, rx).await

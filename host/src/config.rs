@@ -224,7 +224,8 @@ impl ConfigFile {
     /// Reads a config file; relative paths in it become relative to the file's directory.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        let mut config: ConfigFile = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let mut config: ConfigFile =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -256,7 +257,8 @@ impl ConfigFile {
     pub fn prepare_snapshot(&self, base: &PolicyConfig) -> anyhow::Result<RegistrySnapshot> {
         let mut default = base.clone();
         let limits = &self.limits;
-        default.instances = instance_reuse("[limits]", limits.instances, limits.max_calls_per_instance, base.instances)?;
+        default.instances =
+            instance_reuse("[limits]", limits.instances, limits.max_calls_per_instance, base.instances)?;
         let mut snapshot = RegistrySnapshot::with_default_policy(default.clone());
         for ns in &self.namespaces {
             if self.groups.iter().any(|g| g.name == ns.name) {
@@ -293,7 +295,9 @@ impl ConfigFile {
     /// `modules_dirs` and `[[module]]` entries as module sources.
     pub fn module_sources(&self) -> Vec<ModuleSource> {
         let mut sources: Vec<ModuleSource> = self.modules_dirs.iter().cloned().map(ModuleSource::Dir).collect();
-        sources.extend(self.modules.iter().map(|m| ModuleSource::File { path: m.file.clone(), namespaces: m.namespaces.clone() }));
+        sources.extend(
+            self.modules.iter().map(|m| ModuleSource::File { path: m.file.clone(), namespaces: m.namespaces.clone() }),
+        );
         sources
     }
 }
@@ -316,7 +320,8 @@ pub fn placements(sources: &[ModuleSource]) -> anyhow::Result<Vec<(PathBuf, Stri
                 out.extend(namespaces.iter().map(|ns| (path.clone(), ns.clone())));
             }
             ModuleSource::Dir(dir) => {
-                let entries = std::fs::read_dir(dir).with_context(|| format!("reading modules directory {}", dir.display()))?;
+                let entries =
+                    std::fs::read_dir(dir).with_context(|| format!("reading modules directory {}", dir.display()))?;
                 let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 entries.sort();
                 for entry in entries {
@@ -371,15 +376,16 @@ mod tests {
             std::fs::write(dir.join(f), b"").unwrap();
         }
         let got = placements(&[ModuleSource::Dir(dir.clone())]).unwrap();
-        let got: Vec<(String, String)> = got
-            .into_iter()
-            .map(|(p, ns)| (p.strip_prefix(&dir).unwrap().display().to_string(), ns))
-            .collect();
-        assert_eq!(got, vec![
-            ("public/a.wasm".to_owned(), "public".to_owned()),
-            ("public/b.wasm".to_owned(), "public".to_owned()),
-            ("top.wasm".to_owned(), "DEFAULT".to_owned()),
-        ]);
+        let got: Vec<(String, String)> =
+            got.into_iter().map(|(p, ns)| (p.strip_prefix(&dir).unwrap().display().to_string(), ns)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("public/a.wasm".to_owned(), "public".to_owned()),
+                ("public/b.wasm".to_owned(), "public".to_owned()),
+                ("top.wasm".to_owned(), "DEFAULT".to_owned()),
+            ]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -443,12 +449,15 @@ max_calls_per_instance = 3
         )
         .unwrap();
         let instances: Vec<InstanceReuse> = policies.iter().map(|p| p.instances).collect();
-        assert_eq!(instances, vec![
-            InstanceReuse::Fresh,
-            InstanceReuse::Fresh,
-            InstanceReuse::Reused { max_calls: DEFAULT_MAX_CALLS_PER_INSTANCE },
-            InstanceReuse::Reused { max_calls: 3 },
-        ]);
+        assert_eq!(
+            instances,
+            vec![
+                InstanceReuse::Fresh,
+                InstanceReuse::Fresh,
+                InstanceReuse::Reused { max_calls: DEFAULT_MAX_CALLS_PER_INSTANCE },
+                InstanceReuse::Reused { max_calls: 3 },
+            ]
+        );
         // [limits] sets every namespace's default; a namespace may still choose otherwise.
         let policies = parse(
             r#"
@@ -467,19 +476,21 @@ instances = "fresh"
         )
         .unwrap();
         let instances: Vec<InstanceReuse> = policies.iter().map(|p| p.instances).collect();
-        assert_eq!(instances, vec![
-            InstanceReuse::Reused { max_calls: 50 },
-            InstanceReuse::Reused { max_calls: 7 },
-            InstanceReuse::Fresh,
-        ]);
+        assert_eq!(
+            instances,
+            vec![InstanceReuse::Reused { max_calls: 50 }, InstanceReuse::Reused { max_calls: 7 }, InstanceReuse::Fresh,]
+        );
         let file: ConfigFile = toml::from_str("[limits]\ninstances = \"reused\"").unwrap();
         let snapshot = file.prepare_snapshot(&PolicyConfig::default()).unwrap();
         let unlisted = snapshot.default_policy().instances;
         assert_eq!(unlisted, InstanceReuse::reused(), "namespaces without an entry follow [limits]");
         let error = |text: &str| parse(text).unwrap_err().to_string();
         assert!(error("[limits]\nmax_calls_per_instance = 5").starts_with("[limits]: max_calls_per_instance needs"));
-        assert!(error("[[namespace]]\nname = \"a\"\nmax_calls_per_instance = 5").contains("needs instances = \"reused\""));
-        assert!(error("[[namespace]]\nname = \"a\"\ninstances = \"reused\"\nmax_calls_per_instance = 0").contains("at least 1"));
+        assert!(
+            error("[[namespace]]\nname = \"a\"\nmax_calls_per_instance = 5").contains("needs instances = \"reused\"")
+        );
+        assert!(error("[[namespace]]\nname = \"a\"\ninstances = \"reused\"\nmax_calls_per_instance = 0")
+            .contains("at least 1"));
         assert!(error("[[namespace]]\nname = \"a\"\ninstances = \"shared\"").contains("unknown variant"));
     }
 }

@@ -14,9 +14,9 @@ use crate::runtime::{CallError, CallLimits, GeneratorStream, InstanceReuse, Modu
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
@@ -75,7 +75,13 @@ impl LocalFunction {
             .descriptors()
             .enumerate()
             .map(|(position, d)| {
-                let f = LocalFunction { module: module.clone(), position, descriptor: d.clone(), limits, warm: warm.clone() };
+                let f = LocalFunction {
+                    module: module.clone(),
+                    position,
+                    descriptor: d.clone(),
+                    limits,
+                    warm: warm.clone(),
+                };
                 Arc::new(f) as Arc<dyn Callable>
             })
             .collect()
@@ -427,7 +433,11 @@ impl RegistrySnapshot {
     /// The function a call on `name` goes to: the first member (declared order) that has it
     /// now. A member whose module was removed or failed to load does not, so the call falls
     /// back to the next. Every call resolves, so this builds no list of members.
-    pub fn resolve<'a>(&'a self, name: &'a str, function: &str) -> Option<(&'a str, &'a Namespace, &'a Arc<dyn Callable>)> {
+    pub fn resolve<'a>(
+        &'a self,
+        name: &'a str,
+        function: &str,
+    ) -> Option<(&'a str, &'a Namespace, &'a Arc<dyn Callable>)> {
         let in_member = |m: &'a str| self.namespaces.get(m).and_then(|ns| ns.get(function).map(|f| (m, ns, f)));
         match self.groups.get(name) {
             Some(g) => g.members.iter().find_map(|m| in_member(m.as_str())),

@@ -384,7 +384,11 @@ impl AsyncWrite for PeerStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().tcp).poll_write(cx, data)
     }
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -420,7 +424,8 @@ async fn handshake(
                 Ok(response)
             }
             None => {
-                let mut not_found = ErrorResponse::new(Some(format!("no easyrpc endpoint at {}", request.uri().path())));
+                let mut not_found =
+                    ErrorResponse::new(Some(format!("no easyrpc endpoint at {}", request.uri().path())));
                 *not_found.status_mut() = StatusCode::NOT_FOUND;
                 Err(not_found)
             }

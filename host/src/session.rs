@@ -12,9 +12,9 @@
 
 use crate::deploy::Deployer;
 use crate::registry::{Callable, NamespacePolicy, Registry, ValueStream};
-use crate::signature::FunctionKind;
 use crate::runtime::CallError;
 use crate::server::{PathConfig, PeerStream, Shared};
+use crate::signature::FunctionKind;
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, RequestBody, Serialization};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -27,10 +27,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::error::{Error as TungsteniteError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::error::{Error as TungsteniteError, ProtocolError};
 use tokio_tungstenite::WebSocketStream;
 
 fn to_ws(frame: Frame) -> WsMessage {
@@ -82,9 +82,9 @@ pub(crate) async fn serve(
     let limits = shared.config.limits;
     let setup = tokio::time::timeout(limits.setup_timeout, ws.next()).await;
     let claims = match setup {
-        Ok(Some(Ok(WsMessage::Text(text)))) => {
-            auth::read_setup(text.as_str(), &path.secret, |namespace| shared.registry.snapshot().secret_for(namespace).map(str::to_owned))
-        }
+        Ok(Some(Ok(WsMessage::Text(text)))) => auth::read_setup(text.as_str(), &path.secret, |namespace| {
+            shared.registry.snapshot().secret_for(namespace).map(str::to_owned)
+        }),
         Ok(Some(Ok(_))) => Err("the first frame must be a text setup frame".to_owned()),
         Ok(Some(Err(e))) => Err(format!("websocket error before setup: {e}")),
         Ok(None) => return,
@@ -97,9 +97,8 @@ pub(crate) async fn serve(
             // The error frame first (what Python clients read), then a real close so that
             // clients which would wait fail fast.
             let _ = ws.send(to_ws(wire::auth_error(wire::AUTH_ERROR))).await;
-            let _ = ws
-                .close(Some(CloseFrame { code: CloseCode::Policy, reason: "authentication failed".into() }))
-                .await;
+            let _ =
+                ws.close(Some(CloseFrame { code: CloseCode::Policy, reason: "authentication failed".into() })).await;
             return;
         }
     };
@@ -137,7 +136,11 @@ pub(crate) async fn serve(
         in_flight_bytes: Arc::new(Semaphore::new(limits.max_in_flight_bytes)),
         in_flight_bytes_limit: limits.max_in_flight_bytes,
         waited: mpsc::unbounded_channel(),
-        backlog: Arc::new(Backlog { bytes: AtomicUsize::new(0), limit: limits.max_queued_answer_bytes, over: Notify::new() }),
+        backlog: Arc::new(Backlog {
+            bytes: AtomicUsize::new(0),
+            limit: limits.max_queued_answer_bytes,
+            over: Notify::new(),
+        }),
         write_timeout: limits.write_timeout,
         slow_reader: false,
         slow_actions: SlowActions::default(),
@@ -365,7 +368,8 @@ impl Connection {
         // Most calls finish on their first poll: run that here, with no hand-off to another
         // task and the answer written by this task. Known slow functions skip it.
         let started = Instant::now();
-        let first = if slow { Poll::Pending } else { std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await };
+        let first =
+            if slow { Poll::Pending } else { std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await };
         match first {
             Poll::Ready((session, id, (value, is_error))) => {
                 if started.elapsed() > INLINE_LIMIT {
@@ -675,7 +679,9 @@ impl Session {
                 Err(error) => return (Value::Str(error_string(&error)), true),
             };
             let policy = namespace.policy.clone();
-            return self.open_generator(request_id, &action, function.as_ref(), (tenant, policy), call.args, call.kwargs).await;
+            return self
+                .open_generator(request_id, &action, function.as_ref(), (tenant, policy), call.args, call.kwargs)
+                .await;
         }
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
@@ -723,7 +729,12 @@ impl Session {
                 return (Value::Str(error_string(&error)), true);
             }
         };
-        let open = OpenGenerator { stream: Some(stream), last_used: Instant::now(), permits: Some((permit, tenant_permit)), policy };
+        let open = OpenGenerator {
+            stream: Some(stream),
+            last_used: Instant::now(),
+            permits: Some((permit, tenant_permit)),
+            policy,
+        };
         let mut generators = self.generators_lock();
         // The id is the client's own unless taken or long: ids are kept as long as their
         // generators, and a request id may be as long as a frame.
@@ -776,7 +787,12 @@ impl Session {
     /// admins. WIT names cannot start with `_`, so these never shadow a function.
     async fn admin_action(&self, action: &str, kwargs: Vec<(String, Value)>) -> (Value, bool) {
         let Some(deployer) = self.deployer.clone().filter(|_| self.admin) else {
-            return (error_dict(&format!("{action} needs a connection signed with the admin secret on a host that allows deploys")), true);
+            return (
+                error_dict(&format!(
+                    "{action} needs a connection signed with the admin secret on a host that allows deploys"
+                )),
+                true,
+            );
         };
         let arg = |key: &str| kwargs.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         let text = |key: &str| arg(key).and_then(Value::as_str).map(str::to_owned);
@@ -852,7 +868,9 @@ impl Session {
 /// Results the Python client would misread as generator markers (quirk Q8).
 fn reserved_marker(value: &Value) -> Option<&'static str> {
     match value {
-        Value::Str(s) if s.contains(GENERATOR_START) => Some("the result text holds the reserved generator start marker"),
+        Value::Str(s) if s.contains(GENERATOR_START) => {
+            Some("the result text holds the reserved generator start marker")
+        }
         Value::List(items) if items.iter().any(|v| v.as_str() == Some(GENERATOR_START)) => {
             Some("the result list holds the reserved generator start marker")
         }

@@ -7,9 +7,9 @@
 //! the wire turns them into easyrpc `sig` listings, and clients bind arguments against them, all
 //! through this one model.
 
-use std::borrow::Cow;
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// A WIT value type as callers see it. Records and variants keep their WIT (kebab-case) names;
@@ -32,16 +32,39 @@ pub enum WitType {
     String,
     /// EasyRpc's `json` convention: a `string` holding any JSON value.
     Json,
-    List { element: Box<WitType> },
-    Record { name: Option<String>, fields: Vec<Field> },
-    Tuple { elements: Vec<WitType> },
-    Variant { name: Option<String>, cases: Vec<Case> },
-    Enum { name: Option<String>, cases: Vec<String> },
-    Option { inner: Box<WitType> },
-    Result { ok: Option<Box<WitType>>, err: Option<Box<WitType>> },
-    Flags { name: Option<String>, flags: Vec<String> },
+    List {
+        element: Box<WitType>,
+    },
+    Record {
+        name: Option<String>,
+        fields: Vec<Field>,
+    },
+    Tuple {
+        elements: Vec<WitType>,
+    },
+    Variant {
+        name: Option<String>,
+        cases: Vec<Case>,
+    },
+    Enum {
+        name: Option<String>,
+        cases: Vec<String>,
+    },
+    Option {
+        inner: Box<WitType>,
+    },
+    Result {
+        ok: Option<Box<WitType>>,
+        err: Option<Box<WitType>>,
+    },
+    Flags {
+        name: Option<String>,
+        flags: Vec<String>,
+    },
     /// A type no caller can send or receive (resources, futures, streams, maps...).
-    Unsupported { description: String },
+    Unsupported {
+        description: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -253,7 +276,8 @@ pub fn names(wit_name: &str, given: &str) -> bool {
         return true;
     }
     let snake = wit_name.trim_start_matches('%');
-    snake.len() == given.len() && snake.bytes().zip(given.bytes()).all(|(w, g)| if w == b'-' { g == b'_' } else { w == g })
+    snake.len() == given.len()
+        && snake.bytes().zip(given.bytes()).all(|(w, g)| if w == b'-' { g == b'_' } else { w == g })
 }
 
 /// The caller-facing name of an export. Naming rule:
@@ -316,7 +340,9 @@ pub fn bind_borrowed<'a>(
         kwargs.iter().map(|(k, v)| (k.as_str(), Cow::Borrowed(v))),
         Cow::Borrowed,
         |rest| Cow::Owned(Value::List(owned(rest))),
-        |rest: Vec<(String, Cow<'a, Value>)>| Cow::Owned(Value::Dict(rest.into_iter().map(|(k, v)| (k, v.into_owned())).collect())),
+        |rest: Vec<(String, Cow<'a, Value>)>| {
+            Cow::Owned(Value::Dict(rest.into_iter().map(|(k, v)| (k, v.into_owned())).collect()))
+        },
     )
 }
 
@@ -350,9 +376,9 @@ fn bind<'d, V, K: AsRef<str> + Into<String>>(
     }
 
     for (key, value) in kwargs {
-        let named = params.iter().position(|p| {
-            p.name == key.as_ref() && matches!(p.kind, ParamKind::Positional | ParamKind::KeywordOnly)
-        });
+        let named = params
+            .iter()
+            .position(|p| p.name == key.as_ref() && matches!(p.kind, ParamKind::Positional | ParamKind::KeywordOnly));
         match named {
             Some(i) if slots[i].is_some() => return Err(BindError::Duplicate(key.into())),
             Some(i) => slots[i] = Some(value),
@@ -428,7 +454,8 @@ mod tests {
 
     /// Binds with both binders, which must agree.
     fn both(p: &[ParamDescriptor], args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Vec<Value>, BindError> {
-        let borrowed = bind_borrowed(p, &args, &kwargs).map(|values| values.into_iter().map(Cow::into_owned).collect::<Vec<_>>());
+        let borrowed =
+            bind_borrowed(p, &args, &kwargs).map(|values| values.into_iter().map(Cow::into_owned).collect::<Vec<_>>());
         let owned = bind_arguments(p, args, kwargs);
         assert_eq!(owned, borrowed);
         owned

@@ -138,11 +138,7 @@ fn serve_list_call_and_stop() {
 
 #[test]
 fn serve_refuses_to_run_without_a_secret() {
-    let out = Command::new(EASYRPC)
-        .args(["serve", "--port", "0"])
-        .env_remove("EASYRPC_SECRET")
-        .output()
-        .unwrap();
+    let out = Command::new(EASYRPC).args(["serve", "--port", "0"]).env_remove("EASYRPC_SECRET").output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no secret"), "{}", text(&out.stderr));
 }

@@ -63,7 +63,8 @@ fn main() {
     rt.block_on(async {
         let cache = std::env::temp_dir().join(format!("easyrpc-deploy-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache);
-        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache.clone()), ..Default::default() }).expect("runtime");
+        let runtime =
+            Runtime::new(RuntimeConfig { cache_dir: Some(cache.clone()), ..Default::default() }).expect("runtime");
         let registry = Arc::new(Registry::default());
         let base = RegistrySnapshot::with_default_policy(PolicyConfig::default());
         let deployer = Arc::new(Deployer::new(runtime.clone(), registry.clone(), base, vec![]));
@@ -98,7 +99,8 @@ fn main() {
         let mut starts = Vec::new();
         for _ in 0..2 {
             let started = Instant::now();
-            let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(start_cache.clone()), ..Default::default() }).expect("runtime");
+            let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(start_cache.clone()), ..Default::default() })
+                .expect("runtime");
             let registry = Arc::new(Registry::default());
             let base = RegistrySnapshot::with_default_policy(PolicyConfig::default());
             let deployer = Deployer::new(runtime, registry.clone(), base, vec![ModuleSource::Dir(dir.clone())]);
@@ -109,7 +111,11 @@ fn main() {
         }
         println!("\n== host start with {MODULES} modules ({} KiB each)", peer.len() / 1024);
         println!("cold (compile every module)     {:>8.1} ms", ms(starts[0]));
-        println!("cached (load compiled modules)  {:>8.1} ms   ({:.0}x faster)", ms(starts[1]), starts[0].as_secs_f64() / starts[1].as_secs_f64());
+        println!(
+            "cached (load compiled modules)  {:>8.1} ms   ({:.0}x faster)",
+            ms(starts[1]),
+            starts[0].as_secs_f64() / starts[1].as_secs_f64()
+        );
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&cache);
     });

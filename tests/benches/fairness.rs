@@ -32,7 +32,8 @@ const CALLS_PER_ROUND: usize = 2_000;
 const HOSTILE_IN_FLIGHT: usize = 100;
 const HOSTILE_CONNECTIONS: usize = 4;
 /// What the hostile calls do, in turn.
-const HOSTILE_CALLS: [(&str, &str); 4] = [("spin", "[]"), ("memory_bomb", "[]"), ("recurse", "[1000000000]"), ("shout", "[1]")];
+const HOSTILE_CALLS: [(&str, &str); 4] =
+    [("spin", "[]"), ("memory_bomb", "[]"), ("recurse", "[1000000000]"), ("shout", "[1]")];
 
 /// The good and the hostile tenant's modules.
 const MODULES: &str = r#"
@@ -115,7 +116,8 @@ fn client_runtime() -> tokio::runtime::Runtime {
 
 /// Keeps [`HOSTILE_IN_FLIGHT`] hostile calls running until `stop`; counts those that ended.
 async fn attack(url: String, only: Option<String>, stop: Arc<AtomicBool>, ended: Arc<AtomicUsize>) {
-    let kinds: Vec<_> = HOSTILE_CALLS.iter().filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name)).collect();
+    let kinds: Vec<_> =
+        HOSTILE_CALLS.iter().filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name)).collect();
     let mut connections = Vec::new();
     for _ in 0..HOSTILE_CONNECTIONS {
         connections.push(Arc::new(EasyRpcProxy::connect(&url, SECRET, "bad").await.expect("bad tenant")));
@@ -151,7 +153,9 @@ fn main() {
         println!("(the good client's priority could not be raised: its figures include waiting for a core)");
     }
     let limited = format!("{LIMITED_TENANTS}{MODULES}");
-    for (name, config) in [("hostile tenant limited (1 s deadline)", limited.as_str()), ("default host (10 s deadline)", MODULES)] {
+    for (name, config) in
+        [("hostile tenant limited (1 s deadline)", limited.as_str()), ("default host (10 s deadline)", MODULES)]
+    {
         println!("== {name}");
         let (server, _) = host.block_on(serve_config(config));
         let url = server.url();

@@ -46,7 +46,12 @@ fn add_args(i: usize) -> Vec<Value> {
 
 /// Warms up, then times `CALLS` sequential calls, each in a fresh instance; prints and returns
 /// the median.
-async fn fresh_median(label: &str, module: &Arc<Module>, function: &str, args: impl Fn(usize) -> Vec<Value>) -> Duration {
+async fn fresh_median(
+    label: &str,
+    module: &Arc<Module>,
+    function: &str,
+    args: impl Fn(usize) -> Vec<Value>,
+) -> Duration {
     timed_calls(module, None, function, WARMUP, &args).await;
     summarize(label, timed_calls(module, None, function, CALLS, &args).await)
 }
@@ -144,7 +149,10 @@ fn one_thread_against_two(label: &str, module: &Arc<Module>, function: &'static 
     one.sort();
     two.sort();
     let (one, two) = (percentile(&one, 0.5).as_secs_f64() * 1e6, percentile(&two, 0.5).as_secs_f64() * 1e6);
-    println!("{label:<44} one thread {one:>7.2} µs   two threads {two:>7.2} µs per call and thread ({:.2}x)", two / one);
+    println!(
+        "{label:<44} one thread {one:>7.2} µs   two threads {two:>7.2} µs per call and thread ({:.2}x)",
+        two / one
+    );
 }
 
 fn main() {
@@ -162,7 +170,10 @@ fn main() {
         let fresh = fresh_median("fresh sandboxed instance per call", &math, "add", add_args).await;
         let warm = WarmInstances::for_policy(&math, InstanceReuse::reused()).expect("reusing policy");
         timed_calls(&math, Some(&*warm), "add", WARMUP, add_args).await;
-        let reused = summarize("kept instance (instances = reused)", timed_calls(&math, Some(&*warm), "add", CALLS, add_args).await);
+        let reused = summarize(
+            "kept instance (instances = reused)",
+            timed_calls(&math, Some(&*warm), "add", CALLS, add_args).await,
+        );
         println!("fresh / reused median ratio: {:.2}x", fresh.as_secs_f64() / reused.as_secs_f64());
         // What a guest's imports cost a fresh instance: peer has no WASI but exports generator
         // resources (two more core instances wire them up); hostile is a wasm32-wasip2 guest
@@ -187,7 +198,8 @@ fn main() {
 
         println!("\n== load per module, median of {LOADS}");
         let cache_dir = std::env::temp_dir().join(format!("easyrpc-bench-cache-{}", std::process::id()));
-        let cached = Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..Default::default() }).expect("runtime");
+        let cached =
+            Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..Default::default() }).expect("runtime");
         for name in ["math", "peer", "hostile"] {
             let bytes = std::fs::read(module_path(name)).expect("module built");
             let mut compile = Vec::new();

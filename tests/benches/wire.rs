@@ -149,10 +149,16 @@ fn pause_for(pause: Duration) {
 /// (fresh instances, then reused ones), and the raw client against our host (fresh, reused),
 /// `calls` each, every call after `pause`. The paths take turns in short batches, so that the
 /// machine's changing load falls on all of them alike.
-async fn sequential_latency(server: &TestServer, echo: std::net::SocketAddr, calls: usize, pause: Duration) -> [(f64, f64); 5] {
+async fn sequential_latency(
+    server: &TestServer,
+    echo: std::net::SocketAddr,
+    calls: usize,
+    pause: Duration,
+) -> [(f64, f64); 5] {
     const BATCH: usize = 250;
     let proxy = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer")).await.expect("rpc client");
-    let kept = EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer_reused")).await.expect("client");
+    let kept =
+        EasyRpcProxy::connect_with(ClientConfig::new(&server.url(), SECRET, "peer_reused")).await.expect("client");
     let mut raw = raw_client(echo).await;
     let mut host_raw = easyrpc_tests::RawClient::connect(server, "peer").await.ws;
     let mut host_raw_kept = easyrpc_tests::RawClient::connect(server, "peer_reused").await.ws;
@@ -205,7 +211,9 @@ async fn rpc_throughput(load: &Handle, url: &str, work: Workload, connections: u
     let run = async move {
         let mut proxies = Vec::new();
         for _ in 0..connections {
-            proxies.push(Arc::new(EasyRpcProxy::connect_with(ClientConfig::new(&url, SECRET, work.namespace)).await.expect("client")));
+            proxies.push(Arc::new(
+                EasyRpcProxy::connect_with(ClientConfig::new(&url, SECRET, work.namespace)).await.expect("client"),
+            ));
         }
         let per_task = total / (connections * IN_FLIGHT);
         let started = Instant::now();
@@ -363,7 +371,9 @@ async fn hold_connections(url: &str, n: usize) {
             serialization: Serialization::Json,
             notify: false,
         };
-        ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, wire::auth::sign_setup(&claims, SECRET)))).await.expect("setup");
+        ws.send(Message::text(format!(r#"{{"setup": "{}"}}"#, wire::auth::sign_setup(&claims, SECRET))))
+            .await
+            .expect("setup");
         ws.next().await.expect("auth reply").expect("auth ok");
         held.push(ws);
     }
@@ -427,7 +437,11 @@ async fn print_latency(server: &TestServer, echo: std::net::SocketAddr) {
     println!("raw websocket echo     p50 {raw50:>8.1} µs   p99 {raw99:>8.1} µs");
     println!("RPC add, raw client    p50 {host50:>8.1} µs   p99 {host99:>8.1} µs   (host only)");
     println!("RPC add (json)         p50 {rpc50:>8.1} µs   p99 {rpc99:>8.1} µs");
-    println!("RPC - echo             p50 {:>+8.1} µs   p99 {:>+8.1} µs   (goal: p50 within +15 µs)", rpc50 - raw50, rpc99 - raw99);
+    println!(
+        "RPC - echo             p50 {:>+8.1} µs   p99 {:>+8.1} µs   (goal: p50 within +15 µs)",
+        rpc50 - raw50,
+        rpc99 - raw99
+    );
     println!("RPC add, reused inst.  p50 {kept50:>8.1} µs   p99 {kept99:>8.1} µs");
     println!("reused - echo          p50 {:>+8.1} µs   p99 {:>+8.1} µs", kept50 - raw50, kept99 - raw99);
     println!("reused, raw client     p50 {host_kept50:>8.1} µs   p99 {host_kept99:>8.1} µs   (host only)");
@@ -505,8 +519,16 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
             median(&echo_rates),
             ratio(&rpc)
         );
-        println!("   no-import guest (math.add): {:>9.0} calls/s                      RPC/echo {}", median(&plain), ratio(&plain));
-        println!("   reused instances (peer.add): {:>8.0} calls/s                      RPC/echo {}", median(&kept), ratio(&kept));
+        println!(
+            "   no-import guest (math.add): {:>9.0} calls/s                      RPC/echo {}",
+            median(&plain),
+            ratio(&plain)
+        );
+        println!(
+            "   reused instances (peer.add): {:>8.0} calls/s                      RPC/echo {}",
+            median(&kept),
+            ratio(&kept)
+        );
     }
 
     println!("\n== payload scaling: echo(x) of a string of the size (RPC) vs echo of the same frame (raw)");
@@ -517,7 +539,11 @@ async fn measure(server: &TestServer, echo: std::net::SocketAddr, load: &Handle,
         let value = Value::Str("x".repeat(size));
         for (name, client, ser) in [("json", &proxy, Serialization::Json), ("pickle", &pickle, Serialization::Pickle)] {
             let (rpc, raw_us) = payload(client, &mut raw, &value, ser, n).await;
-            println!("{:>5} KiB {name:<6}  RPC {rpc:>9.1} µs/call   echo {raw_us:>9.1} µs   ratio {:.2}x", size >> 10, rpc / raw_us);
+            println!(
+                "{:>5} KiB {name:<6}  RPC {rpc:>9.1} µs/call   echo {raw_us:>9.1} µs   ratio {:.2}x",
+                size >> 10,
+                rpc / raw_us
+            );
         }
     }
 }
@@ -644,7 +670,9 @@ async fn python_comparison(url: &str, load: &Handle) {
     let four = [Path::Rpc(ECHO), Path::Rpc(MATH_ECHO), Path::Rpc(reused(ECHO)), Path::Rpc(reused(MATH_ECHO))];
     let [ours_4, plain_4, reused_4, reused_plain_4] =
         taking_turns(load, url, four, 4, 40_000, PYTHON_ROUNDS).await.map(|r| median(&r));
-    println!("                          Python original        ours     speed-up   (ours: median of {PYTHON_ROUNDS} runs)");
+    println!(
+        "                          Python original        ours     speed-up   (ours: median of {PYTHON_ROUNDS} runs)"
+    );
     let row = |what: &str, theirs: f64, ours: f64, unit: &str, speedup: f64| {
         println!("{what:<24}{theirs:>12.0} {unit:<7}{ours:>8.0} {unit:<7}{speedup:>6.1}x")
     };

@@ -68,7 +68,10 @@ impl TestServer {
         Self::with_config(snapshot, config).await
     }
 
-    pub async fn with_config(snapshot: easyrpc::registry::RegistrySnapshot, config: easyrpc::server::ServerConfig) -> Self {
+    pub async fn with_config(
+        snapshot: easyrpc::registry::RegistrySnapshot,
+        config: easyrpc::server::ServerConfig,
+    ) -> Self {
         Self::serve(Arc::new(easyrpc::registry::Registry::new(snapshot)), None, config).await
     }
 
@@ -81,9 +84,15 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(easyrpc::server::run_with_deployer(listener, config, registry.clone(), deployer, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(easyrpc::server::run_with_deployer(
+            listener,
+            config,
+            registry.clone(),
+            deployer,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self { addr, registry, stop: Some(stop), task: Some(task) }
     }
 
@@ -157,7 +166,9 @@ pub async fn connect_like_our_client(
 
 /// The json frame of a request object (JSON text) under `request_id`, as a client sends it.
 pub fn request_frame(request_id: &str, request: &str) -> String {
-    format!(r#"{{"ws_action": {{"type": "request", "response_expected": true, "request": {request}, "request_id": "{request_id}"}}}}"#)
+    format!(
+        r#"{{"ws_action": {{"type": "request", "response_expected": true, "request": {request}, "request_id": "{request_id}"}}}}"#
+    )
 }
 
 /// A raw websocket client speaking the wire protocol by hand, for tests that send what a
@@ -173,7 +184,11 @@ impl RawClient {
     }
 
     /// Connects and completes the setup for `namespace` in the given serialization.
-    pub async fn connect_with(server: &TestServer, namespace: &str, serialization: easyrpc::wire::Serialization) -> Self {
+    pub async fn connect_with(
+        server: &TestServer,
+        namespace: &str,
+        serialization: easyrpc::wire::Serialization,
+    ) -> Self {
         Self::connect_as(server, namespace, serialization, SECRET).await
     }
 
@@ -217,7 +232,9 @@ impl RawClient {
                 .expect("server answers within 5 s");
             match msg {
                 Some(Ok(Message::Text(t))) => return Some(v(t.as_str())),
-                Some(Ok(Message::Binary(b))) => return Some(easyrpc::wire::pickle::decode(&b).expect("valid pickle").value),
+                Some(Ok(Message::Binary(b))) => {
+                    return Some(easyrpc::wire::pickle::decode(&b).expect("valid pickle").value)
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
             }

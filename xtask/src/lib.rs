@@ -59,7 +59,10 @@ fn component_linker() -> Result<PathBuf, String> {
     let version = run(&["-vV"])?;
     let host = version.lines().find_map(|l| l.strip_prefix("host: ")).ok_or("rustc -vV names no host")?;
     let linker = Path::new(sysroot.trim()).join("lib/rustlib").join(host.trim()).join("bin/wasm-component-ld");
-    linker.is_file().then_some(linker.clone()).ok_or_else(|| format!("{} not found (it comes with rustc 1.82+)", linker.display()))
+    linker
+        .is_file()
+        .then_some(linker.clone())
+        .ok_or_else(|| format!("{} not found (it comes with rustc 1.82+)", linker.display()))
 }
 
 /// Builds every module in `modules/` (release) and returns the directory that holds the
@@ -79,7 +82,10 @@ pub fn build_examples() -> Result<PathBuf, String> {
 /// then every crate is built for [`WASI_TARGET`].
 fn wasi_crates(manifest: &str) -> Option<Vec<String>> {
     let section = manifest.split("[workspace.metadata.easyrpc]").nth(1)?;
-    let line = section.lines().take_while(|l| !l.trim_start().starts_with('[')).find(|l| l.trim_start().starts_with("wasi"))?;
+    let line = section
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .find(|l| l.trim_start().starts_with("wasi"))?;
     let list = line.split_once('=')?.1.trim().strip_prefix('[')?.strip_suffix(']')?;
     Some(list.split(',').map(|c| c.trim().trim_matches('"').to_owned()).filter(|c| !c.is_empty()).collect())
 }
@@ -87,7 +93,8 @@ fn wasi_crates(manifest: &str) -> Option<Vec<String>> {
 fn build_guest_workspace(dir: &str) -> Result<PathBuf, String> {
     let root = project_root();
     let manifest_path = root.join(dir).join("Cargo.toml");
-    let manifest = std::fs::read_to_string(&manifest_path).map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
+    let manifest =
+        std::fs::read_to_string(&manifest_path).map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
     let target_dir = root.join(dir).join("target");
     let cargo_build = |target: &str, selection: &[String]| -> Result<PathBuf, String> {
         ensure_wasm_target(target)?;
@@ -119,7 +126,8 @@ fn build_guest_workspace(dir: &str) -> Result<PathBuf, String> {
     match wasi_crates(&manifest) {
         None => sources.push((cargo_build(WASI_TARGET, &[])?, Pick::Except(Vec::new()))),
         Some(wasi) => {
-            let wasi_files: Vec<String> = wasi.iter().map(|krate| format!("{}.wasm", krate.replace('-', "_"))).collect();
+            let wasi_files: Vec<String> =
+                wasi.iter().map(|krate| format!("{}.wasm", krate.replace('-', "_"))).collect();
             let mut plain = vec!["--workspace".to_owned()];
             plain.extend(wasi.iter().flat_map(|c| ["--exclude".to_owned(), c.clone()]));
             sources.push((cargo_build(PLAIN_TARGET, &plain)?, Pick::Except(wasi_files.clone())));

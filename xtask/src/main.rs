@@ -15,8 +15,10 @@ fn main() -> ExitCode {
         Some("examples") => xtask::build_examples().map(|dir| println!("{}", dir.display())),
         Some("serve") => xtask::build_modules().and_then(|_| easyrpc(&["serve", "--demo"], rest)),
         Some("demo") => xtask::build_modules().and_then(|dir| {
-            let modules: Vec<String> =
-                ["math", "peer", "hostile"].iter().map(|m| dir.join(format!("{m}.wasm")).display().to_string()).collect();
+            let modules: Vec<String> = ["math", "peer", "hostile"]
+                .iter()
+                .map(|m| dir.join(format!("{m}.wasm")).display().to_string())
+                .collect();
             let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
             easyrpc(&[&["inspect"], modules.as_slice()].concat(), rest)
         }),

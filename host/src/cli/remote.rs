@@ -99,7 +99,8 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
     }
     args.connect
         .run(async |proxy| {
-            let is_generator = proxy.function(&args.function).is_some_and(|d| d.kind == crate::signature::FunctionKind::Generator);
+            let is_generator =
+                proxy.function(&args.function).is_some_and(|d| d.kind == crate::signature::FunctionKind::Generator);
             if is_generator {
                 // Items are printed as they arrive, one JSON value per line.
                 let mut items = proxy.stream(&args.function, positional, keywords).await?;
@@ -135,7 +136,8 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         Some(n) => n.clone(),
         None => args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let summary = args.connect.run(async |proxy| Ok(proxy.deploy(&args.connect.namespace, &name, &bytes).await?)).await?;
+    let summary =
+        args.connect.run(async |proxy| Ok(proxy.deploy(&args.connect.namespace, &name, &bytes).await?)).await?;
     println!("{}", summary.to_json());
     Ok(())
 }

@@ -83,7 +83,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let mut paths = file.path_configs(&secret);
-    paths.extend(args.paths.iter().map(|p| PathConfig { path: p.clone(), secret: secret.clone(), encryption: args.encryption }));
+    paths.extend(args.paths.iter().map(|p| PathConfig {
+        path: p.clone(),
+        secret: secret.clone(),
+        encryption: args.encryption,
+    }));
     if paths.is_empty() {
         paths.push(PathConfig { path: DEFAULT_PATH.to_owned(), secret: secret.clone(), encryption: args.encryption });
     }
@@ -128,7 +132,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let host = args.host.clone().or(file.host.clone()).unwrap_or_else(|| "127.0.0.1".to_owned());
     let port = args.port.or(file.port).unwrap_or(DEFAULT_PORT);
-    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await.with_context(|| format!("listening on {host}:{port}"))?;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .with_context(|| format!("listening on {host}:{port}"))?;
     let config = ServerConfig { paths, limits: connection_limits, server_id: uuid::Uuid::new_v4().to_string() };
     let served = server::run_with_deployer(listener, config, registry, Some(deployer), shutdown_signal()).await;
     watcher.abort();
@@ -147,7 +153,9 @@ fn default_cache_dir() -> Option<PathBuf> {
 fn bundled_modules() -> anyhow::Result<Vec<ModuleSource>> {
     let dir = PathBuf::from(BUNDLED_MODULES);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "wasm")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "wasm")).collect()
+        })
         .unwrap_or_default();
     if files.is_empty() {
         bail!("no modules given and the bundled modules are not built in {BUNDLED_MODULES}: run `cargo xtask modules` (or `cargo xtask serve`), or pass --modules DIR");

@@ -50,7 +50,12 @@ impl ComponentCache {
 
     /// Loads the compiled form of `bytes` (whose hash is `hash`) from the cache, or compiles it
     /// and stores the result. A failure to store is logged, not returned.
-    pub fn load_or_compile(&self, engine: &Engine, hash: &str, bytes: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        hash: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(hash);
         // Read into memory rather than `deserialize_file`: a memory-mapped entry that someone
         // truncates or rewrites in place would crash the host with SIGBUS.

@@ -89,7 +89,10 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
             // Each field has two names, so a dict (whose keys differ) with more entries than
             // that has an unknown one among its first 2n+1: both scans stay within the type's size.
             if let Some((unknown, _)) = entries.iter().find(|(k, _)| !fields.iter().any(|f| names(&f.name, k))) {
-                return Err(ValueError { path: path.to_owned(), message: format!("unknown field '{unknown}' for {ty}") });
+                return Err(ValueError {
+                    path: path.to_owned(),
+                    message: format!("unknown field '{unknown}' for {ty}"),
+                });
             }
             let mut out = Vec::with_capacity(fields.len());
             for field in fields {
@@ -123,15 +126,23 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
                 _ => return Err(mismatch(path, ty, value)),
             };
             let Some(case) = cases.iter().find(|c| names(&c.name, case_name)) else {
-                return Err(ValueError { path: path.to_owned(), message: format!("unknown case '{case_name}' for {ty}") });
+                return Err(ValueError {
+                    path: path.to_owned(),
+                    message: format!("unknown case '{case_name}' for {ty}"),
+                });
             };
             let case_path = format!("{path}.{case_name}");
             let payload = match (&case.ty, payload) {
                 (Some(pty), Some(p)) => Some(Box::new(to_val(p, pty, &case_path)?)),
-                (Some(pty), None) => return Err(ValueError { path: case_path, message: format!("missing {pty} payload") }),
+                (Some(pty), None) => {
+                    return Err(ValueError { path: case_path, message: format!("missing {pty} payload") })
+                }
                 (None, None) | (None, Some(Value::None)) => None,
                 (None, Some(p)) => {
-                    return Err(ValueError { path: case_path, message: format!("case has no payload, got {}", p.brief()) })
+                    return Err(ValueError {
+                        path: case_path,
+                        message: format!("case has no payload, got {}", p.brief()),
+                    })
                 }
             };
             Val::Variant(case.name.clone(), payload)
@@ -139,7 +150,9 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
         WitType::Enum { cases, .. } => match value {
             Value::Str(s) => match cases.iter().find(|c| names(c, s)) {
                 Some(c) => Val::Enum(c.clone()),
-                None => return Err(ValueError { path: path.to_owned(), message: format!("unknown case '{s}' for {ty}") }),
+                None => {
+                    return Err(ValueError { path: path.to_owned(), message: format!("unknown case '{s}' for {ty}") })
+                }
             },
             _ => return Err(mismatch(path, ty, value)),
         },
@@ -180,13 +193,21 @@ pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError
                 match found {
                     Some(f) if !set.contains(f) => set.push(f.clone()),
                     Some(_) => {}
-                    None => return Err(ValueError { path: path.to_owned(), message: format!("unknown flag {} for {ty}", item.brief()) }),
+                    None => {
+                        return Err(ValueError {
+                            path: path.to_owned(),
+                            message: format!("unknown flag {} for {ty}", item.brief()),
+                        })
+                    }
                 }
             }
             Val::Flags(set)
         }
         WitType::Unsupported { description } => {
-            return Err(ValueError { path: path.to_owned(), message: format!("values of type {description} cannot be sent") })
+            return Err(ValueError {
+                path: path.to_owned(),
+                message: format!("values of type {description} cannot be sent"),
+            })
         }
     })
 }
@@ -382,9 +403,14 @@ mod tests {
     #[test]
     fn check_answers_as_to_val_does() {
         let list = WitType::List { element: Box::new(WitType::String) };
-        for (text, ty) in [("\"a\"", &WitType::String), ("5", &WitType::String), ("[1, {}]", &WitType::Json), ("null", &WitType::Json)]
-            .into_iter()
-            .chain([("[\"a\", 2]", &list), ("[\"a\"]", &list), ("300", &WitType::U8)])
+        for (text, ty) in [
+            ("\"a\"", &WitType::String),
+            ("5", &WitType::String),
+            ("[1, {}]", &WitType::Json),
+            ("null", &WitType::Json),
+        ]
+        .into_iter()
+        .chain([("[\"a\", 2]", &list), ("[\"a\"]", &list), ("300", &WitType::U8)])
         {
             assert_eq!(check(&v(text), ty, "x"), to_val(&v(text), ty, "x").map(drop), "{text} as {ty}");
         }

@@ -80,7 +80,8 @@ pub fn describe(
                     let next = generator_next(func, &funcs);
                     let item = next.as_ref().map(|(method, item_ty)| {
                         let mut item = wit_type(item_ty);
-                        let written = docs.get(&(Some(short.clone()), method.clone())).and_then(|d| d.result_type.as_ref());
+                        let written =
+                            docs.get(&(Some(short.clone()), method.clone())).and_then(|d| d.result_type.as_ref());
                         if let Some(TypeText { args, .. }) = written.filter(|t| t.name == "option") {
                             if let Some(inner) = args.first() {
                                 apply_written_type(&mut item, inner);
@@ -194,10 +195,9 @@ pub fn wit_type(ty: &Type) -> WitType {
         },
         Type::Enum(e) => WitType::Enum { name: None, cases: e.names().map(str::to_owned).collect() },
         Type::Option(o) => WitType::Option { inner: Box::new(wit_type(&o.ty())) },
-        Type::Result(r) => WitType::Result {
-            ok: r.ok().map(|t| Box::new(wit_type(&t))),
-            err: r.err().map(|t| Box::new(wit_type(&t))),
-        },
+        Type::Result(r) => {
+            WitType::Result { ok: r.ok().map(|t| Box::new(wit_type(&t))), err: r.err().map(|t| Box::new(wit_type(&t))) }
+        }
         Type::Flags(f) => WitType::Flags { name: None, flags: f.names().map(str::to_owned).collect() },
         Type::Own(_) => WitType::Unsupported { description: "own<resource>".to_owned() },
         Type::Borrow(_) => WitType::Unsupported { description: "borrow<resource>".to_owned() },
@@ -268,7 +268,11 @@ fn find_param<'a>(
         .ok_or_else(|| format!("{function}: @{annotation} names `{name}`, which is not a parameter"))
 }
 
-fn apply_annotations(function: &str, params: &mut [ParamDescriptor], annotations: &[(String, String)]) -> Result<(), String> {
+fn apply_annotations(
+    function: &str,
+    params: &mut [ParamDescriptor],
+    annotations: &[(String, String)],
+) -> Result<(), String> {
     for (key, rest) in annotations {
         match key.as_str() {
             "default" => {
@@ -298,13 +302,18 @@ fn apply_annotations(function: &str, params: &mut [ParamDescriptor], annotations
                 let count = params.len();
                 let (index, param) = find_param(function, params, rest.trim(), key)?;
                 if param.ty != WitType::Json || index + 1 != count {
-                    return Err(format!("{function}: @kwargs `{}` must be the last parameter and of type json", param.name));
+                    return Err(format!(
+                        "{function}: @kwargs `{}` must be the last parameter and of type json",
+                        param.name
+                    ));
                 }
                 param.kind = ParamKind::VarKwargs;
             }
             "name" => {} // applied by describe_function
             other => {
-                return Err(format!("{function}: unknown annotation @{other} (known: @default, @varargs, @kwargs, @name)"))
+                return Err(format!(
+                    "{function}: unknown annotation @{other} (known: @default, @varargs, @kwargs, @name)"
+                ))
             }
         }
     }
@@ -359,7 +368,8 @@ mod tests {
 
     #[test]
     fn trailing_options_default_to_none() {
-        let mut ps = vec![p("a", opt(WitType::U8)), p("b", WitType::U8), p("c", opt(WitType::U8)), p("d", opt(WitType::U8))];
+        let mut ps =
+            vec![p("a", opt(WitType::U8)), p("b", WitType::U8), p("c", opt(WitType::U8)), p("d", opt(WitType::U8))];
         apply_implicit_defaults("f", &mut ps).unwrap();
         let defaults: Vec<_> = ps.iter().map(|p| p.default.clone()).collect();
         assert_eq!(defaults, vec![None, None, Some(Value::None), Some(Value::None)]);
@@ -372,13 +382,16 @@ mod tests {
             p("sep", WitType::String),
             p("kw", WitType::Json),
         ];
-        apply_annotations("concat", &mut ps, &ann(&[("varargs", "parts"), ("default", "sep = \"-\""), ("kwargs", "kw")]))
-            .unwrap();
-        assert_eq!(ps.iter().map(|p| p.kind).collect::<Vec<_>>(), vec![
-            ParamKind::VarArgs,
-            ParamKind::KeywordOnly,
-            ParamKind::VarKwargs
-        ]);
+        apply_annotations(
+            "concat",
+            &mut ps,
+            &ann(&[("varargs", "parts"), ("default", "sep = \"-\""), ("kwargs", "kw")]),
+        )
+        .unwrap();
+        assert_eq!(
+            ps.iter().map(|p| p.kind).collect::<Vec<_>>(),
+            vec![ParamKind::VarArgs, ParamKind::KeywordOnly, ParamKind::VarKwargs]
+        );
         assert_eq!(ps[1].default, Some(Value::Str("-".into())));
     }
 
@@ -401,12 +414,16 @@ mod tests {
 
     #[test]
     fn written_types_mark_json_and_names() {
-        let mut ty = WitType::List { element: Box::new(WitType::Tuple { elements: vec![WitType::String, WitType::String] }) };
+        let mut ty =
+            WitType::List { element: Box::new(WitType::Tuple { elements: vec![WitType::String, WitType::String] }) };
         let text = TypeText {
             name: "list".into(),
             args: vec![TypeText {
                 name: "tuple".into(),
-                args: vec![TypeText { name: "json".into(), args: vec![] }, TypeText { name: "string".into(), args: vec![] }],
+                args: vec![
+                    TypeText { name: "json".into(), args: vec![] },
+                    TypeText { name: "string".into(), args: vec![] },
+                ],
             }],
         };
         apply_written_type(&mut ty, &text);

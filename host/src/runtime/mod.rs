@@ -324,14 +324,22 @@ impl Runtime {
             })?;
             let index = Export { index, slot: 2 * position };
             let next_index = match &path.next {
-                Some(method) => Some(component.get_export_index(iface_index.as_ref(), method.as_str()).ok_or_else(|| {
-                    LoadError::Describe { name: name.clone(), message: format!("export {method} not found") }
-                })?),
+                Some(method) => {
+                    Some(component.get_export_index(iface_index.as_ref(), method.as_str()).ok_or_else(|| {
+                        LoadError::Describe { name: name.clone(), message: format!("export {method} not found") }
+                    })?)
+                }
                 None => None,
             };
             let next_index = next_index.map(|index| Export { index, slot: 2 * position + 1 });
             let result_count = usize::from(descriptor.result.is_some());
-            functions.push(ExportedFunction { descriptor, index, next_index, result_count, long_strikes: AtomicU8::new(0) });
+            functions.push(ExportedFunction {
+                descriptor,
+                index,
+                next_index,
+                result_count,
+                long_strikes: AtomicU8::new(0),
+            });
         }
         let by_name = functions.iter().enumerate().map(|(i, f)| (f.descriptor.name.clone(), i)).collect();
         tracing::debug!(module = %name, %hash, ?cache_outcome, ?compile_time, functions = functions.len(), "loaded module");
@@ -405,7 +413,11 @@ impl ExportedFunction {
 
     /// Counts a call that was long, or clears the count after one that was not.
     fn note_call(&self, long: bool) {
-        let strikes = if long { self.long_strikes.load(Ordering::Relaxed).saturating_add(1).min(sandbox::LONG_STRIKES) } else { 0 };
+        let strikes = if long {
+            self.long_strikes.load(Ordering::Relaxed).saturating_add(1).min(sandbox::LONG_STRIKES)
+        } else {
+            0
+        };
         self.long_strikes.store(strikes, Ordering::Relaxed);
     }
 }
@@ -502,7 +514,9 @@ impl Module {
             .component()
             .component_type()
             .imports(engine)
-            .filter(|(_, import)| matches!(import.ty, ComponentItem::ComponentInstance(_) | ComponentItem::ComponentFunc(_)))
+            .filter(|(_, import)| {
+                matches!(import.ty, ComponentItem::ComponentInstance(_) | ComponentItem::ComponentFunc(_))
+            })
             .map(|(name, _)| name.to_owned())
             .collect()
     }
@@ -525,10 +539,10 @@ impl Module {
 
     /// The index of function `name`, or `UnknownFunction`.
     fn index_of(&self, name: &str) -> Result<usize, CallError> {
-        self.by_name.get(name).copied().ok_or_else(|| CallError::UnknownFunction {
-            module: self.name.to_string(),
-            name: name.to_owned(),
-        })
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| CallError::UnknownFunction { module: self.name.to_string(), name: name.to_owned() })
     }
 
     /// Binds `args`/`kwargs` to `name`'s parameters and converts them, without calling: the
@@ -561,7 +575,10 @@ impl Module {
         let index = self.index_of(name)?;
         let function = &self.functions[index];
         if function.next_index.is_none() {
-            return Err(CallError::UnknownFunction { module: self.name.to_string(), name: format!("{name} (not a generator)") });
+            return Err(CallError::UnknownFunction {
+                module: self.name.to_string(),
+                name: format!("{name} (not a generator)"),
+            });
         }
         let params = self.prepare_at(index, args, kwargs)?;
         let mut sandbox = self.ready_sandbox(limits);
@@ -607,7 +624,10 @@ impl Module {
         limits: CallLimits,
     ) -> Result<Value, CallError> {
         if index >= self.functions.len() {
-            return Err(CallError::UnknownFunction { module: self.name.to_string(), name: format!("(function {index})") });
+            return Err(CallError::UnknownFunction {
+                module: self.name.to_string(),
+                name: format!("(function {index})"),
+            });
         }
         let params = self.prepare_at(index, args, kwargs)?;
         let limits = self.capped(limits);

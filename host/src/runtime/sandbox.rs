@@ -15,14 +15,14 @@ use super::{CallLimits, Export, ExportedFunction, Module, RuntimeInner, INSTANCE
 use crate::signature::WitType;
 use crate::value::Value;
 use bytes::Bytes;
+use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
-use wasmtime::component::{Func, Instance, ResourceAny, ResourceTable, Val};
 use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::component::{Func, Instance, ResourceAny, ResourceTable, Val};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -342,27 +342,46 @@ impl Sandbox {
 
     /// Calls `function` of `module` (already bound and converted arguments) within the
     /// sandbox's limits. `module` is the one the sandbox was made for.
-    pub(super) async fn call(&mut self, module: &Module, function: &ExportedFunction, params: &[Val]) -> Result<Value, CallError> {
-        let results = self.invoke_noted(module, function, function.export_index(), params, function.result_count).await?;
+    pub(super) async fn call(
+        &mut self,
+        module: &Module,
+        function: &ExportedFunction,
+        params: &[Val],
+    ) -> Result<Value, CallError> {
+        let results =
+            self.invoke_noted(module, function, function.export_index(), params, function.result_count).await?;
         self.convert_result(function, results)
     }
 
     /// Calls a generator function: the returned resource is its stream, alive as long as this
     /// sandbox.
-    pub(super) async fn open(&mut self, module: &Module, function: &ExportedFunction, params: &[Val]) -> Result<ResourceAny, CallError> {
+    pub(super) async fn open(
+        &mut self,
+        module: &Module,
+        function: &ExportedFunction,
+        params: &[Val],
+    ) -> Result<ResourceAny, CallError> {
         let name = &function.descriptor.name;
         let mut results = self.invoke_noted(module, function, function.export_index(), params, 1).await?;
         match results.pop() {
             Some(Val::Resource(stream)) => Ok(stream),
             other => Err(CallError::BadResult {
                 function: name.clone(),
-                source: ValueError { path: "result".into(), message: format!("expected a generator resource, got {other:?}") },
+                source: ValueError {
+                    path: "result".into(),
+                    message: format!("expected a generator resource, got {other:?}"),
+                },
             }),
         }
     }
 
     /// Pulls the next item of a generator opened by [`open`](Self::open); none at its end.
-    pub(super) async fn next(&mut self, module: &Module, function: &ExportedFunction, stream: ResourceAny) -> Result<Option<Value>, CallError> {
+    pub(super) async fn next(
+        &mut self,
+        module: &Module,
+        function: &ExportedFunction,
+        stream: ResourceAny,
+    ) -> Result<Option<Value>, CallError> {
         let name = &function.descriptor.name;
         let next = function.next_index().ok_or_else(|| CallError::UnknownFunction {
             module: module.name().to_owned(),
@@ -392,7 +411,8 @@ impl Sandbox {
         params: &[Val],
         result_count: usize,
     ) -> Result<Vec<Val>, CallError> {
-        let outcome = self.invoke(module, &function.descriptor.name, export, params, result_count, function.runs_long()).await;
+        let outcome =
+            self.invoke(module, &function.descriptor.name, export, params, result_count, function.runs_long()).await;
         // A call that trapped, ran out of memory or time (a poisoned sandbox) counts as long:
         // a function that keeps failing so is broken or hostile, and its failures (unwinding,
         // tearing down) cost the host as much as running.
@@ -546,7 +566,8 @@ impl Sandbox {
         self.store.data_mut().deadline = now + self.limits.deadline;
         self.store.data_mut().started = now;
         self.store.set_epoch_deadline(1);
-        let outcome = tokio::time::timeout(self.limits.deadline, module.instance_pre().instantiate_async(&mut *self.store)).await;
+        let outcome =
+            tokio::time::timeout(self.limits.deadline, module.instance_pre().instantiate_async(&mut *self.store)).await;
         drop(lock(&self.store.data().lane_slot).take());
         let error = match outcome {
             Ok(Ok(instance)) => {
@@ -554,7 +575,9 @@ impl Sandbox {
                 None
             }
             Ok(Err(e)) => Some(self.classify("(instantiation)", e)),
-            Err(_elapsed) => Some(CallError::Timeout { function: "(instantiation)".to_owned(), deadline: self.limits.deadline }),
+            Err(_elapsed) => {
+                Some(CallError::Timeout { function: "(instantiation)".to_owned(), deadline: self.limits.deadline })
+            }
         };
         self.log_output(module, "(instantiation)");
         match error {
@@ -612,7 +635,9 @@ impl Sandbox {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout { function, deadline: self.limits.deadline },
             Some(Trap::StackOverflow) => CallError::StackOverflow { function },
-            Some(Trap::UnreachableCodeReached) if let Some(message) = panic_message(&self.store.data().stderr.peek()) => {
+            Some(Trap::UnreachableCodeReached)
+                if let Some(message) = panic_message(&self.store.data().stderr.peek()) =>
+            {
                 CallError::Panic { function, message }
             }
             // A Rust guest that overflows its linear-memory (shadow) stack wraps below address 0.
@@ -729,7 +754,8 @@ mod tests {
 
     #[test]
     fn finds_panic_messages() {
-        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:77:9:\nboom\nsecond line\nnote: run with `RUST_BACKTRACE=1`\n";
+        let stderr =
+            "\nthread '<unnamed>' panicked at src/lib.rs:77:9:\nboom\nsecond line\nnote: run with `RUST_BACKTRACE=1`\n";
         assert_eq!(panic_message(stderr).as_deref(), Some("boom\nsecond line"));
         assert_eq!(panic_message("memory allocation of 5 bytes failed"), None);
     }

@@ -251,7 +251,10 @@ impl<'a> Cursor<'a> {
     /// Reads the object that comes next, calling `entry` with each key; `entry` must read that
     /// key's value (with [`value`](Self::value), [`string`](Self::string) or another
     /// `object`). Stops at the first error `entry` returns.
-    pub fn object<E: From<JsonError>>(&mut self, mut entry: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), E>) -> Result<(), E> {
+    pub fn object<E: From<JsonError>>(
+        &mut self,
+        mut entry: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if !self.at_object() {
             return Err(self.parser.error("expected an object").into());
         }
@@ -666,7 +669,9 @@ mod tests {
     #[test]
     fn the_word_and_block_scan_stops_where_the_byte_scan_does() {
         let naive = |bytes: &[u8], from: usize| {
-            (from..bytes.len()).find(|&i| bytes[i] == b'"' || bytes[i] == b'\\' || bytes[i] < 0x20).unwrap_or(bytes.len())
+            (from..bytes.len())
+                .find(|&i| bytes[i] == b'"' || bytes[i] == b'\\' || bytes[i] < 0x20)
+                .unwrap_or(bytes.len())
         };
         // Every special byte and its neighbours (0x1f/0x20, 0x21-0x23, 0x5b-0x5d, high bytes)
         // at every offset of a run that crosses the word, short-run and block boundaries,
@@ -679,7 +684,11 @@ mod tests {
                     let mut bytes = vec![filler; 200];
                     bytes[at] = special;
                     for from in [0, 1, 7, 8, 13, 31, 32, 33, 95, 97] {
-                        assert_eq!(plain_run_end(&bytes, from), naive(&bytes, from), "{filler:#x} {special:#x} at {at} from {from}");
+                        assert_eq!(
+                            plain_run_end(&bytes, from),
+                            naive(&bytes, from),
+                            "{filler:#x} {special:#x} at {at} from {from}"
+                        );
                     }
                 }
             }
@@ -714,7 +723,17 @@ mod tests {
 
     #[test]
     fn integers_print_as_fmt_prints_them() {
-        let edges = [0, 7, -1, 10, -10, i128::from(i64::MIN), i128::from(i64::MAX), i128::from(u64::MAX), -i128::from(u64::MAX)];
+        let edges = [
+            0,
+            7,
+            -1,
+            10,
+            -10,
+            i128::from(i64::MIN),
+            i128::from(i64::MAX),
+            i128::from(u64::MAX),
+            -i128::from(u64::MAX),
+        ];
         for i in edges.into_iter().chain([i128::from(u64::MAX) + 1, i128::MAX, i128::MIN]) {
             assert_eq!(to_string(&Value::Int(i)), i.to_string());
             assert_eq!(parse(&i.to_string()).unwrap(), Value::Int(i));

@@ -57,14 +57,13 @@ fn validation() -> Validation {
 /// Verifies `token` with `secret` and returns its claims, parsed with the host's JSON reader so
 /// integers of any size stay exact.
 pub fn verify(token: &str, secret: &str) -> Result<Value, AuthError> {
-    jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation()).map_err(
-        |e| match e.kind() {
+    jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation())
+        .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
             jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             _ => AuthError::Malformed(e.to_string()),
-        },
-    )?;
+        })?;
     unverified_claims(token)
 }
 
@@ -126,7 +125,9 @@ pub fn verify_setup_any<'a>(token: &str, secrets: impl IntoIterator<Item = &'a s
 }
 
 fn setup_claims(claims: Value) -> Result<SetupClaims, AuthError> {
-    let get = |name: &'static str| claims.get(name).and_then(Value::as_str).map(str::to_owned).ok_or(AuthError::MissingClaim(name));
+    let get = |name: &'static str| {
+        claims.get(name).and_then(Value::as_str).map(str::to_owned).ok_or(AuthError::MissingClaim(name))
+    };
     Ok(SetupClaims {
         kind: get("type")?,
         id: get("id")?,
@@ -185,7 +186,13 @@ mod tests {
 
     #[test]
     fn setup_tokens_round_trip() {
-        let claims = SetupClaims { kind: PROXY.into(), id: "x".into(), namespace: "ns".into(), serialization: Serialization::Pickle, notify: true };
+        let claims = SetupClaims {
+            kind: PROXY.into(),
+            id: "x".into(),
+            namespace: "ns".into(),
+            serialization: Serialization::Pickle,
+            notify: true,
+        };
         assert_eq!(verify_setup(&sign_setup(&claims, "s"), "s").unwrap(), claims);
         let missing = sign(&Value::Dict(vec![("type".into(), "PROXY".into())]), "s");
         assert_eq!(verify_setup(&missing, "s"), Err(AuthError::MissingClaim("id")));

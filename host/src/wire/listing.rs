@@ -35,9 +35,14 @@ fn is_empty(annotation: &Value) -> bool {
 pub fn annotation(ty: &WitType) -> Value {
     match ty {
         WitType::Bool => builtin("bool"),
-        WitType::S8 | WitType::U8 | WitType::S16 | WitType::U16 | WitType::S32 | WitType::U32 | WitType::S64 | WitType::U64 => {
-            builtin("int")
-        }
+        WitType::S8
+        | WitType::U8
+        | WitType::S16
+        | WitType::U16
+        | WitType::S32
+        | WitType::U32
+        | WitType::S64
+        | WitType::U64 => builtin("int"),
         WitType::F32 | WitType::F64 => builtin("float"),
         WitType::Char | WitType::String => builtin("str"),
         WitType::List { element } => {
@@ -58,7 +63,9 @@ pub fn annotation(ty: &WitType) -> Value {
         }
         WitType::Record { .. } | WitType::Result { .. } => builtin("dict"),
         // JSON turns tuples into lists and pickle keeps them: accept both.
-        WitType::Tuple { .. } => dict(vec![("kind", s("union")), ("args", Value::List(vec![builtin("list"), builtin("tuple")]))]),
+        WitType::Tuple { .. } => {
+            dict(vec![("kind", s("union")), ("args", Value::List(vec![builtin("list"), builtin("tuple")]))])
+        }
         WitType::Enum { cases, .. } => dict(vec![
             ("kind", s("literal")),
             ("values", Value::List(cases.iter().map(|c| jv(&Value::Str(crate::signature::snake_case(c)))).collect())),
@@ -72,10 +79,9 @@ pub fn annotation(ty: &WitType) -> Value {
 fn jv(value: &Value) -> Value {
     match value {
         Value::List(items) => dict(vec![("k", s("list")), ("v", Value::List(items.iter().map(jv).collect()))]),
-        Value::Dict(entries) => dict(vec![
-            ("k", s("dict")),
-            ("v", Value::Dict(entries.iter().map(|(k, v)| (k.clone(), jv(v))).collect())),
-        ]),
+        Value::Dict(entries) => {
+            dict(vec![("k", s("dict")), ("v", Value::Dict(entries.iter().map(|(k, v)| (k.clone(), jv(v))).collect()))])
+        }
         prim => dict(vec![("k", s("prim")), ("v", prim.clone())]),
     }
 }
@@ -118,7 +124,8 @@ pub fn listing_entry(d: &FunctionDescriptor) -> Value {
         ("doc", doc.clone()),
     ]);
     let wit = serde_json::to_string(d).ok().and_then(|t| json::parse(&t).ok()).unwrap_or(Value::None);
-    let config = dict(vec![("sig", sig), ("name", s(&d.name)), ("doc", doc), ("is_async", Value::Bool(false)), ("wit", wit)]);
+    let config =
+        dict(vec![("sig", sig), ("name", s(&d.name)), ("doc", doc), ("is_async", Value::Bool(false)), ("wit", wit)]);
     Value::Dict(vec![(d.name.clone(), config)])
 }
 
@@ -168,7 +175,11 @@ fn descriptor_from_config(name: &str, config: &Value) -> Result<FunctionDescript
             let default = p.get("default").filter(|d| d.get("kind").and_then(Value::as_str) == Some("value"));
             ParamDescriptor {
                 name: p.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                ty: if kind == ParamKind::VarArgs { WitType::List { element: Box::new(WitType::Json) } } else { WitType::Json },
+                ty: if kind == ParamKind::VarArgs {
+                    WitType::List { element: Box::new(WitType::Json) }
+                } else {
+                    WitType::Json
+                },
                 kind,
                 default: default.and_then(|d| d.get("value")).map(from_jv),
             }
@@ -188,7 +199,9 @@ fn descriptor_from_config(name: &str, config: &Value) -> Result<FunctionDescript
 fn from_jv(v: &Value) -> Value {
     match (v.get("k").and_then(Value::as_str), v.get("v")) {
         (Some("list" | "tuple"), Some(Value::List(items))) => Value::List(items.iter().map(from_jv).collect()),
-        (Some("dict"), Some(Value::Dict(entries))) => Value::Dict(entries.iter().map(|(k, v)| (k.clone(), from_jv(v))).collect()),
+        (Some("dict"), Some(Value::Dict(entries))) => {
+            Value::Dict(entries.iter().map(|(k, v)| (k.clone(), from_jv(v))).collect())
+        }
         (_, Some(prim)) => prim.clone(),
         _ => Value::None,
     }
@@ -232,10 +245,19 @@ mod tests {
     fn annotations_for_wit_types() {
         let t = |ty: WitType| json::to_string(&annotation(&ty));
         let opt = |ty: WitType| WitType::Option { inner: Box::new(ty) };
-        assert_eq!(t(opt(WitType::S32)), r#"{"kind":"union","args":[{"kind":"type","module":"builtins","qualname":"int"},{"kind":"none"}]}"#);
+        assert_eq!(
+            t(opt(WitType::S32)),
+            r#"{"kind":"union","args":[{"kind":"type","module":"builtins","qualname":"int"},{"kind":"none"}]}"#
+        );
         assert_eq!(t(opt(opt(WitType::S32))), r#"{"kind":"empty"}"#);
-        assert_eq!(t(WitType::List { element: Box::new(WitType::Json) }), r#"{"kind":"type","module":"builtins","qualname":"list"}"#);
-        assert_eq!(t(WitType::Enum { name: None, cases: vec!["dark-red".into()] }), r#"{"kind":"literal","values":[{"k":"prim","v":"dark_red"}]}"#);
+        assert_eq!(
+            t(WitType::List { element: Box::new(WitType::Json) }),
+            r#"{"kind":"type","module":"builtins","qualname":"list"}"#
+        );
+        assert_eq!(
+            t(WitType::Enum { name: None, cases: vec!["dark-red".into()] }),
+            r#"{"kind":"literal","values":[{"k":"prim","v":"dark_red"}]}"#
+        );
     }
 
     #[test]

@@ -112,14 +112,21 @@ pub enum Message {
     /// `{"ping": ...}` keep-alive.
     Ping,
     Request(Request),
-    Response { request_id: String, response: Value, is_error: bool },
+    Response {
+        request_id: String,
+        response: Value,
+        is_error: bool,
+    },
     /// EasyRpc extension, only sent to clients that asked (setup claim `easyrpc_notify`):
     /// `{"ws_action": {"type": "notice", "notice": "functions_changed"}}`.
     Notice(String),
     /// Anything that is not a dict with `ws_action` (both sides ignore these).
     Ignored,
     /// A `ws_action` whose fields are unusable; answered with an error when it has an id.
-    Malformed { request_id: Option<String>, reason: String },
+    Malformed {
+        request_id: Option<String>,
+        reason: String,
+    },
 }
 
 /// `ws_action` of type `request`.
@@ -183,7 +190,10 @@ pub fn parse_message(value: Value) -> Message {
             let is_error = matches!(take(&mut action, "error"), Some(Value::Bool(true)));
             Message::Response { request_id, response, is_error }
         }
-        _ => Message::Malformed { request_id: Some(request_id), reason: "ws_action type must be request or response".to_owned() },
+        _ => Message::Malformed {
+            request_id: Some(request_id),
+            reason: "ws_action type must be request or response".to_owned(),
+        },
     }
 }
 
@@ -219,7 +229,9 @@ pub fn read_binary(ser: Serialization, bytes: &[u8]) -> Result<(Message, Option<
             Ok(decoded) => Ok((parse_message(decoded.value), decoded.unsupported)),
             Err(e) => Err(Undecodable { request_id: e.request_id.clone(), reason: e.to_string() }),
         },
-        Serialization::Json => Err(Undecodable { reason: "binary frame on a json connection".to_owned(), request_id: None }),
+        Serialization::Json => {
+            Err(Undecodable { reason: "binary frame on a json connection".to_owned(), request_id: None })
+        }
     }
 }
 
@@ -575,7 +587,9 @@ mod tests {
     fn pings_and_foreign_frames() {
         assert_eq!(parse_message(json::parse(r#"{"ping": "ping"}"#).unwrap()), Message::Ping);
         assert_eq!(parse_message(json::parse(r#"[1, 2]"#).unwrap()), Message::Ignored);
-        let m = parse_message(json::parse(r#"{"ws_action": {"type": "request", "request": 5, "request_id": "x"}}"#).unwrap());
+        let m = parse_message(
+            json::parse(r#"{"ws_action": {"type": "request", "request": 5, "request_id": "x"}}"#).unwrap(),
+        );
         assert!(matches!(m, Message::Malformed { request_id: Some(_), .. }));
         let call = parse_call(json::parse(r#"{"action": "grouped"}"#).unwrap()).unwrap();
         assert!(call.args.is_empty() && call.kwargs.is_empty());
@@ -589,11 +603,10 @@ mod tests {
         for ser in [Serialization::Json, Serialization::Pickle] {
             let f = response(ser, "id-1", &Value::Str("E('x')".into()), true);
             let d = decode(ser, &f).unwrap();
-            assert_eq!(parse_message(d.value), Message::Response {
-                request_id: "id-1".into(),
-                response: Value::Str("E('x')".into()),
-                is_error: true
-            });
+            assert_eq!(
+                parse_message(d.value),
+                Message::Response { request_id: "id-1".into(), response: Value::Str("E('x')".into()), is_error: true }
+            );
         }
         assert_eq!(auth_ok("s-1"), Frame::Text(r#"{"auth":"ok","server_id":"s-1"}"#.into()));
     }
@@ -601,10 +614,14 @@ mod tests {
     /// A request's body as a split call, however it was read.
     fn normalized(message: Message) -> Message {
         match message {
-            Message::Request(Request { request_id, response_expected, body: RequestBody::Plain(v) }) => match parse_call(v) {
-                Ok(call) => Message::Request(Request { request_id, response_expected, body: RequestBody::Call(call) }),
-                Err(reason) => Message::Malformed { request_id: Some(request_id), reason },
-            },
+            Message::Request(Request { request_id, response_expected, body: RequestBody::Plain(v) }) => {
+                match parse_call(v) {
+                    Ok(call) => {
+                        Message::Request(Request { request_id, response_expected, body: RequestBody::Call(call) })
+                    }
+                    Err(reason) => Message::Malformed { request_id: Some(request_id), reason },
+                }
+            }
             other => other,
         }
     }
@@ -654,9 +671,22 @@ mod tests {
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         let big = "9".repeat(5000);
         for (request, id) in [
-            (format!(r#"{{"ws_action": {{"type": "request", "request": {{"args": {deep}}}, "request_id": "deep-1"}}}}"#), Some("deep-1")),
-            (format!(r#"{{"ws_action": {{"request_id": "big-1", "type": "request", "request": {{"args": [{big}]}}}}}}"#), Some("big-1")),
-            (format!(r#"{{"ping": {deep}, "ws_action": {{"request_id": "p", "request": [1, ""]", {{}}]}}}}"#), Some("p")),
+            (
+                format!(
+                    r#"{{"ws_action": {{"type": "request", "request": {{"args": {deep}}}, "request_id": "deep-1"}}}}"#
+                ),
+                Some("deep-1"),
+            ),
+            (
+                format!(
+                    r#"{{"ws_action": {{"request_id": "big-1", "type": "request", "request": {{"args": [{big}]}}}}}}"#
+                ),
+                Some("big-1"),
+            ),
+            (
+                format!(r#"{{"ping": {deep}, "ws_action": {{"request_id": "p", "request": [1, ""]", {{}}]}}}}"#),
+                Some("p"),
+            ),
             (format!(r#"{{"ws_action": {{"request": {deep}}}}}"#), None),
             (r#"{"ws_action": {"request_id": "cut-1", "request": [1, 2"#.to_owned(), Some("cut-1")),
             ("[".repeat(100_000), None),
@@ -664,13 +694,15 @@ mod tests {
             let e = read_text(&request).unwrap_err();
             assert_eq!(e.request_id.as_deref(), id, "{}", &request[..60.min(request.len())]);
         }
-        let e = read_text(&format!(r#"{{"ws_action": {{"request": {{"args": {deep}}}, "request_id": "d"}}}}"#)).unwrap_err();
+        let e = read_text(&format!(r#"{{"ws_action": {{"request": {{"args": {deep}}}, "request_id": "d"}}}}"#))
+            .unwrap_err();
         assert!(e.reason.contains("nesting deeper than 512"), "{e}");
     }
 
     #[test]
     fn requests_are_the_bytes_of_their_envelope_encoded_as_a_value() {
-        let call = call_object("add", vec![Value::Int(1), Value::Str("\"x\"".into())], vec![("b".into(), Value::Float(0.5))]);
+        let call =
+            call_object("add", vec![Value::Int(1), Value::Str("\"x\"".into())], vec![("b".into(), Value::Float(0.5))]);
         for ser in [Serialization::Json, Serialization::Pickle] {
             for expected in [true, false] {
                 let envelope = Value::Dict(vec![(
@@ -686,9 +718,18 @@ mod tests {
                 assert_eq!(frame, encode(ser, &envelope));
                 let args = [Value::Int(1), Value::Str("\"x\"".into())];
                 let kwargs = [("b".to_owned(), Value::Float(0.5))];
-                assert_eq!(call_request(ser, "id-7", "add", &args, &kwargs, expected), frame, "written from borrowed parts");
-                let Message::Request(r) = parse_message(decode(ser, &frame).unwrap().value) else { panic!("not a request") };
-                assert_eq!((r.request_id.as_str(), r.response_expected, r.body), ("id-7", expected, RequestBody::Plain(call.clone())));
+                assert_eq!(
+                    call_request(ser, "id-7", "add", &args, &kwargs, expected),
+                    frame,
+                    "written from borrowed parts"
+                );
+                let Message::Request(r) = parse_message(decode(ser, &frame).unwrap().value) else {
+                    panic!("not a request")
+                };
+                assert_eq!(
+                    (r.request_id.as_str(), r.response_expected, r.body),
+                    ("id-7", expected, RequestBody::Plain(call.clone()))
+                );
             }
         }
     }

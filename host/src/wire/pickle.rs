@@ -101,9 +101,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, PickleError> {
 /// materializing anything: a frame whose value cannot be materialized still gets its answer.
 fn request_id_of(arena: &[Node], root: usize) -> Option<String> {
     let entry = |dict: usize, key: &str| match arena.get(dict) {
-        Some(Node::Dict(entries)) => {
-            entries.iter().rev().find(|&&(k, _)| matches!(arena.get(k), Some(Node::Str(s)) if s == key)).map(|&(_, v)| v)
-        }
+        Some(Node::Dict(entries)) => entries
+            .iter()
+            .rev()
+            .find(|&&(k, _)| matches!(arena.get(k), Some(Node::Str(s)) if s == key))
+            .map(|&(_, v)| v),
         _ => None,
     };
     match arena.get(entry(entry(root, "ws_action")?, "request_id")?) {
@@ -243,11 +245,7 @@ impl<'a> Decoder<'a> {
 
     /// Pops everything above the topmost mark (and the mark).
     fn pop_mark(&mut self) -> Result<Vec<usize>, PickleError> {
-        let mark = self
-            .stack
-            .iter()
-            .rposition(|s| matches!(s, Slot::Mark))
-            .ok_or_else(|| self.err("missing mark"))?;
+        let mark = self.stack.iter().rposition(|s| matches!(s, Slot::Mark)).ok_or_else(|| self.err("missing mark"))?;
         let items = self.stack.split_off(mark + 1);
         self.stack.pop();
         Ok(items.into_iter().filter_map(|s| if let Slot::Node(i) = s { Some(i) } else { None }).collect())
@@ -341,7 +339,9 @@ impl<'a> Decoder<'a> {
                     let n = if op == 0x8a { usize::from(self.u8()?) } else { self.u32()? };
                     let bytes = self.take(n)?;
                     let node = if n > MAX_LONG_BYTES {
-                        Node::Refused(format!("an integer of {n} bytes, over the {MAX_INT_DIGITS} digits that Python converts"))
+                        Node::Refused(format!(
+                            "an integer of {n} bytes, over the {MAX_INT_DIGITS} digits that Python converts"
+                        ))
                     } else {
                         match long_from_le(bytes) {
                             Node::BigInt(digits) if digits.trim_start_matches('-').len() > MAX_INT_DIGITS => {
@@ -872,7 +872,8 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&b""[..], b"\x80", b"\x80\x04(", b"\x80\x04e.", b"\x80\x04h\x05.", b"\x80\x04\x8c\xff", b"\xff\xff"] {
+        for bad in [&b""[..], b"\x80", b"\x80\x04(", b"\x80\x04e.", b"\x80\x04h\x05.", b"\x80\x04\x8c\xff", b"\xff\xff"]
+        {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
         // A self-referencing list: l = []; l.append(l)
