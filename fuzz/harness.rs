@@ -1,19 +1,20 @@
 //! What each fuzz target does with an input, and the bounds it must keep, shared by the
 //! `cargo fuzz` targets (`fuzz_targets/`) and by the test suite, which runs every input of
-//! `fuzz/corpus/` through the same checks (`tests/fuzz_corpus.rs`).
+//! `fuzz/corpus/` through the same checks (`tests/integration/fuzz_corpus.rs`).
 //!
 //! Every decoder a peer reaches must, on any input: not panic; take at most [`MS_PER_KB`] of
 //! CPU per KiB of input (inputs under a KiB get [`MS_PER_KB`] in all; CPU time of the thread,
 //! so that a busy machine's scheduling does not count); and allocate at most
 //! [`ALLOCATION_FACTOR`] bytes per byte of input beyond [`ALLOCATION_FLOOR`] (the peak of live
-//! bytes while it runs, counted by [`Counting`], which the binary installs as its allocator).
+//! bytes its thread holds while it runs, counted by [`Counting`], which the binary installs as
+//! its allocator).
 
 use easyrpc::runtime::convert;
 use easyrpc::signature::{bind_arguments, Case, Field, ParamDescriptor, ParamKind, WitType};
 use easyrpc::value::{json, Value};
 use easyrpc::wire::{self, auth, pickle, Serialization};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::time::Duration;
 
 /// Time allowed per KiB of input.
@@ -49,37 +50,46 @@ macro_rules! fuzz_target_of {
     };
 }
 
-/// The global allocator of a fuzz or test binary, counting live bytes and their peak.
+/// The global allocator of a fuzz or test binary, counting each thread's live bytes and their
+/// peak. Per thread, because a decoder runs on the thread that calls it, while other tests of
+/// the same binary allocate on theirs.
 pub struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Bytes this thread allocated minus those it freed (negative when it frees what another
+    /// thread allocated).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            grew(layout.size());
+            counted(layout.size() as isize);
         }
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        counted(-(layout.size() as isize));
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
+            counted(new_size as isize - layout.size() as isize);
         }
         p
     }
 }
 
-fn grew(bytes: usize) {
-    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(live, Ordering::Relaxed);
+fn counted(bytes: isize) {
+    // A thread being torn down has no counters left; its last frees count nowhere.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get().wrapping_add(bytes);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
 }
 
 /// What running one input cost.
@@ -118,13 +128,13 @@ pub fn run_checked(target: Target, input: &[u8], slowdown: u32) -> Result<Cost, 
 }
 
 fn run_once(target: Target, input: &[u8]) -> Cost {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|peak| peak.set(base));
     let started = thread_cpu_time();
     target(input);
     Cost {
         took: thread_cpu_time().saturating_sub(started),
-        allocated: PEAK.load(Ordering::Relaxed).saturating_sub(base),
+        allocated: usize::try_from(PEAK.with(Cell::get).saturating_sub(base)).unwrap_or(0),
     }
 }
 
@@ -202,7 +212,7 @@ pub fn convert_values(input: &[u8]) {
     let Some(Ok(value)) = text(rest).map(json::parse) else { return };
     let types = wit_types();
     let ty = &types[usize::from(pick) % types.len()];
-    let checked = convert::check(&value, ty, "x");
+    let checked = easyrpc::signature::check(&value, ty, "x");
     let converted = convert::to_val(&value, ty, "x");
     assert_eq!(checked.is_ok(), converted.is_ok(), "check and to_val disagree on {ty}");
     if let Ok(val) = converted {

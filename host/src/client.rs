@@ -3,12 +3,11 @@
 //! Owns one connection to an easyrpc host (ours or a Python one): setup, listing, calls in
 //! flight matched by request id, failing in-flight calls at once when the connection drops and
 //! reconnecting on the next call. Arguments are checked against the function's descriptor with
-//! the host's own conversion before anything is sent, so a wrong type, a missing or extra
+//! the host's own rules (`signature::check`) before anything is sent, so a wrong type, a missing or extra
 //! argument or an unknown keyword fails locally with an error naming the parameter. It does not
 //! run functions or know about namespaces beyond the one it connected to.
 
-use crate::runtime::convert;
-use crate::signature::{bind_borrowed, FunctionDescriptor};
+use crate::signature::{self, bind_borrowed, FunctionDescriptor};
 use crate::value::Value;
 use crate::wire::{self, auth, Frame, Message, Serialization};
 use futures_util::stream::{BoxStream, SplitSink, SplitStream};
@@ -496,12 +495,12 @@ impl EasyRpcProxy {
     /// replacing a module of that name deployed there before. Returns the host's summary.
     pub async fn deploy(&self, namespace: &str, name: &str, bytes: &[u8]) -> Result<Value, ClientError> {
         let wasm = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
-        self.admin(crate::session::DEPLOY, namespace, name, Some(Value::Str(wasm))).await
+        self.admin(wire::DEPLOY, namespace, name, Some(Value::Str(wasm))).await
     }
 
     /// Removes module `name` from `namespace` (admin secret required).
     pub async fn remove(&self, namespace: &str, name: &str) -> Result<Value, ClientError> {
-        self.admin(crate::session::REMOVE, namespace, name, None).await
+        self.admin(wire::REMOVE, namespace, name, None).await
     }
 
     async fn admin(
@@ -752,7 +751,7 @@ pub fn check_arguments(d: &FunctionDescriptor, args: &[Value], kwargs: &[(String
     let bad = |reason: String| ClientError::BadArguments { function: d.name.clone(), reason };
     let bound = bind_borrowed(&d.params, args, kwargs).map_err(|e| bad(e.to_string()))?;
     for (value, param) in bound.iter().zip(&d.params) {
-        convert::check(value, &param.ty, &param.name).map_err(|e| bad(e.to_string()))?;
+        signature::check(value, &param.ty, &param.name).map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
 }

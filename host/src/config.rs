@@ -5,8 +5,8 @@
 //! module that fails to load is reported and skipped: one bad file must not keep the others
 //! from being served. It does not listen or parse frames.
 //!
-//! Directory layout (`--modules DIR`): `DIR/*.wasm` go to the `DEFAULT` namespace and
-//! `DIR/<ns>/*.wasm` to namespace `<ns>`. Config file (`--config FILE`), paths relative to it:
+//! Module directories (`--modules DIR`) follow `deploy`'s layout rule. Config file
+//! (`--config FILE`), paths relative to it:
 //!
 //! ```toml
 //! host = "127.0.0.1"
@@ -63,8 +63,8 @@
 //!                               # default; a [[namespace]] may choose otherwise
 //! ```
 
-use crate::deploy::Deployer;
-use crate::registry::{Group, NamespacePolicy, PolicyConfig, Registry, RegistrySnapshot, DEFAULT_NAMESPACE};
+use crate::deploy::{Deployer, ModuleSource};
+use crate::registry::{Group, NamespacePolicy, PolicyConfig, Registry, RegistrySnapshot};
 use crate::runtime::{CallLimits, InstanceReuse, Runtime};
 use crate::server::{ConnectionLimits, PathConfig};
 use anyhow::{bail, Context};
@@ -302,51 +302,6 @@ impl ConfigFile {
     }
 }
 
-/// One source of modules.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ModuleSource {
-    /// A directory scanned by the layout rule above.
-    Dir(PathBuf),
-    /// One file served in the given namespaces.
-    File { path: PathBuf, namespaces: Vec<String> },
-}
-
-/// Every (file, namespace) pair the sources name, in a stable order.
-pub fn placements(sources: &[ModuleSource]) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    for source in sources {
-        match source {
-            ModuleSource::File { path, namespaces } => {
-                out.extend(namespaces.iter().map(|ns| (path.clone(), ns.clone())));
-            }
-            ModuleSource::Dir(dir) => {
-                let entries =
-                    std::fs::read_dir(dir).with_context(|| format!("reading modules directory {}", dir.display()))?;
-                let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                entries.sort();
-                for entry in entries {
-                    if entry.is_dir() {
-                        let ns = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                        let mut files: Vec<PathBuf> = std::fs::read_dir(&entry)?
-                            .filter_map(|e| e.ok().map(|e| e.path()))
-                            .filter(|p| is_wasm(p))
-                            .collect();
-                        files.sort();
-                        out.extend(files.into_iter().map(|f| (f, ns.clone())));
-                    } else if is_wasm(&entry) {
-                        out.push((entry, DEFAULT_NAMESPACE.to_owned()));
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn is_wasm(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "wasm")
-}
-
 /// Loads every module the sources name into `snapshot` (prepared with tenants and groups; a
 /// module placed in a group goes to every member). Each file is loaded once, however many
 /// namespaces it serves. Failures are logged and returned alongside, not fatal. (A running
@@ -366,28 +321,6 @@ pub fn load_registry(
 mod tests {
     use super::*;
     use crate::runtime::DEFAULT_MAX_CALLS_PER_INSTANCE;
-
-    #[test]
-    fn directory_layout_maps_to_namespaces() {
-        let dir = std::env::temp_dir().join(format!("easyrpc-layout-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("public")).unwrap();
-        for f in ["top.wasm", "notes.txt", "public/a.wasm", "public/b.wasm"] {
-            std::fs::write(dir.join(f), b"").unwrap();
-        }
-        let got = placements(&[ModuleSource::Dir(dir.clone())]).unwrap();
-        let got: Vec<(String, String)> =
-            got.into_iter().map(|(p, ns)| (p.strip_prefix(&dir).unwrap().display().to_string(), ns)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("public/a.wasm".to_owned(), "public".to_owned()),
-                ("public/b.wasm".to_owned(), "public".to_owned()),
-                ("top.wasm".to_owned(), "DEFAULT".to_owned()),
-            ]
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn config_file_parses_and_rebases() {
@@ -418,7 +351,7 @@ max_open_generators = 7
         let (mut connection, mut call) = (ConnectionLimits::default(), CallLimits::default());
         c.limits.apply(&mut connection, &mut call);
         assert_eq!((call.memory, connection.max_open_generators), (8 << 20, 7));
-        assert_eq!(connection.max_in_flight, crate::server::DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(connection.max_in_flight, crate::session::DEFAULT_MAX_IN_FLIGHT);
         std::fs::write(&file, "prot = 1").unwrap();
         assert!(ConfigFile::read(&file).is_err(), "unknown keys are errors");
         let _ = std::fs::remove_dir_all(&dir);

@@ -8,13 +8,17 @@
 //! started with, later calls see the new one, and a version that fails to compile or load
 //! leaves the old one serving. Modules are reused by content hash, so only changed bytes are
 //! compiled (and the runtime's disk cache skips even that for bytes seen before). It does not
-//! parse frames or decide who may deploy (the session checks the admin secret).
+//! parse frames or decide who may deploy (the session checks the admin secret), and reads no
+//! config file (`config` hands it [`ModuleSource`]s).
+//!
+//! Directory layout of a module source: `DIR/*.wasm` go to the `DEFAULT` namespace and
+//! `DIR/<ns>/*.wasm` to namespace `<ns>`.
 
-use crate::config::{placements, ModuleSource};
-use crate::registry::{Registry, RegistrySnapshot};
+use crate::registry::{Registry, RegistrySnapshot, DEFAULT_NAMESPACE};
 use crate::runtime::{content_hash, LoadError, Module, Runtime};
+use anyhow::Context;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +49,51 @@ struct State {
     deployed: Vec<(String, Arc<Module>)>,
     /// Every loaded module by content hash, to reuse instead of recompiling.
     by_hash: HashMap<String, Arc<Module>>,
+}
+
+/// One source of modules.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModuleSource {
+    /// A directory scanned by the layout rule (see the module header).
+    Dir(PathBuf),
+    /// One file served in the given namespaces.
+    File { path: PathBuf, namespaces: Vec<String> },
+}
+
+/// Every (file, namespace) pair the sources name, in a stable order.
+pub fn placements(sources: &[ModuleSource]) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for source in sources {
+        match source {
+            ModuleSource::File { path, namespaces } => {
+                out.extend(namespaces.iter().map(|ns| (path.clone(), ns.clone())));
+            }
+            ModuleSource::Dir(dir) => {
+                let entries =
+                    std::fs::read_dir(dir).with_context(|| format!("reading modules directory {}", dir.display()))?;
+                let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                entries.sort();
+                for entry in entries {
+                    if entry.is_dir() {
+                        let ns = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        let mut files: Vec<PathBuf> = std::fs::read_dir(&entry)?
+                            .filter_map(|e| e.ok().map(|e| e.path()))
+                            .filter(|p| is_wasm(p))
+                            .collect();
+                        files.sort();
+                        out.extend(files.into_iter().map(|f| (f, ns.clone())));
+                    } else if is_wasm(&entry) {
+                        out.push((entry, DEFAULT_NAMESPACE.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_wasm(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
 }
 
 /// The host's modules and how to change them.
@@ -232,5 +281,32 @@ pub async fn watch(deployer: Arc<Deployer>, stop: impl std::future::Future<Outpu
             Err(e) => tracing::warn!(error = %e, "module directory scan panicked"),
             Ok(Ok(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_layout_maps_to_namespaces() {
+        let dir = std::env::temp_dir().join(format!("easyrpc-layout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("public")).unwrap();
+        for f in ["top.wasm", "notes.txt", "public/a.wasm", "public/b.wasm"] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let got = placements(&[ModuleSource::Dir(dir.clone())]).unwrap();
+        let got: Vec<(String, String)> =
+            got.into_iter().map(|(p, ns)| (p.strip_prefix(&dir).unwrap().display().to_string(), ns)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("public/a.wasm".to_owned(), "public".to_owned()),
+                ("public/b.wasm".to_owned(), "public".to_owned()),
+                ("top.wasm".to_owned(), "DEFAULT".to_owned()),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,25 +5,40 @@
 //! files, network or environment.
 //!
 //! ## Layout
-//! The data path of one call is the spine of the code; each station is one module:
+//! The data path of one call is the spine of the code; each station is one module, and a
+//! module imports only modules further down the path, never one that imports it back
+//! (`tests/integration/layout.rs` keeps it so):
 //!
-//! * [`server`]: listening, path routing, connection limit, graceful shutdown.
-//! * [`session`]: one connection: setup and auth, concurrent calls by request id, generators,
-//!   keep-alive, close.
-//! * [`wire`]: easyrpc's frames in json and pickle, the setup JWT, `sig` listings.
-//! * [`registry`]: namespaces, groups and tenant policies of [`registry::Callable`]s (local
-//!   module functions now, cluster links later), in snapshots swapped atomically.
+//! ```text
+//! cli -> config -> server -> session -> dispatch -> registry -> runtime -> signature -> value
+//!                                    `-> deploy --'                        wire --'
+//! ```
+//!
+//! * [`cli`]: the `easyrpc` command line (thin: parses flags, calls the library).
+//! * [`config`]: the TOML config file and flags: paths, tenants, groups, limits, module sources.
+//! * [`server`]: listening, path routing, connection limits, graceful shutdown.
+//! * [`session`]: one connection: setup and auth, the loop that reads requests and writes
+//!   answers (backpressure, slow readers), generators, close; each request kind is a
+//!   [`session::command`] parsed from the request and applied, answering a [`session::Reply`].
+//! * [`dispatch`]: the path of one call, for every caller: resolve the function, admit the
+//!   call in its namespace, run it in the namespace's turns, check what it returns.
+//! * [`deploy`]: the host's modules over time: module sources, watched directories, admin
+//!   deploys, swaps.
+//! * [`registry`]: namespaces, groups and tenant policies of [`registry::Callable`]s, each from
+//!   a [`registry::Origin`] (a local module now, a cluster link later), in snapshots swapped
+//!   atomically.
 //! * [`runtime`]: wasmtime: load components, describe them from their types and embedded WIT
-//!   docs, convert values, run each call in a sandbox, the host functions guests import
+//!   docs, build guest values, run each call in a sandbox, the host functions guests import
 //!   (`easyrpc:guest/host`), cache compiled components.
+//! * [`wire`]: easyrpc's frames in json and pickle, the setup JWT, `sig` listings (beside the
+//!   path: the session and the client both speak it).
 //! * [`signature`]: what a function looks like to callers: descriptors, WIT types, the naming
-//!   rule, binding `args`/`kwargs` to parameters the way Python does.
+//!   rule, binding `args`/`kwargs` to parameters the way Python does, the rules a value must
+//!   follow for its type.
 //! * [`value`]: the dynamic [`value::Value`] every argument and result passes through, and its
 //!   JSON text codec (Python's dialect: NaN, big integers).
-//! * [`client`]: the Rust client proxy (the same wire seen from outside).
-//! * [`config`]: where modules come from (directories, TOML) and tenants, groups, limits.
-//! * [`deploy`]: the host's modules over time: watched directories, admin deploys, swaps.
-//! * [`cli`]: the `easyrpc` command line (thin: parses flags, calls the library).
+//! * [`client`]: the Rust client proxy, the same wire seen from outside: it uses `wire`,
+//!   `signature` and `value` only.
 //!
 //! Coming next: cluster links (sessions in the other direction, registered as callables) and
 //! guest capabilities (calling other functions, key-value state, logging).
@@ -32,6 +47,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod deploy;
+pub mod dispatch;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -1,7 +1,7 @@
 //! Namespaces and namespace groups of callable functions, swapped atomically as a whole.
 //!
-//! Owns the [`Callable`] abstraction (something a namespace can list and call: a function of a
-//! local module today, a function behind a cluster link later), [`Namespace`] (ordered,
+//! Owns the [`Callable`] abstraction (something a namespace can list and call, from an
+//! [`Origin`]: a function of a local module today, a function behind a cluster link later), [`Namespace`] (ordered,
 //! name-indexed callables plus its tenant [`NamespacePolicy`]: own secret, limits, admission),
 //! namespace groups (a name for an ordered list of namespaces), and the [`Registry`], an
 //! immutable [`RegistrySnapshot`] behind one pointer swap: a session takes a snapshot per
@@ -30,12 +30,27 @@ pub const DEFAULT_MAX_QUEUED_CALLS: usize = 256;
 /// Generators of one namespace open at once (across its connections).
 pub const DEFAULT_NAMESPACE_MAX_OPEN_GENERATORS: usize = 200;
 
+/// Where a function of a namespace comes from: what removing that source removes, and what
+/// logs and errors name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A module loaded into this host, by its name.
+    Module(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Module(name) => write!(f, "module {name}"),
+        }
+    }
+}
+
 /// Something a namespace lists and calls.
 #[async_trait::async_trait]
 pub trait Callable: Send + Sync {
     fn descriptor(&self) -> &FunctionDescriptor;
-    /// Where the function comes from, for logs and errors (`module peer`, later `link to ...`).
-    fn origin(&self) -> String;
+    fn origin(&self) -> &Origin;
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError>;
     /// Opens a generator (descriptor kind `generator`): a stream of values pulled one by one.
     async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError>;
@@ -62,6 +77,7 @@ pub struct LocalFunction {
     /// The function's position in `module` (see [`Module::call_at`]).
     position: usize,
     descriptor: FunctionDescriptor,
+    origin: Origin,
     limits: CallLimits,
     /// The namespace's idle instances of this module, shared by the module's functions there.
     warm: Option<Arc<WarmInstances>>,
@@ -79,6 +95,7 @@ impl LocalFunction {
                     module: module.clone(),
                     position,
                     descriptor: d.clone(),
+                    origin: Origin::Module(module.name().to_owned()),
                     limits,
                     warm: warm.clone(),
                 };
@@ -93,8 +110,8 @@ impl Callable for LocalFunction {
     fn descriptor(&self) -> &FunctionDescriptor {
         &self.descriptor
     }
-    fn origin(&self) -> String {
-        format!("module {}", self.module.name())
+    fn origin(&self) -> &Origin {
+        &self.origin
     }
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError> {
         self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, self.limits).await
@@ -471,9 +488,8 @@ impl RegistrySnapshot {
 
     /// Removes the functions of the module named `module` from every namespace.
     pub fn remove_module(&mut self, module: &str) {
-        let origin = format!("module {module}");
         for ns in self.namespaces.values_mut() {
-            ns.retain(|f| f.origin() != origin);
+            ns.retain(|f| !matches!(f.origin(), Origin::Module(name) if name == module));
         }
     }
 }
@@ -510,5 +526,146 @@ impl Registry {
     /// Changes whenever a new snapshot is published.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::FunctionKind;
+
+    /// A function that answers with its origin's name, so a test sees which one a call reached.
+    struct Fake {
+        descriptor: FunctionDescriptor,
+        origin: Origin,
+    }
+
+    #[async_trait::async_trait]
+    impl Callable for Fake {
+        fn descriptor(&self) -> &FunctionDescriptor {
+            &self.descriptor
+        }
+        fn origin(&self) -> &Origin {
+            &self.origin
+        }
+        async fn call(&self, _: Vec<Value>, _: Vec<(String, Value)>) -> Result<Value, CallError> {
+            Ok(Value::Str(self.origin.to_string()))
+        }
+        async fn open(&self, _: Vec<Value>, _: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
+            Err(CallError::Busy { reason: "fakes open no generators".into() })
+        }
+    }
+
+    fn fake(name: &str, module: &str) -> Arc<dyn Callable> {
+        let descriptor = FunctionDescriptor {
+            name: name.into(),
+            interface: None,
+            wit_name: name.into(),
+            params: Vec::new(),
+            result: None,
+            kind: FunctionKind::Function,
+            doc: None,
+        };
+        Arc::new(Fake { descriptor, origin: Origin::Module(module.into()) })
+    }
+
+    /// Namespaces `a` (f, g from module ma) and `b` (g, h from module mb), group `ab` = [a, b].
+    fn two_namespaces_and_a_group() -> RegistrySnapshot {
+        let mut snapshot = RegistrySnapshot::default();
+        snapshot.namespace_mut("a").insert(fake("f", "ma"));
+        snapshot.namespace_mut("a").insert(fake("g", "ma"));
+        snapshot.namespace_mut("b").insert(fake("g", "mb"));
+        snapshot.namespace_mut("b").insert(fake("h", "mb"));
+        snapshot.add_group("ab", Group { members: vec!["a".into(), "b".into()], secret: Some("group-secret".into()) });
+        snapshot
+    }
+
+    fn resolved_origin(snapshot: &RegistrySnapshot, name: &str, function: &str) -> Option<(String, String)> {
+        snapshot.resolve(name, function).map(|(member, _, f)| (member.to_owned(), f.origin().to_string()))
+    }
+
+    #[test]
+    fn a_namespace_resolves_only_its_own_functions() {
+        let snapshot = two_namespaces_and_a_group();
+        assert_eq!(resolved_origin(&snapshot, "a", "f"), Some(("a".into(), "module ma".into())));
+        assert_eq!(resolved_origin(&snapshot, "a", "h"), None, "h is b's");
+        assert_eq!(resolved_origin(&snapshot, "nowhere", "f"), None);
+    }
+
+    #[test]
+    fn a_group_resolves_to_its_first_member_that_has_the_function() {
+        let mut snapshot = two_namespaces_and_a_group();
+        assert_eq!(resolved_origin(&snapshot, "ab", "g"), Some(("a".into(), "module ma".into())), "a comes first");
+        assert_eq!(resolved_origin(&snapshot, "ab", "h"), Some(("b".into(), "module mb".into())));
+        snapshot.remove_module("ma");
+        assert_eq!(
+            resolved_origin(&snapshot, "ab", "g"),
+            Some(("b".into(), "module mb".into())),
+            "with a's module gone, g falls back to b"
+        );
+        assert_eq!(resolved_origin(&snapshot, "ab", "f"), None);
+    }
+
+    #[test]
+    fn a_group_lists_each_name_once_in_member_order() {
+        let snapshot = two_namespaces_and_a_group();
+        let names = |name: &str| snapshot.listing(name).iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names("ab"), ["f", "g", "h"]);
+        assert_eq!(names("b"), ["g", "h"]);
+        assert!(names("nowhere").is_empty());
+    }
+
+    #[test]
+    fn a_later_function_of_the_same_name_replaces_the_earlier_in_place() {
+        let mut snapshot = two_namespaces_and_a_group();
+        snapshot.namespace_mut("a").insert(fake("f", "mc"));
+        let listed: Vec<_> = snapshot.listing("a").iter().map(|d| d.name.clone()).collect();
+        assert_eq!(listed, ["f", "g"], "same place in the listing");
+        assert_eq!(resolved_origin(&snapshot, "a", "f"), Some(("a".into(), "module mc".into())));
+    }
+
+    #[test]
+    fn secrets_and_frame_limits_follow_groups_and_tenants() {
+        let mut snapshot = two_namespaces_and_a_group();
+        let tenant = |secret: &str, max_frame: usize| {
+            NamespacePolicy::new(PolicyConfig {
+                secret: Some(secret.into()),
+                max_frame: Some(max_frame),
+                ..PolicyConfig::default()
+            })
+        };
+        snapshot.set_policy("a", tenant("a-secret", 1000));
+        snapshot.set_policy("b", tenant("b-secret", 500));
+        assert_eq!(snapshot.secret_for("a"), Some("a-secret"));
+        assert_eq!(snapshot.secret_for("ab"), Some("group-secret"), "a group has its own secret");
+        assert_eq!(snapshot.secret_for("nowhere"), None);
+        assert_eq!(snapshot.max_frame_for("a"), Some(1000));
+        assert_eq!(snapshot.max_frame_for("ab"), Some(500), "the smallest of the members'");
+    }
+
+    #[tokio::test]
+    async fn a_call_reaches_the_resolved_function() {
+        let snapshot = two_namespaces_and_a_group();
+        let (_, _, function) = snapshot.resolve("ab", "h").expect("resolves");
+        assert_eq!(function.call(Vec::new(), Vec::new()).await.expect("answers"), Value::Str("module mb".into()));
+    }
+
+    #[tokio::test]
+    async fn a_namespace_admits_calls_up_to_its_limits_then_answers_busy() {
+        let policy = NamespacePolicy::new(PolicyConfig {
+            max_concurrent_calls: 1,
+            max_queued_calls: 1,
+            ..PolicyConfig::default()
+        });
+        let running = policy.admit("t").await.expect("a free slot");
+        let policy2 = policy.clone();
+        let queued = tokio::spawn(async move { policy2.admit("t").await.is_ok() });
+        while policy.queued.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let busy = policy.admit("t").await.expect_err("the queue is full");
+        assert!(matches!(busy, CallError::Busy { .. }), "{busy:?}");
+        drop(running);
+        assert!(queued.await.expect("joins"), "the queued call gets the slot");
     }
 }

@@ -10,6 +10,7 @@
 
 use crate::deploy::Deployer;
 use crate::registry::Registry;
+use crate::session::{self, Shared, Transport};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
@@ -25,47 +26,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Largest frame accepted from a client: the Python server's (uvicorn) default.
-pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
-/// Largest response frame sent: Python clients (aiohttp) close the connection above 4 MiB
-/// (quirk Q9), so a bigger result is answered with an error instead.
-pub const DEFAULT_MAX_RESPONSE_FRAME: usize = 4 << 20;
-/// Calls one connection may have running at once; further requests wait (backpressure).
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
-/// Bytes of the requests of one connection's calls in flight: one frame of the largest size.
-/// Their arguments stay decoded while the calls run or queue (up to about 32 times the
-/// frame's bytes), so this, not the count, bounds what a client's pipelined requests hold;
-/// past it the connection is read no further until calls finish.
-pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = DEFAULT_MAX_FRAME;
-/// Open connections across the host; more are turned away until some close.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Open connections from one peer address (an IPv6 peer's /64 counts as one address, since
-/// one host holds a whole /64). A client host running a pool of worker processes, each with a
-/// few proxies, stays far below it, while one address can take at most a twentieth of
-/// [`DEFAULT_MAX_CONNECTIONS`], so that it cannot lock everyone else out.
-pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 500;
-/// Bytes of answers one connection may have waiting to be written. Eight answers of the
-/// largest size easyrpc clients accept: room for a burst of big answers to a client that
-/// reads them, while a client that stops reading holds at most this before it is closed.
-pub const DEFAULT_MAX_QUEUED_ANSWER_BYTES: usize = 8 * DEFAULT_MAX_RESPONSE_FRAME;
-/// Longest a write to a client may wait for it to read: a client that takes no answer for
-/// this long has stopped reading and is closed (even a slow link takes a 4 MiB answer in far
-/// less), so that it holds neither its connection nor the answers meant for it.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Files the host keeps open besides its connections (modules, the cache, the log, the
 /// runtime's own): what the open-file limit needs beyond one per connection.
 const FILES_BESIDE_CONNECTIONS: u64 = 256;
-/// Generators one connection may hold open at once.
-pub const DEFAULT_MAX_GENERATORS_PER_CONNECTION: usize = 100;
-/// Generators open across the host; each holds a sandboxed instance, so this stays well below
-/// the runtime's instance pool (runtime::DEFAULT_MAX_INSTANCES).
-pub const DEFAULT_MAX_OPEN_GENERATORS: usize = 500;
-/// A generator nobody pulled from for this long is closed and its instance freed.
-pub const GENERATOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time a new connection has to send its setup frame.
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time running calls get to finish when the host shuts down.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Read buffer of each websocket (tungstenite's default is 128 KiB).
 pub const READ_BUFFER: usize = 8 << 10;
 /// Bytes a connection may send before it is authenticated: its HTTP upgrade request and its
@@ -77,51 +40,8 @@ pub const MAX_SETUP_BYTES: usize = 64 << 10;
 pub const DEFAULT_PORT: u16 = 8220;
 pub const DEFAULT_PATH: &str = "/ws/easy";
 
-/// One websocket path the server answers, with its own secret.
-#[derive(Clone, Debug)]
-pub struct PathConfig {
-    pub path: String,
-    pub secret: String,
-    /// easyrpc's `encryption_enabled`: requests arrive wrapped in a JWT (spec section 8).
-    pub encryption: bool,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct ConnectionLimits {
-    pub max_frame: usize,
-    pub max_response_frame: usize,
-    pub max_in_flight: usize,
-    pub max_in_flight_bytes: usize,
-    pub max_connections: usize,
-    pub max_connections_per_peer: usize,
-    pub max_queued_answer_bytes: usize,
-    pub write_timeout: Duration,
-    pub setup_timeout: Duration,
-    pub shutdown_grace: Duration,
-    pub max_generators_per_connection: usize,
-    pub max_open_generators: usize,
-    pub generator_idle_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_frame: DEFAULT_MAX_FRAME,
-            max_response_frame: DEFAULT_MAX_RESPONSE_FRAME,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
-            max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
-            write_timeout: WRITE_TIMEOUT,
-            setup_timeout: SETUP_TIMEOUT,
-            shutdown_grace: SHUTDOWN_GRACE,
-            max_generators_per_connection: DEFAULT_MAX_GENERATORS_PER_CONNECTION,
-            max_open_generators: DEFAULT_MAX_OPEN_GENERATORS,
-            generator_idle_timeout: GENERATOR_IDLE_TIMEOUT,
-        }
-    }
-}
+/// A server's config is made of the session's types.
+pub use crate::session::{ConnectionLimits, PathConfig};
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -140,16 +60,6 @@ impl ServerConfig {
             server_id: uuid::Uuid::new_v4().to_string(),
         }
     }
-}
-
-/// What every session of the server shares.
-pub(crate) struct Shared {
-    pub config: ServerConfig,
-    pub registry: Arc<Registry>,
-    /// Present when admins may deploy and remove modules over the wire.
-    pub deployer: Option<Arc<Deployer>>,
-    /// One permit per generator open anywhere on the host.
-    pub open_generators: Arc<Semaphore>,
 }
 
 /// Serves until `shutdown` completes, then stops accepting, lets sessions finish their calls
@@ -179,7 +89,9 @@ pub async fn run_with_deployer(
     let peers = Arc::new(PeerCounts::new(config.limits.max_connections_per_peer));
     let mut turned_away = TurnedAway::default();
     let open_generators = Arc::new(Semaphore::new(config.limits.max_open_generators));
-    let shared = Arc::new(Shared { config, registry, deployer, open_generators });
+    let paths = Arc::new(config.paths);
+    let shared =
+        Arc::new(Shared { limits: config.limits, server_id: config.server_id, registry, deployer, open_generators });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);
@@ -213,18 +125,18 @@ pub async fn run_with_deployer(
         };
         let _ = stream.set_nodelay(true);
         let stream = PeerStream::new(stream);
-        let shared = shared.clone();
+        let (shared, paths) = (shared.clone(), paths.clone());
         let stop_rx = stop_rx.clone();
         sessions.spawn(async move {
             let _permits = (permit, peer_slot);
-            let Some((ws, path)) = handshake(stream, &shared).await else { return };
-            crate::session::serve(ws, peer, path, shared, stop_rx).await;
+            let Some((ws, path)) = handshake(stream, &paths, &shared.limits).await else { return };
+            session::serve(ws, peer, path, shared, stop_rx).await;
         });
     }
     tracing::info!("shutting down: no new connections; letting calls finish");
     drop(listener);
     let _ = stop_tx.send(true);
-    let grace = shared.config.limits.shutdown_grace + Duration::from_secs(1);
+    let grace = shared.limits.shutdown_grace + Duration::from_secs(1);
     if tokio::time::timeout(grace, async { while sessions.join_next().await.is_some() {} }).await.is_err() {
         sessions.abort_all();
     }
@@ -345,7 +257,7 @@ fn raise_open_file_limit(max_connections: usize) {
 
 /// A connection's socket, counting what the peer sends until it is authenticated: past
 /// [`MAX_SETUP_BYTES`] reading fails, before tungstenite buffers a frame that large.
-pub(crate) struct PeerStream {
+struct PeerStream {
     tcp: TcpStream,
     /// Bytes the peer may still send before it is authenticated; none once it is.
     unauthenticated_room: Option<usize>,
@@ -355,9 +267,11 @@ impl PeerStream {
     fn new(tcp: TcpStream) -> Self {
         Self { tcp, unauthenticated_room: Some(MAX_SETUP_BYTES) }
     }
+}
 
+impl Transport for PeerStream {
     /// The peer is authenticated: its frames are bounded by the websocket's limits only.
-    pub(crate) fn authenticated(&mut self) {
+    fn authenticated(&mut self) {
         self.unauthenticated_room = None;
     }
 }
@@ -405,9 +319,9 @@ impl AsyncWrite for PeerStream {
 /// The websocket upgrade; answers 404 for paths the server does not serve.
 async fn handshake(
     stream: PeerStream,
-    shared: &Shared,
+    paths: &[PathConfig],
+    limits: &ConnectionLimits,
 ) -> Option<(tokio_tungstenite::WebSocketStream<PeerStream>, Arc<PathConfig>)> {
-    let limits = shared.config.limits;
     let mut ws_config = WebSocketConfig::default();
     ws_config.max_message_size = Some(limits.max_frame);
     ws_config.max_frame_size = Some(limits.max_frame);
@@ -418,7 +332,7 @@ async fn handshake(
     // The error type is tungstenite's (its handshake callback's signature), not ours to shrink.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        match shared.config.paths.iter().find(|p| p.path == request.uri().path()) {
+        match paths.iter().find(|p| p.path == request.uri().path()) {
             Some(p) => {
                 matched = Some(p.clone());
                 Ok(response)

@@ -6,8 +6,8 @@
 //! Prints figures; asserts nothing.
 
 use easyrpc::client::EasyRpcProxy;
-use easyrpc::config::ModuleSource;
 use easyrpc::deploy::Deployer;
+use easyrpc::deploy::ModuleSource;
 use easyrpc::registry::{PolicyConfig, Registry, RegistrySnapshot};
 use easyrpc::runtime::{Runtime, RuntimeConfig};
 use easyrpc::server::ServerConfig;

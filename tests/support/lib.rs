@@ -295,3 +295,42 @@ fn uuid_like() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Whether the calling test runs its body here: true in a child process started for it
+/// alone, false in the test binary's own process, where it starts that child, waits for it and
+/// fails if the child's run of the test failed. Tests that read process-wide figures (resident
+/// memory) use it through [`alone_in_process!`], so that the other tests of the binary, running
+/// beside them, do not show in those figures.
+pub fn alone_in_process(module: &str, test: &str) -> bool {
+    const CHILD: &str = "EASYRPC_TEST_ALONE";
+    // libtest names a test by its module path without the crate's name.
+    let name = match module.split_once("::") {
+        Some((_, path)) => format!("{path}::{test}"),
+        None => test.to_owned(),
+    };
+    if std::env::var(CHILD).is_ok_and(|running| running == name) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, &name)
+        .output()
+        .expect("the test binary runs again");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    print!("{stdout}");
+    eprint!("{stderr}");
+    assert!(out.status.success(), "{name}, alone in a process of its own, failed ({})", out.status);
+    assert!(stdout.contains("1 passed"), "{name} did not run in its own process: no test by that name");
+    false
+}
+
+/// Runs the rest of the calling test alone in a process of its own (see [`alone_in_process`]).
+#[macro_export]
+macro_rules! alone_in_process {
+    ($test:ident) => {
+        if !$crate::alone_in_process(module_path!(), stringify!($test)) {
+            return;
+        }
+    };
+}

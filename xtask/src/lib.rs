@@ -198,6 +198,42 @@ pub fn example_path(name: &str) -> Result<PathBuf, String> {
     Ok(dir.join(format!("{name}.wasm")))
 }
 
+/// Checks that the workspace and the fuzz crate are formatted as `rustfmt.toml` says
+/// (`cargo fmt --check`), installing rustfmt through rustup when the toolchain lacks it. The
+/// error holds the diff.
+pub fn check_formatting() -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let has_rustfmt = Command::new(&cargo).args(["fmt", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !has_rustfmt {
+        eprintln!("xtask: installing rustfmt (rustup component add rustfmt)");
+        let status = Command::new("rustup")
+            .args(["component", "add", "rustfmt"])
+            .status()
+            .map_err(|e| format!("rustfmt is missing and rustup could not be run: {e}"))?;
+        if !status.success() {
+            return Err(format!("rustup component add rustfmt failed ({status})"));
+        }
+    }
+    let root = project_root();
+    for manifest in [root.join("Cargo.toml"), root.join("fuzz").join("Cargo.toml")] {
+        let out = Command::new(&cargo)
+            .args(["fmt", "--all", "--check", "--manifest-path"])
+            .arg(&manifest)
+            .output()
+            .map_err(|e| format!("cannot run cargo fmt: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} is not formatted (run `cargo fmt --all --manifest-path {}`):\n{}{}",
+                manifest.display(),
+                manifest.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::wasi_crates;

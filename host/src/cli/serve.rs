@@ -1,7 +1,8 @@
 //! `easyrpc serve`: load modules into namespaces and serve them over easyrpc's websocket
 //! protocol until ctrl-c or SIGTERM.
 
-use crate::config::{ConfigFile, ModuleSource};
+use crate::config::ConfigFile;
+use crate::deploy::ModuleSource;
 use crate::deploy::{self, Deployer};
 use crate::registry::{PolicyConfig, Registry};
 use crate::runtime::{CallLimits, Runtime, RuntimeConfig};

@@ -1,237 +1,89 @@
 //! [`Value`] <-> component [`Val`], checked against the parameter's [`WitType`].
 //!
-//! Owns the JSON mapping of every WIT type (documented in wit/README.md) and the error that
-//! names the parameter and the path inside it (`point.x: expected u8, got 300`). It is also the
-//! argument checker: a value that converts is a value the function accepts. It does not bind
-//! arguments to parameters (`signature`) or run anything (`sandbox`).
-//!
-//! Mapping: bool <-> bool; integers <-> int (range-checked; Python's bools count as 0/1);
-//! floats <-> float (ints accepted); char <-> one-character str; string <-> str; `json` <-> any
-//! value; list <-> list (bytes accepted for `list<u8>`); record <-> dict by snake_case field
-//! name (missing option fields are none); tuple <-> list of the exact length; variant <->
-//! `{"case": payload}`, or `"case"` without payload; enum <-> `"case"`; option <-> null or the
-//! value, except when the inner type can itself be null (option, json): then some(v) is
-//! `{"some": v}`; result <-> `{"ok": v}` / `{"err": e}`; flags <-> list of flag names.
+//! Owns building the guest's values from callers' values (the rules of acceptance are
+//! `signature::lower`'s, shared with the client's argument check) and reading results back. It
+//! does not bind arguments to parameters (`signature`) or run anything (`sandbox`).
 
-use crate::signature::{names, snake_case, WitType};
+use crate::signature::{inner_may_be_null, lower, snake_case, Lowered, ValueError, WitType};
 use crate::value::{json, Value};
 use wasmtime::component::Val;
 
-/// A value that does not fit its parameter's type: `path: message`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ValueError {
-    /// Parameter name and the way into the value: `points[2].x`.
-    pub path: String,
-    pub message: String,
-}
-
-fn mismatch(path: &str, ty: &WitType, got: &Value) -> ValueError {
-    ValueError { path: path.to_owned(), message: format!("expected {ty}, got {}", got.brief()) }
-}
-
-/// Whether `value` converts for a parameter of type `ty`: [`to_val`]'s answer, without
-/// building the guest value where that would only copy the argument (any value is JSON, any
-/// str a string). The client checks every argument before sending; a 64 KiB string argument
-/// was copied (and a `json` one printed) just to be thrown away.
-pub fn check(value: &Value, ty: &WitType, path: &str) -> Result<(), ValueError> {
-    match (ty, value) {
-        (WitType::Json, _) | (WitType::String, Value::Str(_)) => Ok(()),
-        _ => to_val(value, ty, path).map(drop),
+/// The guest's value of an accepted argument.
+impl Lowered for Val {
+    fn bool(b: bool) -> Self {
+        Val::Bool(b)
+    }
+    fn s8(i: i8) -> Self {
+        Val::S8(i)
+    }
+    fn u8(i: u8) -> Self {
+        Val::U8(i)
+    }
+    fn s16(i: i16) -> Self {
+        Val::S16(i)
+    }
+    fn u16(i: u16) -> Self {
+        Val::U16(i)
+    }
+    fn s32(i: i32) -> Self {
+        Val::S32(i)
+    }
+    fn u32(i: u32) -> Self {
+        Val::U32(i)
+    }
+    fn s64(i: i64) -> Self {
+        Val::S64(i)
+    }
+    fn u64(i: u64) -> Self {
+        Val::U64(i)
+    }
+    fn f32(x: f32) -> Self {
+        Val::Float32(x)
+    }
+    fn f64(x: f64) -> Self {
+        Val::Float64(x)
+    }
+    fn char(c: char) -> Self {
+        Val::Char(c)
+    }
+    fn string(s: &str) -> Self {
+        Val::String(s.to_owned())
+    }
+    fn json(value: &Value) -> Self {
+        Val::String(json::to_string(value))
+    }
+    fn list(items: Vec<Self>) -> Self {
+        Val::List(items)
+    }
+    fn bytes(bytes: &[u8]) -> Self {
+        Val::List(bytes.iter().map(|b| Val::U8(*b)).collect())
+    }
+    fn record(fields: Vec<(&str, Self)>) -> Self {
+        Val::Record(fields.into_iter().map(|(name, v)| (name.to_owned(), v)).collect())
+    }
+    fn tuple(items: Vec<Self>) -> Self {
+        Val::Tuple(items)
+    }
+    fn variant(case: &str, payload: Option<Self>) -> Self {
+        Val::Variant(case.to_owned(), payload.map(Box::new))
+    }
+    fn enum_case(case: &str) -> Self {
+        Val::Enum(case.to_owned())
+    }
+    fn option(inner: Option<Self>) -> Self {
+        Val::Option(inner.map(Box::new))
+    }
+    fn result(outcome: Result<Option<Self>, Option<Self>>) -> Self {
+        Val::Result(outcome.map(|v| v.map(Box::new)).map_err(|e| e.map(Box::new)))
+    }
+    fn flags(set: Vec<&str>) -> Self {
+        Val::Flags(set.into_iter().map(str::to_owned).collect())
     }
 }
 
 /// Converts a caller's value for a parameter of type `ty`; `path` starts as the parameter name.
 pub fn to_val(value: &Value, ty: &WitType, path: &str) -> Result<Val, ValueError> {
-    Ok(match ty {
-        WitType::Bool => match value {
-            Value::Bool(b) => Val::Bool(*b),
-            _ => return Err(mismatch(path, ty, value)),
-        },
-        WitType::S8 => Val::S8(int_in_range(value, ty, path)?),
-        WitType::U8 => Val::U8(int_in_range(value, ty, path)?),
-        WitType::S16 => Val::S16(int_in_range(value, ty, path)?),
-        WitType::U16 => Val::U16(int_in_range(value, ty, path)?),
-        WitType::S32 => Val::S32(int_in_range(value, ty, path)?),
-        WitType::U32 => Val::U32(int_in_range(value, ty, path)?),
-        WitType::S64 => Val::S64(int_in_range(value, ty, path)?),
-        WitType::U64 => Val::U64(int_in_range(value, ty, path)?),
-        WitType::F32 => {
-            let x = float(value, ty, path)?;
-            if x.is_finite() && x.abs() > f64::from(f32::MAX) {
-                return Err(ValueError { path: path.to_owned(), message: format!("{x} is out of range for f32") });
-            }
-            Val::Float32(x as f32)
-        }
-        WitType::F64 => Val::Float64(float(value, ty, path)?),
-        WitType::Char => match value {
-            Value::Str(s) if s.chars().count() == 1 => Val::Char(s.chars().next().unwrap_or_default()),
-            _ => return Err(mismatch(path, ty, value)),
-        },
-        WitType::String => match value {
-            Value::Str(s) => Val::String(s.clone()),
-            _ => return Err(mismatch(path, ty, value)),
-        },
-        WitType::Json => Val::String(json::to_string(value)),
-        WitType::List { element } => match value {
-            Value::List(items) => Val::List(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| to_val(item, element, &format!("{path}[{i}]")))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Bytes(bytes) if **element == WitType::U8 => Val::List(bytes.iter().map(|b| Val::U8(*b)).collect()),
-            _ => return Err(mismatch(path, ty, value)),
-        },
-        WitType::Record { fields, .. } => {
-            let Value::Dict(entries) = value else { return Err(mismatch(path, ty, value)) };
-            // Each field has two names, so a dict (whose keys differ) with more entries than
-            // that has an unknown one among its first 2n+1: both scans stay within the type's size.
-            if let Some((unknown, _)) = entries.iter().find(|(k, _)| !fields.iter().any(|f| names(&f.name, k))) {
-                return Err(ValueError {
-                    path: path.to_owned(),
-                    message: format!("unknown field '{unknown}' for {ty}"),
-                });
-            }
-            let mut out = Vec::with_capacity(fields.len());
-            for field in fields {
-                let key = snake_case(&field.name);
-                let field_path = format!("{path}.{key}");
-                let given = entries.iter().find(|(k, _)| names(&field.name, k)).map(|(_, v)| v);
-                let val = match given {
-                    Some(v) => to_val(v, &field.ty, &field_path)?,
-                    None if field.ty.is_option() => Val::Option(None),
-                    None => return Err(ValueError { path: field_path, message: "missing field".to_owned() }),
-                };
-                out.push((field.name.clone(), val));
-            }
-            Val::Record(out)
-        }
-        WitType::Tuple { elements } => match value {
-            Value::List(items) if items.len() == elements.len() => Val::Tuple(
-                items
-                    .iter()
-                    .zip(elements)
-                    .enumerate()
-                    .map(|(i, (item, ety))| to_val(item, ety, &format!("{path}[{i}]")))
-                    .collect::<Result<_, _>>()?,
-            ),
-            _ => return Err(mismatch(path, ty, value)),
-        },
-        WitType::Variant { cases, .. } => {
-            let (case_name, payload) = match value {
-                Value::Str(s) => (s.as_str(), None),
-                Value::Dict(entries) if entries.len() == 1 => (entries[0].0.as_str(), Some(&entries[0].1)),
-                _ => return Err(mismatch(path, ty, value)),
-            };
-            let Some(case) = cases.iter().find(|c| names(&c.name, case_name)) else {
-                return Err(ValueError {
-                    path: path.to_owned(),
-                    message: format!("unknown case '{case_name}' for {ty}"),
-                });
-            };
-            let case_path = format!("{path}.{case_name}");
-            let payload = match (&case.ty, payload) {
-                (Some(pty), Some(p)) => Some(Box::new(to_val(p, pty, &case_path)?)),
-                (Some(pty), None) => {
-                    return Err(ValueError { path: case_path, message: format!("missing {pty} payload") })
-                }
-                (None, None) | (None, Some(Value::None)) => None,
-                (None, Some(p)) => {
-                    return Err(ValueError {
-                        path: case_path,
-                        message: format!("case has no payload, got {}", p.brief()),
-                    })
-                }
-            };
-            Val::Variant(case.name.clone(), payload)
-        }
-        WitType::Enum { cases, .. } => match value {
-            Value::Str(s) => match cases.iter().find(|c| names(c, s)) {
-                Some(c) => Val::Enum(c.clone()),
-                None => {
-                    return Err(ValueError { path: path.to_owned(), message: format!("unknown case '{s}' for {ty}") })
-                }
-            },
-            _ => return Err(mismatch(path, ty, value)),
-        },
-        WitType::Option { inner } => match value {
-            Value::None => Val::Option(None),
-            _ if inner_may_be_null(inner) => match value {
-                Value::Dict(entries) if entries.len() == 1 && entries[0].0 == "some" => {
-                    Val::Option(Some(Box::new(to_val(&entries[0].1, inner, &format!("{path}.some"))?)))
-                }
-                _ => {
-                    return Err(ValueError {
-                        path: path.to_owned(),
-                        message: format!("expected null or {{\"some\": ...}} for {ty}, got {}", value.brief()),
-                    })
-                }
-            },
-            _ => Val::Option(Some(Box::new(to_val(value, inner, path)?))),
-        },
-        WitType::Result { ok, err } => {
-            let Value::Dict(entries) = value else { return Err(mismatch(path, ty, value)) };
-            let [(key, payload)] = entries.as_slice() else { return Err(mismatch(path, ty, value)) };
-            let (payload_ty, is_ok) = match key.as_str() {
-                "ok" => (ok, true),
-                "err" => (err, false),
-                _ => return Err(mismatch(path, ty, value)),
-            };
-            let inner = match payload_ty {
-                Some(t) => Some(Box::new(to_val(payload, t, &format!("{path}.{key}"))?)),
-                None => None,
-            };
-            Val::Result(if is_ok { Ok(inner) } else { Err(inner) })
-        }
-        WitType::Flags { flags, .. } => {
-            let Value::List(items) = value else { return Err(mismatch(path, ty, value)) };
-            let mut set = Vec::with_capacity(items.len());
-            for item in items {
-                let found = item.as_str().and_then(|s| flags.iter().find(|f| names(f, s)));
-                match found {
-                    Some(f) if !set.contains(f) => set.push(f.clone()),
-                    Some(_) => {}
-                    None => {
-                        return Err(ValueError {
-                            path: path.to_owned(),
-                            message: format!("unknown flag {} for {ty}", item.brief()),
-                        })
-                    }
-                }
-            }
-            Val::Flags(set)
-        }
-        WitType::Unsupported { description } => {
-            return Err(ValueError {
-                path: path.to_owned(),
-                message: format!("values of type {description} cannot be sent"),
-            })
-        }
-    })
-}
-
-/// True when the JSON form of `ty` can be null, so `option<ty>` needs the `{"some": v}` form.
-fn inner_may_be_null(ty: &WitType) -> bool {
-    matches!(ty, WitType::Option { .. } | WitType::Json)
-}
-
-fn int_in_range<T: TryFrom<i128>>(value: &Value, ty: &WitType, path: &str) -> Result<T, ValueError> {
-    let i = match value {
-        Value::Int(i) => *i,
-        Value::Bool(b) => i128::from(*b),
-        _ => return Err(mismatch(path, ty, value)),
-    };
-    T::try_from(i).map_err(|_| mismatch(path, ty, value))
-}
-
-fn float(value: &Value, ty: &WitType, path: &str) -> Result<f64, ValueError> {
-    match value {
-        Value::Float(x) => Ok(*x),
-        Value::Int(i) => Ok(*i as f64),
-        _ => Err(mismatch(path, ty, value)),
-    }
+    lower(value, ty, path)
 }
 
 /// Converts a function's result back to a [`Value`]. Fails only when the guest broke a
@@ -326,6 +178,7 @@ fn from_val_at(val: &Val, ty: &WitType, path: &str) -> Result<Value, ValueError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::check;
     use crate::signature::{Case, Field};
 
     fn v(text: &str) -> Value {

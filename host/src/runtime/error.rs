@@ -8,7 +8,7 @@ use crate::signature::BindError;
 use crate::value::Value;
 use std::time::Duration;
 
-pub use super::convert::ValueError;
+pub use crate::signature::ValueError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -44,8 +44,37 @@ pub enum Frame {
     Binary(Vec<u8>),
 }
 
+/// Actions of EasyRpc's extension for admins: deploy a module (kwargs `namespace`, `name`,
+/// `wasm`) and remove one (kwargs `namespace`, `name`). WIT names cannot start with `_`, so
+/// these never shadow a function.
+pub const DEPLOY: &str = "__easyrpc_deploy__";
+pub const REMOVE: &str = "__easyrpc_remove__";
+
 /// Error text the Python server sends for a setup it cannot verify; clients match on it.
 pub const AUTH_ERROR: &str = "unable to decode auth, server_secret may not match with server";
+
+/// Python's `repr` of a str, so error strings read like the Python server's (`ValueError('boom')`).
+pub fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
 
 /// `{"auth":"ok","server_id":...}`: the reply to a good setup, JSON text in every mode.
 pub fn auth_ok(server_id: &str) -> Frame {
@@ -569,6 +598,14 @@ pub fn call_object(action: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repr_like_python() {
+        assert_eq!(py_repr("boom"), "'boom'");
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(py_repr("x\ny\\"), "'x\\ny\\\\'");
+    }
 
     #[test]
     fn parses_a_captured_request() {

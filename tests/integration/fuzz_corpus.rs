@@ -2,11 +2,7 @@
 //! own harness (`fuzz/harness.rs`): no panic, and each within its time and allocation bounds.
 //! What fuzzing found once stays found.
 
-#[path = "../fuzz/harness.rs"]
-mod harness;
-
-#[global_allocator]
-static ALLOCATOR: harness::Counting = harness::Counting;
+use crate::harness;
 
 /// The suite's build is unoptimized: decoding runs about ten times slower than in the
 /// optimized fuzz targets, whose bound the harness states.

@@ -5,7 +5,7 @@
 //! only the kept instances of the module it replaces, and forgets no tenant's running calls.
 
 use easyrpc::client::{ClientConfig, ClientError, EasyRpcProxy};
-use easyrpc::config::ModuleSource;
+use easyrpc::deploy::ModuleSource;
 use easyrpc::deploy::{self, Deployer};
 use easyrpc::registry::{PolicyConfig, Registry, RegistrySnapshot};
 use easyrpc::runtime::InstanceReuse;

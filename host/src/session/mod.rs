@@ -1,23 +1,32 @@
-//! One client connection, from the setup frame to the close.
+//! One client connection, from the setup frame to the close: the loop that reads requests
+//! and writes their answers.
 //!
 //! Owns the per-connection protocol state: setup and auth (quirks Q1, Q14), the serialization
-//! chosen by the client, the json keep-alive pong (Q7), calls answered by request id (unlike
-//! the Python server, which serialises them), the in-flight bounds (calls and their bytes)
-//! that turn into backpressure, the budget of answers waiting for a client that does not read
-//! (past it the client is closed, not fed), the connection's open generators (limits, idle
-//! timeout), and the close (a client that goes away aborts its calls; a host shutdown lets
-//! them finish within the grace period). One task reads and writes the websocket and runs each call's first poll itself;
-//! calls that wait continue as tasks of their own and send their answers back to it. What a
-//! call does is the registry's business; how frames look is `wire`'s.
+//! chosen by the client, calls answered by request id (unlike the Python server, which
+//! serialises them), the in-flight bounds (calls and their bytes) that turn into backpressure,
+//! the budget of answers waiting for a client that does not read (past it the client is
+//! closed, not fed), the connection's open generators (limits, idle timeout), and the close (a
+//! client that goes away aborts its calls; a host shutdown lets them finish within the grace
+//! period). One task reads and writes the websocket and runs each request's first poll
+//! itself; requests that wait continue as tasks of their own and send their answers back to
+//! it. What each request does is its [`command`]'s; the path of a call is `dispatch`'s; how
+//! frames look is `wire`'s. It does not accept connections (`server`).
+
+pub mod command;
+mod limits;
+mod reply;
+
+pub use limits::*;
+pub use reply::Reply;
 
 use crate::deploy::Deployer;
-use crate::registry::{Callable, NamespacePolicy, Registry, ValueStream};
-use crate::runtime::CallError;
-use crate::server::{PathConfig, PeerStream, Shared};
-use crate::signature::FunctionKind;
+use crate::dispatch::Generator;
+use crate::registry::Registry;
 use crate::value::Value;
-use crate::wire::{self, auth, Frame, Message, RequestBody, Serialization};
+use crate::wire::{self, auth, Message, RequestBody, Serialization};
+use command::Command;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use reply::to_ws;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::error::{Error as TungsteniteError, ProtocolError};
@@ -33,16 +43,29 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-fn to_ws(frame: Frame) -> WsMessage {
-    match frame {
-        Frame::Text(t) => WsMessage::text(t),
-        Frame::Binary(b) => WsMessage::binary(b),
-    }
+/// The byte stream under a session's websocket.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The peer has passed setup and auth; a stream that bounds what unauthenticated peers may
+    /// send lifts that bound here.
+    fn authenticated(&mut self) {}
 }
 
-/// What one connection is, once set up.
-struct Session {
+/// What every session of a server shares.
+pub struct Shared {
+    pub limits: ConnectionLimits,
+    /// Sent in every auth reply; the same for all connections of this server.
+    pub server_id: String,
+    pub registry: Arc<Registry>,
+    /// Present when admins may deploy and remove modules over the wire.
+    pub deployer: Option<Arc<Deployer>>,
+    /// One permit per generator open anywhere on the host.
+    pub open_generators: Arc<Semaphore>,
+}
+
+/// What one connection is, once set up: what its commands read and change.
+pub struct Session {
     serialization: Serialization,
+    /// The namespace or group the connection reached.
     namespace: String,
     path: Arc<PathConfig>,
     registry: Arc<Registry>,
@@ -58,28 +81,49 @@ struct Session {
     deployer: Option<Arc<Deployer>>,
 }
 
-/// A generator between pulls.
+/// A generator of this connection between pulls.
 struct OpenGenerator {
-    /// None once it ended or failed: the next pull answers GENERATOR_END (the Python protocol
-    /// sends an error as an item, then the end).
-    stream: Option<Box<dyn ValueStream>>,
+    generator: Generator,
     last_used: Instant,
-    /// The generator's share of the host-wide and of its namespace's limit; released with the
-    /// stream.
-    permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
-    /// Its namespace's policy: each step runs in the namespace's turns, as calls do.
-    policy: Arc<NamespacePolicy>,
+    /// Its place among the host's open generators; given back when it ends.
+    _host_slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Session {
+    /// Answers one request.
+    async fn handle(&self, request_id: &str, body: RequestBody, unsupported: Option<String>) -> Reply {
+        match Command::parse(body, self.path.encryption, &self.path.secret, unsupported) {
+            Ok(command) => command.apply(self, request_id).await,
+            Err(reply) => reply,
+        }
+    }
+
+    /// Frees generators nobody pulled from within the idle timeout (skipping any being pulled).
+    fn close_idle_generators(&self) {
+        let timeout = self.idle_timeout;
+        self.generators_lock().retain(|id, g| match g.try_lock() {
+            Ok(g) if g.last_used.elapsed() >= timeout => {
+                tracing::debug!(generator = %id, "closing idle generator");
+                false
+            }
+            _ => true,
+        });
+    }
+
+    fn generators_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<OpenGenerator>>>> {
+        self.generators.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Serves one accepted websocket until it closes or the host shuts down.
-pub(crate) async fn serve(
-    mut ws: WebSocketStream<PeerStream>,
+pub async fn serve<S: Transport>(
+    mut ws: WebSocketStream<S>,
     peer: SocketAddr,
     path: Arc<PathConfig>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = shared.config.limits;
+    let limits = shared.limits;
     let setup = tokio::time::timeout(limits.setup_timeout, ws.next()).await;
     let claims = match setup {
         Ok(Some(Ok(WsMessage::Text(text)))) => auth::read_setup(text.as_str(), &path.secret, |namespace| {
@@ -103,7 +147,7 @@ pub(crate) async fn serve(
         }
     };
     ws.get_mut().authenticated();
-    if ws.send(to_ws(wire::auth_ok(&shared.config.server_id))).await.is_err() {
+    if ws.send(to_ws(wire::auth_ok(&shared.server_id))).await.is_err() {
         return;
     }
     let session = Arc::new(Session {
@@ -261,6 +305,9 @@ const SLOW_STRIKES: u8 = 3;
 /// -> 47k calls/s fresh, medians of 4 runs; 16 gave 42k, 64 as 32; BENCHMARKS.md session 11).
 const FLUSH_EVERY: usize = 32;
 
+/// How often idle generators are looked for.
+const GENERATOR_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What the connection loop does after a frame.
 enum Flow {
     Continue,
@@ -269,8 +316,8 @@ enum Flow {
 
 /// One set-up connection: the websocket, read and written by this task alone, and the calls
 /// that had to wait (they run as their own tasks and send their answers back here).
-struct Connection {
-    ws: WebSocketStream<PeerStream>,
+struct Connection<S> {
+    ws: WebSocketStream<S>,
     session: Arc<Session>,
     peer: SocketAddr,
     max_frame: Option<usize>,
@@ -297,7 +344,7 @@ struct Connection {
     requests: u64,
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     /// Handles one frame (or the end of the stream).
     async fn receive(&mut self, frame: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>) -> Flow {
         let peer = self.peer;
@@ -315,9 +362,8 @@ impl Connection {
         }
         let decoded = match frame {
             Some(Ok(WsMessage::Text(text))) => {
-                if ser == Serialization::Json && text.as_str().contains("ping") {
-                    // Quirk Q7: the Python server answers any text frame containing "ping".
-                    if let Flow::Close = self.write(to_ws(wire::pong())).await {
+                if let Some(pong) = command::ping::pong_for(ser, text.as_str()) {
+                    if let Flow::Close = self.write(to_ws(pong)).await {
                         return Flow::Close;
                     }
                 }
@@ -340,8 +386,8 @@ impl Connection {
             Ok(d) => d,
             Err(wire::Undecodable { reason, request_id: Some(id) }) => {
                 tracing::debug!(%peer, error = %reason, request = %id, "undecodable request");
-                let error = error_dict(&format!("cannot decode the request: {reason}"));
-                return self.write(to_ws(wire::response(ser, &id, &error, true))).await;
+                let reply = Reply::error(&format!("cannot decode the request: {reason}"));
+                return self.write(reply.encode(ser, &id, self.session.max_response_frame)).await;
             }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "ignoring undecodable frame");
@@ -351,8 +397,8 @@ impl Connection {
         let request = match message {
             Message::Request(r) => r,
             Message::Malformed { request_id: Some(id), reason } => {
-                let reply = to_ws(wire::response(ser, &id, &error_dict(&reason), true));
-                return self.write(reply).await;
+                let reply = Reply::error(&reason);
+                return self.write(reply.encode(ser, &id, self.session.max_response_frame)).await;
             }
             _ => return Flow::Continue,
         };
@@ -371,7 +417,7 @@ impl Connection {
         let first =
             if slow { Poll::Pending } else { std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await };
         match first {
-            Poll::Ready((session, id, (value, is_error))) => {
+            Poll::Ready((session, id, reply)) => {
                 if started.elapsed() > INLINE_LIMIT {
                     self.slow_actions.strike(action);
                 } else {
@@ -380,7 +426,7 @@ impl Connection {
                 if !expected {
                     return Flow::Continue;
                 }
-                let answer = session.encode_response(&id, &value, is_error);
+                let answer = reply.encode(session.serialization, &id, session.max_response_frame);
                 self.write(answer).await
             }
             Poll::Pending => {
@@ -390,9 +436,9 @@ impl Connection {
                 let answers = self.waited.0.clone();
                 let backlog = self.backlog.clone();
                 self.calls.spawn(async move {
-                    let (session, id, (value, is_error)) = call.await;
+                    let (session, id, reply) = call.await;
                     if expected {
-                        let message = session.encode_response(&id, &value, is_error);
+                        let message = reply.encode(session.serialization, &id, session.max_response_frame);
                         let bytes = message.len();
                         backlog.add(bytes);
                         let _ = answers.send(Queued { message, bytes, _in_flight: permit });
@@ -570,335 +616,5 @@ fn request_action(body: &RequestBody) -> &str {
         RequestBody::Plain(request) => request.get("action").and_then(Value::as_str).unwrap_or_default(),
         RequestBody::Call(call) => call.action.as_deref().unwrap_or_default(),
         RequestBody::Wrapped(_) => "",
-    }
-}
-
-/// `{"error": message}`: protocol-level errors travel as a normal response holding a dict.
-fn error_dict(message: &str) -> Value {
-    Value::Dict(vec![("error".to_owned(), Value::Str(message.to_owned()))])
-}
-
-/// Python's `repr` of a str, so error strings read like the Python server's (`ValueError('boom')`).
-pub fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// A call's error as the wire carries it (quirk Q2): a repr-style string, e.g.
-/// `Timeout('spin exceeded its deadline of 1s and was stopped')`.
-pub fn error_string(error: &CallError) -> String {
-    let message = match error {
-        // The guest's own error: its text is the message.
-        CallError::Failed { error, .. } => match error {
-            Value::Str(s) => s.clone(),
-            other => other.to_json(),
-        },
-        other => other.to_string(),
-    };
-    format!("{}({})", error.kind(), py_repr(&message))
-}
-
-/// Marker strings of the generator protocol (quirks Q3, Q8).
-const GENERATOR_START: &str = "GENERATOR_START";
-const GENERATOR_NEXT: &str = "GENERATOR_NEXT";
-const GENERATOR_END: &str = "GENERATOR_END";
-/// Admin actions (EasyRpc extension).
-pub const DEPLOY: &str = "__easyrpc_deploy__";
-pub const REMOVE: &str = "__easyrpc_remove__";
-/// Longest request id kept as a generator's id; a longer one gets a uuid instead (clients
-/// pull with the id the start answer names). Python clients send uuids (36 bytes).
-const MAX_GENERATOR_ID: usize = 128;
-/// How often idle generators are looked for.
-const GENERATOR_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-impl Session {
-    /// Answers one request: the response value and whether it reports an error.
-    async fn handle(&self, request_id: &str, body: RequestBody, unsupported: Option<String>) -> (Value, bool) {
-        let body = match (body, self.path.encryption) {
-            (RequestBody::Call(call), false) => Ok(call),
-            (RequestBody::Plain(v), false) => wire::parse_call(v),
-            (RequestBody::Wrapped(token), true) => match auth::unwrap_request(&token, &self.path.secret) {
-                Ok(v) => wire::parse_call(v),
-                Err(e) => return (error_dict(&format!("cannot unwrap the encrypted request: {e}")), true),
-            },
-            // What the Python server answers when the request is a string it does not expect.
-            (RequestBody::Wrapped(_), false) => return (error_dict("missing expected input: 'action' "), true),
-            (RequestBody::Plain(_) | RequestBody::Call(_), true) => {
-                return (error_dict("this server has encryption_enabled: requests must be wrapped"), true)
-            }
-        };
-        let call = match body {
-            Ok(c) => c,
-            Err(e) => return (error_dict(&e), true),
-        };
-        let Some(action) = call.action else { return (error_dict("missing expected input: 'action' "), true) };
-        if action == DEPLOY || action == REMOVE {
-            return self.admin_action(&action, call.kwargs).await;
-        }
-        if action == GENERATOR_NEXT {
-            return match call.generator_id {
-                Some(id) => self.pull(&id).await,
-                None => (error_dict("GENERATOR_NEXT needs a generator_id"), true),
-            };
-        }
-        let snapshot = self.registry.snapshot();
-        if action == "get_registered_functions" {
-            return (wire::listing::listing(snapshot.listing(&self.namespace)), false);
-        }
-        let Some((member, namespace, function)) = snapshot.resolve(&self.namespace, &action) else {
-            let names: Vec<String> = snapshot.listing(&self.namespace).iter().map(|d| py_repr(&d.name)).collect();
-            let message = format!("no action {action} registered for origin within [{}]", names.join(", "));
-            return (error_dict(&message), true);
-        };
-        if let Some(object) = unsupported {
-            let message = format!(
-                "an argument holds a pickled Python object ({object}), which a WASM function cannot take; send plain data"
-            );
-            return (Value::Str(format!("TypeError({})", py_repr(&message))), true);
-        }
-        if function.descriptor().kind == FunctionKind::Generator {
-            let tenant = match namespace.policy.admit_generator(member) {
-                Ok(permit) => permit,
-                Err(error) => return (Value::Str(error_string(&error)), true),
-            };
-            let policy = namespace.policy.clone();
-            return self
-                .open_generator(request_id, &action, function.as_ref(), (tenant, policy), call.args, call.kwargs)
-                .await;
-        }
-        // The clock is read only for the debug log (the call path reads it enough already).
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
-        let result = match namespace.policy.admit(member).await {
-            Ok(_running) => namespace.policy.in_turns(function.call(call.args, call.kwargs)).await,
-            Err(busy) => Err(busy),
-        };
-        match result {
-            Ok(value) => {
-                tracing::debug!(namespace = %self.namespace, function = %action, took = ?started.map(|s| s.elapsed()), "call");
-                match reserved_marker(&value) {
-                    None => (value, false),
-                    Some(why) => (Value::Str(format!("ValueError({})", py_repr(why))), true),
-                }
-            }
-            Err(error) => {
-                tracing::info!(namespace = %self.namespace, function = %action, kind = error.kind(), %error, "call failed");
-                (Value::Str(error_string(&error)), true)
-            }
-        }
-    }
-
-    /// Opens a generator and answers `{"GENERATOR_START": id}` (quirk Q3). The id is the call's
-    /// request id, as the Python server does, unless this connection already uses it.
-    async fn open_generator(
-        &self,
-        request_id: &str,
-        action: &str,
-        function: &dyn Callable,
-        (tenant_permit, policy): (OwnedSemaphorePermit, Arc<NamespacePolicy>),
-        args: Vec<Value>,
-        kwargs: Vec<(String, Value)>,
-    ) -> (Value, bool) {
-        let busy = |reason: String| (Value::Str(error_string(&CallError::Busy { reason })), true);
-        if self.generators_lock().len() >= self.max_generators {
-            return busy(format!("this connection already has {} open generators, its limit", self.max_generators));
-        }
-        let Ok(permit) = self.open_generators.clone().try_acquire_owned() else {
-            return busy("the host has too many open generators".to_owned());
-        };
-        let stream = match policy.in_turns(function.open(args, kwargs)).await {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(namespace = %self.namespace, function = %action, kind = error.kind(), %error, "generator failed to open");
-                return (Value::Str(error_string(&error)), true);
-            }
-        };
-        let open = OpenGenerator {
-            stream: Some(stream),
-            last_used: Instant::now(),
-            permits: Some((permit, tenant_permit)),
-            policy,
-        };
-        let mut generators = self.generators_lock();
-        // The id is the client's own unless taken or long: ids are kept as long as their
-        // generators, and a request id may be as long as a frame.
-        let id = if request_id.len() > MAX_GENERATOR_ID || generators.contains_key(request_id) {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            request_id.to_owned()
-        };
-        generators.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(open)));
-        tracing::debug!(namespace = %self.namespace, function = %action, generator = %id, "generator opened");
-        (Value::Dict(vec![(GENERATOR_START.to_owned(), Value::Str(id))]), false)
-    }
-
-    /// One `GENERATOR_NEXT`: the next item, an error item, or `"GENERATOR_END"`.
-    async fn pull(&self, id: &str) -> (Value, bool) {
-        let Some(generator) = self.generators_lock().get(id).cloned() else {
-            return (error_dict(&format!("no open generator {id} on this connection")), true);
-        };
-        let mut generator = generator.lock().await;
-        generator.last_used = Instant::now();
-        let policy = generator.policy.clone();
-        let outcome = match generator.stream.as_mut() {
-            Some(stream) => policy.in_turns(stream.next()).await,
-            None => Ok(None),
-        };
-        match outcome {
-            Ok(Some(item)) if item.as_str() == Some(GENERATOR_END) => {
-                generator.stream = None;
-                generator.permits = None;
-                let why = "the generator yielded the reserved end marker as an item";
-                (Value::Str(format!("ValueError({})", py_repr(why))), true)
-            }
-            Ok(Some(item)) => (item, false),
-            Ok(None) => {
-                drop(generator);
-                self.generators_lock().remove(id);
-                (Value::Str(GENERATOR_END.to_owned()), false)
-            }
-            Err(error) => {
-                tracing::info!(namespace = %self.namespace, generator = %id, kind = error.kind(), %error, "generator failed");
-                generator.stream = None;
-                generator.permits = None;
-                (Value::Str(error_string(&error)), true)
-            }
-        }
-    }
-
-    /// `__easyrpc_deploy__` (kwargs `namespace`, `name`, `wasm`: base64 text or bytes) and
-    /// `__easyrpc_remove__` (kwargs `namespace`, `name`): EasyRpc's protocol extension for
-    /// admins. WIT names cannot start with `_`, so these never shadow a function.
-    async fn admin_action(&self, action: &str, kwargs: Vec<(String, Value)>) -> (Value, bool) {
-        let Some(deployer) = self.deployer.clone().filter(|_| self.admin) else {
-            return (
-                error_dict(&format!(
-                    "{action} needs a connection signed with the admin secret on a host that allows deploys"
-                )),
-                true,
-            );
-        };
-        let arg = |key: &str| kwargs.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let text = |key: &str| arg(key).and_then(Value::as_str).map(str::to_owned);
-        let (Some(namespace), Some(name)) = (text("namespace"), text("name")) else {
-            return (error_dict(&format!("{action} needs the keyword arguments namespace and name")), true);
-        };
-        if action == REMOVE {
-            let outcome = tokio::task::spawn_blocking(move || deployer.remove(&namespace, &name)).await;
-            return match outcome {
-                Ok(Ok(())) => (Value::Str("removed".to_owned()), false),
-                Ok(Err(e)) => (error_dict(&e), true),
-                Err(e) => (error_dict(&e.to_string()), true),
-            };
-        }
-        let bytes = match arg("wasm") {
-            Some(Value::Bytes(b)) => b.clone(),
-            Some(Value::Str(b64)) => match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64) {
-                Ok(b) => b,
-                Err(e) => return (error_dict(&format!("wasm is not valid base64: {e}")), true),
-            },
-            _ => return (error_dict("deploy needs the keyword argument wasm (base64 text or bytes)"), true),
-        };
-        let outcome = tokio::task::spawn_blocking(move || deployer.deploy(&namespace, &name, &bytes)).await;
-        match outcome {
-            Ok(Ok(d)) => (
-                Value::Dict(vec![
-                    ("module".to_owned(), Value::Str(d.module)),
-                    ("hash".to_owned(), Value::Str(d.hash)),
-                    ("functions".to_owned(), Value::List(d.functions.into_iter().map(Value::Str).collect())),
-                ]),
-                false,
-            ),
-            Ok(Err(e)) => (error_dict(&e.to_string()), true),
-            Err(e) => (error_dict(&e.to_string()), true),
-        }
-    }
-
-    /// Frees generators nobody pulled from within the idle timeout (skipping any being pulled).
-    fn close_idle_generators(&self) {
-        let timeout = self.idle_timeout;
-        self.generators_lock().retain(|id, g| match g.try_lock() {
-            Ok(g) if g.last_used.elapsed() >= timeout => {
-                tracing::debug!(generator = %id, "closing idle generator");
-                false
-            }
-            _ => true,
-        });
-    }
-
-    fn generators_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<OpenGenerator>>>> {
-        self.generators.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Encodes a response; a result too large for easyrpc clients (quirk Q9) becomes an error.
-    fn encode_response(&self, request_id: &str, value: &Value, is_error: bool) -> WsMessage {
-        let frame = wire::response(self.serialization, request_id, value, is_error);
-        let size = match &frame {
-            Frame::Text(t) => t.len(),
-            Frame::Binary(b) => b.len(),
-        };
-        if size > self.max_response_frame {
-            let message = format!(
-                "the result is {size} bytes encoded, over the {} byte frame limit of easyrpc clients",
-                self.max_response_frame
-            );
-            let error = Value::Str(format!("ResultTooLarge({})", py_repr(&message)));
-            return to_ws(wire::response(self.serialization, request_id, &error, true));
-        }
-        to_ws(frame)
-    }
-}
-
-/// Results the Python client would misread as generator markers (quirk Q8).
-fn reserved_marker(value: &Value) -> Option<&'static str> {
-    match value {
-        Value::Str(s) if s.contains(GENERATOR_START) => {
-            Some("the result text holds the reserved generator start marker")
-        }
-        Value::List(items) if items.iter().any(|v| v.as_str() == Some(GENERATOR_START)) => {
-            Some("the result list holds the reserved generator start marker")
-        }
-        Value::Dict(entries) if entries.iter().any(|(k, _)| k == GENERATOR_START) => {
-            Some("the result dict has the reserved generator start marker as a key")
-        }
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repr_like_python() {
-        assert_eq!(py_repr("boom"), "'boom'");
-        assert_eq!(py_repr("it's"), "\"it's\"");
-        assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
-        assert_eq!(py_repr("x\ny\\"), "'x\\ny\\\\'");
-    }
-
-    #[test]
-    fn reserved_markers_are_caught() {
-        assert!(reserved_marker(&Value::Str("xGENERATOR_STARTx".into())).is_some());
-        assert!(reserved_marker(&Value::List(vec!["GENERATOR_START".into()])).is_some());
-        assert!(reserved_marker(&Value::Dict(vec![("GENERATOR_START".into(), Value::Int(1))])).is_some());
-        assert!(reserved_marker(&Value::Dict(vec![("start".into(), "GENERATOR_START".into())])).is_none());
-        assert!(reserved_marker(&Value::Str("fine".into())).is_none());
     }
 }

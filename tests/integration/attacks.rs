@@ -3,7 +3,8 @@
 //! a normal call right after. RELIABILITY.md lists them with their limits.
 //!
 //! The tests take turns (`SERIAL`), so that one's allocations and CPU do not show in another's
-//! figures.
+//! figures, and those that measure the process's resident memory run alone in a process of
+//! their own, away from the other tests of the binary.
 
 use easyrpc::client::EasyRpcProxy;
 use easyrpc::runtime::{CallLimits, Runtime, RuntimeConfig};
@@ -184,6 +185,7 @@ async fn huge_pickled_integers_are_refused_with_an_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pickles_of_shared_references_stay_within_their_budget() {
     let _serial = SERIAL.lock().await;
+    easyrpc_tests::alone_in_process!(pickles_of_shared_references_stay_within_their_budget);
     let server = peer_and_hostile().await;
     let mut raw = RawClient::connect_with(&server, "peer", Serialization::Pickle).await;
     let before = resident();
@@ -215,6 +217,7 @@ async fn pickles_of_shared_references_stay_within_their_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_is_closed_not_fed() {
     let _serial = SERIAL.lock().await;
+    easyrpc_tests::alone_in_process!(a_client_that_does_not_read_is_closed_not_fed);
     let server =
         TestServer::start_with(&[("peer", &["peer"]), ("hostile", &["hostile"])], CallLimits::default(), |c| {
             c.limits.max_queued_answer_bytes = 8 * MIB;
@@ -263,6 +266,7 @@ async fn a_client_that_does_not_read_is_closed_not_fed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_calls_past_the_in_flight_limits_wait_and_are_answered() {
     let _serial = SERIAL.lock().await;
+    easyrpc_tests::alone_in_process!(pipelined_calls_past_the_in_flight_limits_wait_and_are_answered);
     let server = TestServer::start_with(&[("peer", &["peer"])], CallLimits::default(), |c| {
         c.limits.max_in_flight = 4;
         c.limits.max_in_flight_bytes = MIB;
@@ -299,6 +303,7 @@ async fn pipelined_calls_past_the_in_flight_limits_wait_and_are_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_memory_is_bounded_host_wide() {
     let _serial = SERIAL.lock().await;
+    easyrpc_tests::alone_in_process!(guest_memory_is_bounded_host_wide);
     let budget = 256 * MIB;
     let runtime = Runtime::new(RuntimeConfig { guest_memory: budget, ..RuntimeConfig::default() }).expect("runtime");
     let mut snapshot = easyrpc::registry::RegistrySnapshot::default();

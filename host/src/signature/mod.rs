@@ -7,6 +7,10 @@
 //! the wire turns them into easyrpc `sig` listings, and clients bind arguments against them, all
 //! through this one model.
 
+mod lower;
+
+pub use lower::{check, inner_may_be_null, lower, Lowered, ValueError};
+
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;

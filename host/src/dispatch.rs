@@ -1,0 +1,198 @@
+//! The path of one call, from a function's name to its answer: resolve, admit, call.
+//!
+//! Owns what every caller of a function goes through, whoever it is (a client's session today;
+//! a cluster link relaying a call and a guest calling a function next): the function is looked
+//! up in one registry snapshot (a group's first member that has it), the namespace admits the
+//! call (its concurrency and queue limits, its open generators), the call runs only in the
+//! namespace's turns, and a result the Python client would misread is refused. A
+//! [`CallContext`] says who calls. It does not decode frames or write answers (`session`), and
+//! it does not know how a function runs (`registry::Callable`).
+
+use crate::registry::{Callable, Namespace, NamespacePolicy, RegistrySnapshot, ValueStream};
+use crate::runtime::CallError;
+use crate::signature::FunctionKind;
+use crate::value::Value;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Marker of the generator protocol that results must not carry (quirks Q3, Q8).
+pub const GENERATOR_START: &str = "GENERATOR_START";
+/// Marker that ends a generator; an item must not be it.
+pub const GENERATOR_END: &str = "GENERATOR_END";
+
+/// Who calls: the namespace (or group) the caller reached, and the request it answers.
+#[derive(Clone, Copy, Debug)]
+pub struct CallContext<'a> {
+    /// The namespace or group name the caller is connected to.
+    pub namespace: &'a str,
+    /// The caller's request id, for logs.
+    pub request_id: &'a str,
+}
+
+/// Why a call got no result. Callers turn it into their own kind of answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// No member of the namespace has the function; `known` lists what it has.
+    #[error("no action {function} in {namespace}")]
+    Unknown { namespace: String, function: String, known: Vec<String> },
+    /// The function ran, or could not be run (busy, trap, timeout, bad argument...).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The function returned something the Python client would take for a protocol marker.
+    #[error("{0}")]
+    Reserved(&'static str),
+}
+
+/// A function found for a call, with the namespace that holds it; borrowed from the snapshot
+/// the caller keeps for the call's length.
+pub struct Resolved<'a> {
+    context: CallContext<'a>,
+    function_name: &'a str,
+    member: &'a str,
+    namespace: &'a Namespace,
+    function: &'a Arc<dyn Callable>,
+}
+
+/// Finds `function` for `context` in `snapshot`.
+pub fn resolve<'a>(
+    snapshot: &'a RegistrySnapshot,
+    context: CallContext<'a>,
+    function: &'a str,
+) -> Result<Resolved<'a>, DispatchError> {
+    match snapshot.resolve(context.namespace, function) {
+        Some((member, namespace, callable)) => {
+            Ok(Resolved { context, function_name: function, member, namespace, function: callable })
+        }
+        None => Err(DispatchError::Unknown {
+            namespace: context.namespace.to_owned(),
+            function: function.to_owned(),
+            known: snapshot.listing(context.namespace).iter().map(|d| d.name.clone()).collect(),
+        }),
+    }
+}
+
+impl Resolved<'_> {
+    /// Whether calling the function opens a generator.
+    pub fn kind(&self) -> FunctionKind {
+        self.function.descriptor().kind
+    }
+
+    /// Calls the function once the namespace admits it, in the namespace's turns.
+    pub async fn call(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, DispatchError> {
+        let Resolved { context, function_name, member, namespace, function } = self;
+        // The clock is read only for the debug log (the call path reads it enough already).
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let policy = &namespace.policy;
+        let result = match policy.admit(member).await {
+            Ok(_running) => policy.in_turns(function.call(args, kwargs)).await,
+            Err(busy) => Err(busy),
+        };
+        match result {
+            Ok(value) => {
+                tracing::debug!(
+                    namespace = %context.namespace, function = %function_name, request = %context.request_id,
+                    took = ?started.map(|s| s.elapsed()), "call"
+                );
+                match reserved_marker(&value) {
+                    None => Ok(value),
+                    Some(why) => Err(DispatchError::Reserved(why)),
+                }
+            }
+            Err(error) => {
+                tracing::info!(
+                    namespace = %context.namespace, function = %function_name, request = %context.request_id,
+                    kind = error.kind(), %error, "call failed"
+                );
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Opens the function as a generator, holding one of the namespace's open-generator slots
+    /// until the generator is dropped.
+    pub async fn open(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Generator, DispatchError> {
+        let Resolved { context, function_name, member, namespace, function } = self;
+        let policy = namespace.policy.clone();
+        let slot = policy.admit_generator(member)?;
+        match policy.in_turns(function.open(args, kwargs)).await {
+            Ok(stream) => Ok(Generator { stream: Some(stream), _slot: Some(slot), policy }),
+            Err(error) => {
+                tracing::info!(
+                    namespace = %context.namespace, function = %function_name, request = %context.request_id,
+                    kind = error.kind(), %error, "generator failed to open"
+                );
+                Err(error.into())
+            }
+        }
+    }
+}
+
+/// An open generator: its items are pulled one at a time, each step in its namespace's turns.
+pub struct Generator {
+    /// None once it ended or failed.
+    stream: Option<Box<dyn ValueStream>>,
+    /// Its place among its namespace's open generators; given back when it ends.
+    _slot: Option<OwnedSemaphorePermit>,
+    policy: Arc<NamespacePolicy>,
+}
+
+impl Generator {
+    /// The next item; none once the generator has ended. After an error (or an item that is
+    /// the end marker) it is over, and its slot is given back.
+    pub async fn next(&mut self) -> Result<Option<Value>, DispatchError> {
+        let Some(stream) = self.stream.as_mut() else { return Ok(None) };
+        let outcome = self.policy.in_turns(stream.next()).await;
+        match outcome {
+            Ok(Some(item)) if item.as_str() == Some(GENERATOR_END) => {
+                self.finish();
+                Err(DispatchError::Reserved("the generator yielded the reserved end marker as an item"))
+            }
+            Ok(Some(item)) => Ok(Some(item)),
+            Ok(None) => {
+                self.finish();
+                Ok(None)
+            }
+            Err(error) => {
+                self.finish();
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Frees the generator's instance and slot.
+    fn finish(&mut self) {
+        self.stream = None;
+        self._slot = None;
+    }
+}
+
+/// Results the Python client would misread as generator markers (quirk Q8).
+fn reserved_marker(value: &Value) -> Option<&'static str> {
+    match value {
+        Value::Str(s) if s.contains(GENERATOR_START) => {
+            Some("the result text holds the reserved generator start marker")
+        }
+        Value::List(items) if items.iter().any(|v| v.as_str() == Some(GENERATOR_START)) => {
+            Some("the result list holds the reserved generator start marker")
+        }
+        Value::Dict(entries) if entries.iter().any(|(k, _)| k == GENERATOR_START) => {
+            Some("the result dict has the reserved generator start marker as a key")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_markers_are_caught() {
+        assert!(reserved_marker(&Value::Str("xGENERATOR_STARTx".into())).is_some());
+        assert!(reserved_marker(&Value::List(vec!["GENERATOR_START".into()])).is_some());
+        assert!(reserved_marker(&Value::Dict(vec![("GENERATOR_START".into(), Value::Int(1))])).is_some());
+        assert!(reserved_marker(&Value::Dict(vec![("start".into(), "GENERATOR_START".into())])).is_none());
+        assert!(reserved_marker(&Value::Str("fine".into())).is_none());
+    }
+}

@@ -1,0 +1,74 @@
+//! A call of one of the namespace's functions: through the dispatcher, or, for a generator
+//! function, opened and kept by the session, answered with `{"GENERATOR_START": id}` (quirk Q3).
+
+use crate::dispatch::{self, CallContext, GENERATOR_START};
+use crate::session::reply::Reply;
+use crate::session::{OpenGenerator, Session};
+use crate::signature::FunctionKind;
+use crate::value::Value;
+use crate::wire;
+use std::time::Instant;
+
+/// Longest request id kept as a generator's id; a longer one gets a uuid instead (clients
+/// pull with the id the start answer names). Python clients send uuids (36 bytes).
+const MAX_GENERATOR_ID: usize = 128;
+
+pub struct Call {
+    function: String,
+    args: Vec<Value>,
+    kwargs: Vec<(String, Value)>,
+    /// A pickled Python object found in the arguments, by name.
+    unsupported: Option<String>,
+}
+
+impl Call {
+    pub fn parse(call: wire::Call, unsupported: Option<String>) -> Self {
+        Self { function: call.action.unwrap_or_default(), args: call.args, kwargs: call.kwargs, unsupported }
+    }
+
+    pub async fn apply(self, session: &Session, request_id: &str) -> Reply {
+        let Call { function, args, kwargs, unsupported } = self;
+        let snapshot = session.registry.snapshot();
+        let context = CallContext { namespace: &session.namespace, request_id };
+        let resolved = match dispatch::resolve(&snapshot, context, &function) {
+            Ok(resolved) => resolved,
+            Err(unknown) => return Reply::from_dispatch(unknown),
+        };
+        if let Some(object) = unsupported {
+            let message = format!(
+                "an argument holds a pickled Python object ({object}), which a WASM function cannot take; send plain data"
+            );
+            return Reply::exception("TypeError", &message);
+        }
+        if resolved.kind() != FunctionKind::Generator {
+            return match resolved.call(args, kwargs).await {
+                Ok(value) => Reply::Value(value),
+                Err(error) => Reply::from_dispatch(error),
+            };
+        }
+        if session.generators_lock().len() >= session.max_generators {
+            let reason = format!("this connection already has {} open generators, its limit", session.max_generators);
+            return Reply::failed(&crate::runtime::CallError::Busy { reason });
+        }
+        let Ok(host_slot) = session.open_generators.clone().try_acquire_owned() else {
+            let reason = "the host has too many open generators".to_owned();
+            return Reply::failed(&crate::runtime::CallError::Busy { reason });
+        };
+        let generator = match resolved.open(args, kwargs).await {
+            Ok(generator) => generator,
+            Err(error) => return Reply::from_dispatch(error),
+        };
+        let open = OpenGenerator { generator, last_used: Instant::now(), _host_slot: Some(host_slot) };
+        let mut generators = session.generators_lock();
+        // The id is the client's own unless taken or long: ids are kept as long as their
+        // generators, and a request id may be as long as a frame.
+        let id = if request_id.len() > MAX_GENERATOR_ID || generators.contains_key(request_id) {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            request_id.to_owned()
+        };
+        generators.insert(id.clone(), std::sync::Arc::new(tokio::sync::Mutex::new(open)));
+        tracing::debug!(namespace = %session.namespace, %function, generator = %id, "generator opened");
+        Reply::Value(Value::Dict(vec![(GENERATOR_START.to_owned(), Value::Str(id))]))
+    }
+}
