@@ -42,7 +42,7 @@
 //!    ```
 //! 4. `cargo build --release --target wasm32-wasip2` (`rustup target add wasm32-wasip2` once).
 //!    Recommended: a 64 KiB guest stack, so a fresh instance per call costs no page faults
-//!    (about 8 µs instead of 17 µs per call on the host), in `.cargo/config.toml`:
+//!    (otherwise a large share of a call's cost on the host), in `.cargo/config.toml`:
 //!    ```toml
 //!    [target.wasm32-wasip2]
 //!    rustflags = ["-C", "link-arg=-zstack-size=65536"]
@@ -54,10 +54,10 @@
 //!    without its message; [`sleep`] instead of `std::thread::sleep`): build for
 //!    `wasm32-unknown-unknown`, linked into a component by the toolchain's
 //!    `wasm-component-ld`. The component has no WASI imports, and a fresh instance per call
-//!    costs less (math.add 3.4 µs, peer.echo 4.6 µs; peer.echo as a wasm32-wasip2 guest 5.6 µs).
+//!    costs less (see BENCHMARKS.md).
 //!    On that target this crate installs the guest's allocator (`tail_first.rs`: dlmalloc
 //!    serving the initial memory's tail before growing memory, which std's allocator does on
-//!    the first allocation, ~6 µs more per call). `cargo xtask modules` builds this way the
+//!    the first allocation, at a cost on every call). `cargo xtask modules` builds this way the
 //!    modules that `modules/Cargo.toml` does not list under `wasi`; by hand:
 //!    ```sh
 //!    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld \
@@ -93,7 +93,7 @@ mod host_bindings {
 }
 
 /// Pauses the call for `duration` through the host, without WASI: a module that needs nothing
-/// else from WASI can then be built without it (see step 4 above), a third cheaper per call.
+/// else from WASI can then be built without it (see step 4 above), cheaper per call.
 /// The call's deadline still applies: sleeping past it ends the call with a timeout.
 pub fn sleep(duration: std::time::Duration) {
     host_bindings::easyrpc::guest::host::sleep(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));

@@ -4,10 +4,9 @@
 //! std's allocator on wasm32-unknown-unknown asks for whole 64 KiB pages and grows linear
 //! memory on a call's first allocation, leaving the free tail of the initial memory (after the
 //! stack and data) unused. The host gives every call a fresh instance, so each call that
-//! allocated paid for a memory grow: page faults, and pages the host must give back when the
-//! instance ends (measured: peer.echo 10-12 µs per fresh call instead of ~5). This allocator
-//! is the same dlmalloc, fed the initial memory's tail first, in small steps, and grows memory
-//! only past it.
+//! allocates would pay for a memory grow: page faults, and pages the host must give back when
+//! the instance ends, a large share of a fresh call's cost. This allocator is the same
+//! dlmalloc, fed the initial memory's tail first, in small steps, and grows memory only past it.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::arch::wasm32;

@@ -32,9 +32,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most the websocket reads from the socket at once. tungstenite zero-fills the free part of
-/// its read buffer, up to this much, before every read: at its default of 128 KiB that was
-/// ~4 us of memset per answer on the sequential path (perf, --profile rpc-reused). A frame
-/// larger than this arrives in several reads.
+/// its read buffer, up to this much, before every read: at its default of 128 KiB that memset
+/// is a noticeable part of each answer's cost on the sequential path. A frame larger than this
+/// arrives in several reads.
 pub const READ_BUFFER: usize = 16 << 10;
 
 #[derive(Clone, Debug)]

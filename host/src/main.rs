@@ -1,7 +1,7 @@
 //! The `easyrpc` binary: parse flags, hand over to the library.
 use clap::Parser;
 
-/// See host/Cargo.toml: measured faster than glibc malloc on the per-call instance churn.
+/// See host/Cargo.toml: faster than glibc malloc on the per-call instance churn.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -65,8 +65,8 @@ impl DictBuilder {
 
 /// Bytes to reserve for writing a string or byte string of `len` bytes: the string and a
 /// 1/64 more for what usually follows it (escapes, the rest of its envelope). Reserving only
-/// the string left a full buffer that the envelope's last bytes then copied whole into a
-/// bigger one: 6% of the client's CPU sending a 1 MiB string (perf, `--profile payload`).
+/// the string leaves a full buffer that the envelope's last bytes then copy whole into a
+/// bigger one, a copy that shows in the client's CPU when it sends a big string.
 /// Short strings get no more than they need. For the json and pickle writers.
 pub fn room_for_string(len: usize) -> usize {
     len + len / 64

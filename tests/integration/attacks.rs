@@ -78,7 +78,7 @@ fn error_text(response: &Value) -> String {
 }
 
 /// Row 1: before auth, a setup frame (and a setup token) that is an object of many distinct
-/// keys. Parsing it was quadratic; it is linear now, and over the wire a peer may send at most
+/// keys. Parsing it must take linear time, not quadratic, and over the wire a peer may send at most
 /// `MAX_SETUP_BYTES` before it is authenticated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_frames_of_many_keys_parse_in_linear_time() {
@@ -145,8 +145,8 @@ async fn setup_frames_of_many_keys_parse_in_linear_time() {
     server.stop().await;
 }
 
-/// Row 2: a pickled integer of 48 KB, twice. Converting it to digits was quadratic; integers
-/// now stop at Python's 4300 digits, and the caller is told so.
+/// Row 2: a pickled integer of 48 KB, twice. Converting it to digits is quadratic, so integers
+/// stop at Python's 4300 digits, and the caller is told so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_pickled_integers_are_refused_with_an_answer() {
     let _serial = SERIAL.lock().await;
@@ -180,8 +180,8 @@ async fn huge_pickled_integers_are_refused_with_an_answer() {
     server.stop().await;
 }
 
-/// Row 3: a pickle whose memo references double the data at every step (177 bytes grew past
-/// 3 GiB). Materializing now has a budget of 32 bytes per frame byte.
+/// Row 3: a pickle whose memo references double the data at every step (177 bytes grow past
+/// 3 GiB). Materializing has a budget of 32 bytes per frame byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pickles_of_shared_references_stay_within_their_budget() {
     let _serial = SERIAL.lock().await;

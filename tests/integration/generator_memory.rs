@@ -55,8 +55,8 @@ async fn ten_thousand_abandoned_generators_give_their_memory_back() {
     let grown = after.saturating_sub(baseline);
     println!("rss baseline {} MiB, after 10,000 generators {} MiB", baseline >> 20, after >> 20);
     // 100 generators at once hold 100 MiB; after all 10,000 are abandoned, what remains is
-    // allocator slack, the warm pool slots and decommits still batched (measured 9-27 MiB), not
-    // generator memory: a leak of even 1% of them would be 100 MiB.
+    // allocator slack, the warm pool slots and decommits still batched, not generator memory:
+    // a leak of even 1% of them would be 100 MiB.
     assert!(grown < 48 << 20, "rss grew by {} MiB", grown >> 20);
     let peer = EasyRpcProxy::connect(&url, SECRET, "peer").await.unwrap();
     assert_eq!(peer.call("add", vec![1.into()], vec![]).await.unwrap(), Value::Int(3));

@@ -70,7 +70,7 @@ fn math_module_names_interface_exports_and_records() {
 #[test]
 fn modules_import_wasi_only_when_they_use_it() {
     // modules/Cargo.toml lists the modules that use WASI; the others are linked without it
-    // (their docs above still arrive) and instantiate a third faster.
+    // (their docs above still arrive) and instantiate faster.
     let wasi = |name: &str| load(name).imports().into_iter().filter(|i| i.starts_with("wasi:")).collect::<Vec<_>>();
     assert_eq!(wasi("math"), Vec::<String>::new());
     assert_eq!(wasi("swap_v1"), Vec::<String>::new());

@@ -140,7 +140,7 @@ async fn many_calls_in_flight_complete_out_of_order() {
         let (got, expected) = c.await.unwrap();
         assert_eq!(got.unwrap(), expected);
     }
-    // 20 calls sleeping 0.3 s each ran concurrently, not one after another (6 s).
+    // 20 calls sleeping 0.3 s each run concurrently, not one after another (6 s).
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     server.stop().await;
 }
@@ -150,7 +150,7 @@ async fn abandoned_and_timed_out_calls_leave_the_connection_working() {
     let server = TestServer::start(&[("peer", &["peer"])]).await;
     let mut config = ClientConfig::new(&server.url(), SECRET, "peer");
     // The bound applies to every call below: wide enough that a loaded machine (CI runs the
-    // other tests of this file alongside) does not time out an `add`, as 100 ms once did.
+    // other tests of this file alongside) does not time out an `add`, as a bound of 100 ms can.
     config.call_timeout = Some(Duration::from_secs(1));
     let peer = std::sync::Arc::new(EasyRpcProxy::connect_with(config).await.unwrap());
     let e = peer.call("slow", vec![Value::Float(1.5), "late".into()], vec![]).await.unwrap_err();
@@ -385,7 +385,7 @@ async fn graceful_shutdown_lets_running_calls_finish() {
 async fn a_call_made_while_another_runs_is_sent_at_once() {
     // With Nagle's algorithm on the client's socket, a request written while an earlier one is
     // still unacknowledged waits for that ACK, which the host's kernel delays (40 ms on Linux)
-    // when the earlier call is slow to answer: every call made beside a slow one paid it.
+    // when the earlier call is slow to answer: every call made beside a slow one pays it.
     let server = TestServer::start(&[("peer", &["peer"])]).await;
     let mut best = Duration::MAX;
     for _ in 0..3 {
@@ -406,8 +406,8 @@ async fn a_call_made_while_another_runs_is_sent_at_once() {
 async fn answers_to_a_burst_of_requests_leave_while_the_burst_is_handled() {
     // A client keeping many calls in flight sends its requests in bursts. Its first answers
     // must reach it while the host still works through the rest of a burst, so that it can send
-    // its next requests meanwhile: held back to the burst's end, both sides idled in turn (one
-    // connection with 100 calls in flight ran ~25% slower).
+    // its next requests meanwhile: held back to the burst's end, both sides idle in turn, which
+    // costs a connection with many calls in flight a good share of its calls/s.
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let server = TestServer::start(&[("peer", &["peer"])]).await;
@@ -437,8 +437,9 @@ async fn answers_to_a_burst_of_requests_leave_while_the_burst_is_handled() {
         spans.push((first, sent.elapsed()));
         requests = writer.await.expect("writer");
     }
-    // First answer at ~1/10 of the burst's time (debug build); ~1/2 when answers waited for
-    // the host to run out of frames (it did so once per write of the client's buffer).
+    // The first answer must come within a quarter of the burst's time (debug build), well
+    // before it would if answers waited for the host to run out of frames (which happens once
+    // per write of the client's buffer).
     let best = spans.iter().map(|(first, last)| first.as_secs_f64() / last.as_secs_f64()).fold(f64::INFINITY, f64::min);
     assert!(best < 0.25, "the first answer came after {best:.2} of the burst's time at best: {spans:?}");
     server.stop().await;

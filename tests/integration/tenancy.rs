@@ -191,7 +191,7 @@ async fn namespaces_have_their_own_limits() {
         remote(tight.call("spin", vec![], vec![]).await).starts_with("Timeout('spin exceeded its deadline of 200ms")
     );
     // 4 MiB, not more: the bomb must reach the limit well within the 200 ms deadline also on
-    // a loaded machine (filling 16 MiB once took long enough there to end as a timeout).
+    // a loaded machine (filling 16 MiB can take long enough there to end as a timeout).
     let oom = remote(tight.call("memory_bomb", vec![], vec![]).await);
     assert!(oom.contains(&format!("limit of {} bytes", 4 << 20)), "{oom}");
     // The roomy tenant (defaults) is not bound by them.

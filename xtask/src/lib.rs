@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 pub const WASI_TARGET: &str = "wasm32-wasip2";
 /// Target of guests that need nothing from WASI. Linked by `wasm-component-ld` (which rustup
 /// ships with the toolchain) they become components without WASI imports: one core instance
-/// instead of three and no WASI context, so a fresh instance per call costs a third less.
+/// instead of three and no WASI context, so a fresh instance per call costs less.
 pub const PLAIN_TARGET: &str = "wasm32-unknown-unknown";
 
 /// The project root (the directory holding the workspace Cargo.toml).

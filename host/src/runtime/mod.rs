@@ -60,32 +60,31 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 /// many bytes of pages the instance wrote; without it, the first this many bytes of the memory.
 /// The next instance in the slot then starts without page faults. A guest built with a 64 KiB
 /// stack (as modules/ are, see .cargo/config.toml) keeps its stack, data and first heap pages
-/// within this; measured: a fresh call drops from ~17 to ~8.5 µs.
+/// within this, so a fresh call skips the page faults that are a large share of its cost.
 pub const KEEP_RESIDENT: usize = 128 << 10;
 /// Slots whose memory is decommitted together, one batch of syscalls instead of one per call.
 /// With PAGEMAP_SCAN a used slot usually has nothing left to decommit, yet it still waits in
-/// the batch before it can be reused; returning slots at once (a batch of 1 or 8) measured no
-/// different, in a tight loop or under load (2026-11-30, BENCHMARKS.md session 9).
+/// the batch before it can be reused; returning slots at once (a batch of 1 or 8) makes no
+/// difference, in a tight loop or under load.
 pub const DECOMMIT_BATCH: usize = 64;
 /// Epoch tick: how often a running guest checks its deadline and yields to other tasks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Instantiated, never-called sandboxes a module keeps ready once it has been called. Each call
 /// still gets an instance nobody used before; it only skips the instantiation, which is made
 /// (with the used sandbox's teardown) after the call, off its latency. Also the most refills
-/// (teardown and instantiation) pending per module: one connection with 100 calls in flight
-/// ran 50.2k calls/s with 4 against 45.2k with 2 (medians of 6 runs taking turns, less spread);
-/// 4 connections and sequential latency the same (BENCHMARKS.md session 11).
+/// (teardown and instantiation) pending per module: 4 rather than 2 gives one connection with
+/// many calls in flight more calls/s, and changes nothing for several connections or for
+/// sequential latency.
 pub const READY_SANDBOXES: usize = 4;
 /// Share of the instance pool that ready sandboxes may hold, host-wide (1/50: 20 of the default
 /// 1000, each a component instance of several core instances), so that they never crowd out calls.
 const READY_SHARE_OF_POOL: usize = 50;
 /// Instances one store may hold when refills fall behind: the used ones are retired (left in
 /// the store, unreachable) and the next is made in the same store, until the store is dropped
-/// with all of them (see `Sandbox::renew`). Measured (BENCHMARKS.md session 14): a next ready
-/// instance made by a refill in the used store, one connection with 100 calls in flight +14%
-/// calls/s (medians of 10 rounds taking turns); a used store kept for a call that makes its own
-/// instance (under 4 connections 97% of calls found no ready sandbox), 4 connections +8% (peer)
-/// and +20% (math), medians of 10 paired rounds.
+/// with all of them (see `Sandbox::renew`). A refill that makes the next ready instance in the
+/// used store gives one connection with many calls in flight more calls/s; a used store kept for
+/// a call that makes its own instance (under several connections almost no call finds a ready
+/// sandbox) gives several connections more calls/s.
 pub const INSTANCES_PER_STORE: u32 = 4;
 /// Share of the instance pool that retired instances may hold, host-wide (1/50, as ready ones).
 const RETIRED_SHARE_OF_POOL: usize = 50;
@@ -203,21 +202,19 @@ impl Runtime {
             .table_keep_resident(KEEP_RESIDENT)
             .decommit_batch_size(DECOMMIT_BATCH)
             // PAGEMAP_SCAN: reset only the pages a call wrote, instead of zeroing all of
-            // KEEP_RESIDENT per instance. On a fast CPU (2026-11-24) it measured no faster
-            // (8.2 vs 8.1-8.5 us per fresh call), but where the CPU is slow memset dominated the
-            // teardown (2026-11-30: a fresh call's p50 over the echo 31.5 -> 24.8 us host
-            // alone, 34.7 -> 29.4 us with our client; tests/benches/compare-builds.sh). It
-            // leaves more memory resident after many abandoned generators: 12-31 MiB after
-            // 10,000 against 10-14 MiB zeroing (tests/generator_memory.rs, 3 and 2 runs; its
-            // bound is 48 MiB). Without the ioctl (older kernels) wasmtime zeroes
-            // KEEP_RESIDENT as before.
+            // KEEP_RESIDENT per instance. On a fast CPU it makes no difference, but where the
+            // CPU is slow memset dominates the teardown, and skipping it makes fresh calls
+            // markedly faster (tests/benches/compare-builds.sh compares the two). It leaves more
+            // memory resident after many abandoned generators, still within the bound
+            // tests/integration/generator_memory.rs checks. Without the ioctl (older kernels)
+            // wasmtime zeroes KEEP_RESIDENT.
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
             // No wasm backtrace is captured for a trap: the host reports the trap's kind and
             // message only, and walking a guest's deep stack (a recursion that overflows it)
-            // held a worker for milliseconds per trap, which other tenants' calls waited for.
+            // holds a worker for milliseconds per trap, which other tenants' calls wait for.
             .wasm_backtrace_max_frames(None)
             .wasm_component_model(true);
         let engine = Engine::new(&wasm)?;
@@ -662,8 +659,8 @@ impl Module {
     /// for a call that makes its own instance, or torn down here. When refills are already
     /// pending (calls come faster than instances are made), the next instance is made in the
     /// used one's store ([`INSTANCES_PER_STORE`]). Not otherwise: renewing after every call
-    /// made sequential calls slower (+1.5 to +3.8 us p50 over the echo, fresh; its retired
-    /// instances keep more memory slots in turn, so the next instance's memory is colder).
+    /// makes sequential calls slower: its retired instances keep more memory slots in turn, so
+    /// the next instance's memory is colder.
     fn replace_used(self: &Arc<Self>, used: Sandbox) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if used.is_poisoned() || self.no_ready.load(Ordering::Relaxed) {

@@ -34,7 +34,7 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Store data of one sandboxed instance.
 pub struct CallState {
     /// Built on the guest's first WASI call: most calls make none, and building one (random
-    /// seeds, clocks, stdio) was a tenth of a fresh instance's cost.
+    /// seeds, clocks, stdio) is a sizeable part of a fresh instance's cost.
     wasi: Option<WasiCtx>,
     stdout: OutputCapture,
     stderr: OutputCapture,
@@ -233,8 +233,8 @@ pub struct Sandbox {
     funcs: Vec<Option<Func>>,
     // No handle on the module (its `InstancePre` or name): a module keeps ready sandboxes,
     // which must not keep it alive, and every caller has the module at hand. Cloning them per
-    // sandbox and call also cost: their reference counts are written by every worker making
-    // instances of the module (BENCHMARKS.md, session 13).
+    // sandbox and call also costs: their reference counts are written by every worker making
+    // instances of the module (see BENCHMARKS.md).
     limits: CallLimits,
     /// Set once a call trapped or was cut off: the instance's state can no longer be trusted.
     poisoned: bool,
@@ -311,8 +311,8 @@ impl Sandbox {
     }
 
     /// The sandbox again, ready for a new instance of the same module in the same store, or
-    /// none when the store has to go. Making a store and dropping one is a fifth of a fresh
-    /// instance's cost (BENCHMARKS.md, session 14); a renewed store spreads it over several
+    /// none when the store has to go. Making a store and dropping one is a sizeable part of a
+    /// fresh instance's cost (see BENCHMARKS.md); a renewed store spreads it over several
     /// instances. The used instance stays in the store, retired and unreachable, until the store
     /// is dropped: the next one gets memories, tables, globals and resource handle tables of its
     /// own, and what the store keeps for a call (deadline, output, WASI context, the limiter's

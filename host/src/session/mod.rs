@@ -300,9 +300,10 @@ const SLOW_STRIKES: u8 = 3;
 
 /// Frames a connection handles at most between two flushes of its answers while more frames
 /// keep coming. Each flush is a `send`, costly on this loopback, so answers are not flushed one
-/// by one (flushing after 30 or 100 µs windows measured slower on 4 connections); never
-/// flushing before a burst's end left one connection with 100 calls in flight ~25% slower (37k
-/// -> 47k calls/s fresh, medians of 4 runs; 16 gave 42k, 64 as 32; BENCHMARKS.md session 11).
+/// by one (flushing after short time windows is slower too, on several connections); never
+/// flushing before a burst's end holds answers back and costs one connection with many calls
+/// in flight a good share of its calls/s. A smaller count gives some of that back, a larger one
+/// gains nothing.
 const FLUSH_EVERY: usize = 32;
 
 /// How often idle generators are looked for.

@@ -92,7 +92,7 @@ pub fn write_dict(out: &mut String, entries: &[(String, Value)]) {
     out.push('}');
 }
 
-/// Appends an integer's decimal digits; without `fmt` for the usual sizes (`fmt` showed in the
+/// Appends an integer's decimal digits; without `fmt` for the usual sizes (`fmt` shows in the
 /// call path's profile, where results are often integers).
 fn write_int(out: &mut String, i: i128) {
     let Ok(small) = u64::try_from(i.unsigned_abs()) else {
@@ -171,8 +171,8 @@ pub fn write_str(out: &mut String, s: &str) {
 /// payloads (each is scanned when parsed and when written), so it goes eight bytes at a time
 /// (the usual SWAR tests for "some byte equals / is below") and, once a run is longer than
 /// [`SHORT_RUN`], 64 bytes at a time in a loop the compiler turns into vector instructions:
-/// a 1 MiB string scans ~3-4x faster than word by word (2026-11-30), while keys and short
-/// values, which end within a few words, never pay for a block.
+/// a big string scans much faster than word by word, while keys and short values, which end
+/// within a few words, never pay for a block.
 fn plain_run_end(bytes: &[u8], from: usize) -> usize {
     let short_end = from.saturating_add(SHORT_RUN);
     let mut i = plain_words(bytes, from, short_end);
