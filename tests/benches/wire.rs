@@ -6,7 +6,7 @@
 //! with 100 in flight, and 4 connections), payload scaling (`echo` of 1 KB / 64 KB / 1 MB in
 //! json and pickle vs echo of a frame of the same size), and memory per idle connection
 //! (1,000 connections held by a child process). `-- --python` also runs the Python original
-//! (shared/peer/bench_python_easyrpc.py) and prints our speed-up.
+//! (tests/peer/bench_python_easyrpc.py) and prints our speed-up.
 //!
 //! Throughput runs take turns in rounds (each path once per round) and report the median of the
 //! rounds' ratios, since one run of a path moves by a third from one run to the next here.
@@ -623,13 +623,13 @@ async fn profile(path: &str, time: Duration, server: &TestServer, echo: std::net
     println!("{path}: {calls} calls, {:.0} calls/s{p50}", calls as f64 / started.elapsed().as_secs_f64());
 }
 
-/// Runs the Python original's benchmark (shared/peer/bench_python_easyrpc.py: `echo(i)` on a
+/// Runs the Python original's benchmark (tests/peer/bench_python_easyrpc.py: `echo(i)` on a
 /// uvicorn EasyRpcServer, its own client, 1 client and 4 client processes with 100 in flight)
 /// and measures ours the same way in this run: our client calling `echo(i)`, sequentially, then
 /// 1 and 4 connections with 100 in flight. Prints our speed-up.
 async fn python_comparison(url: &str, load: &Handle) {
     let python = easyrpc_tests::python_with_easyrpc();
-    let script = easyrpc_tests::shared_peer_dir().join("bench_python_easyrpc.py");
+    let script = easyrpc_tests::peer_dir().join("bench_python_easyrpc.py");
     let out_file = std::env::temp_dir().join(format!("easyrpc-python-bench-{}.json", std::process::id()));
     println!("\n== the Python original (bench_python_easyrpc.py all --repeats 1), then ours the same way");
     let out = tokio::task::spawn_blocking({

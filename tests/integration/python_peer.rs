@@ -1,4 +1,4 @@
-//! The real Python `easyrpc` 0.251 client (`shared/peer/peer_client.py`) against our host
+//! The real Python `easyrpc` 0.251 client (`tests/peer/peer_client.py`) against our host
 //! serving the `peer` module in namespace `peer`, in json and in pickle.
 //!
 //! Skipped checks (pickle only), and why: `echo_tuple`, `echo_set`, `echo_bytes_in_list`,
@@ -7,13 +7,13 @@
 //!   `json` value holds none of these: tuples and sets arrive as lists, bytes as lists of ints,
 //!   int keys as strings (as JSON itself does).
 
-use easyrpc_tests::{python_with_easyrpc, shared_peer_dir, TestServer, PATH, SECRET};
+use easyrpc_tests::{peer_dir, python_with_easyrpc, TestServer, PATH, SECRET};
 
 const PYTHON_ONLY_VALUES: &[&str] = &["echo_tuple", "echo_set", "echo_bytes_in_list", "echo_int_keys"];
 
 async fn run_peer_client(serialization: &str, skip: &[&str]) {
     let python = python_with_easyrpc();
-    let script = shared_peer_dir().join("peer_client.py");
+    let script = peer_dir().join("peer_client.py");
     assert!(script.exists(), "{} is missing", script.display());
     let server = TestServer::start(&[("peer", &["peer"])]).await;
     let output = tokio::process::Command::new(python)

@@ -149,9 +149,9 @@ pub fn python_with_easyrpc() -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot set up the Python peer client: {e}"))
 }
 
-/// `shared/peer/` beside the project root.
-pub fn shared_peer_dir() -> PathBuf {
-    xtask::project_root().parent().map(|p| p.join("shared").join("peer")).unwrap_or_default()
+/// `tests/peer/`: the real Python client's peer suite and the Python original's benchmark.
+pub fn peer_dir() -> PathBuf {
+    xtask::project_root().join("tests").join("peer")
 }
 
 /// A websocket connection to `url` with the settings of our client (its read buffer,

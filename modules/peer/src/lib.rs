@@ -1,5 +1,5 @@
 //! The peer-test functions as a WASM component: the same behaviour as the reference Python
-//! functions in shared/peer/peer_client.py.
+//! functions in tests/peer/peer_client.py.
 easyrpc_guest::wit_bindgen::generate!({
     world: "easyrpc-modules:peer/peer",
     path: ["../../wit/guest", "wit"],
