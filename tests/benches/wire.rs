@@ -426,7 +426,10 @@ async fn serve_bench_modules() -> TestServer {
         snapshot.add_module(name, &module);
         snapshot.add_module(&reused, &module);
     }
-    TestServer::with_config(snapshot, easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET)).await
+    let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    // The idle-connection measurement holds them all from one address.
+    config.limits.max_connections_per_peer = config.limits.max_connections_per_peer.max(2 * IDLE_CONNECTIONS);
+    TestServer::with_config(snapshot, config).await
 }
 
 /// The sequential round trips, printed.
@@ -683,5 +686,5 @@ async fn python_comparison(url: &str, load: &Handle) {
     row("  math (no imports)", python_4, plain_4, "c/s", plain_4 / python_4);
     row("  reused instances", python_4, reused_4, "c/s", reused_4 / python_4);
     row("  math, reused", python_4, reused_plain_4, "c/s", reused_plain_4 / python_4);
-    println!("(goal: at least 10x the Python original's calls/s with 4 connections)");
+    println!("(goals with 4 connections: at least 5x the Python original's calls/s with a fresh instance per call, 10x with reused instances)");
 }
