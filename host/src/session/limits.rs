@@ -48,7 +48,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct PathConfig {
     pub path: String,
     pub secret: String,
-    /// easyrpc's `encryption_enabled`: requests arrive wrapped in a JWT (spec section 8).
+    /// easyrpc's `encryption_enabled`: requests arrive wrapped in a JWT
+    /// (docs/protocol.md, section 7).
     pub encryption: bool,
 }
 

@@ -1,4 +1,5 @@
-//! The setup JWT and the `encryption_enabled` request wrapping (spec sections 2 and 8).
+//! The setup JWT and the `encryption_enabled` request wrapping (docs/protocol.md, sections 2
+//! and 7).
 //!
 //! Owns signing and verifying HS256 tokens with a shared secret, as PyJWT 2.0.0 does for
 //! easyrpc: no `exp` or other registered claims are required or added, but as in PyJWT an

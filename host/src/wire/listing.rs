@@ -1,5 +1,5 @@
 //! Function descriptors as easyrpc listings: the `get_registered_functions` entries with their
-//! `sig` specs (spec section 6), and back.
+//! `sig` specs (docs/protocol.md, section 4), and back.
 //!
 //! Owns the mapping from WIT types to Python annotations that the unchanged Python client can
 //! import and check (builtins only, so no listing ever fails to decode), defaults as `JV`

@@ -1,4 +1,4 @@
-//! easyrpc 0.251's wire protocol (see `shared/spec/easyrpc-wire-protocol.md`): frames in and out.
+//! easyrpc 0.251's wire protocol (docs/protocol.md): frames in and out.
 //!
 //! Owns the shape of every frame: the setup and auth reply (always JSON text, quirk Q1), the
 //! `ws_action` envelope of requests and responses, pings, and their encoding in the

@@ -1,7 +1,7 @@
 //! Python pickle <-> [`Value`], for easyrpc's `pickle` serialization.
 //!
 //! Owns the binary codec only. Decoding accepts what Python 3.11 emits for plain data at
-//! protocols 0-5 (see the spec's section 11): memo references resolve to the same object even
+//! protocols 0-5 (docs/protocol.md, section 6): memo references resolve to the same object even
 //! when it is filled after being memoized (objects live in an arena until the end), tuples and
 //! sets arrive as lists, non-string dict keys become strings as JSON would make them, and
 //! pickled class instances are decoded as none and reported, so the session can answer with a
