@@ -144,10 +144,16 @@ async fn idle_generators_are_closed_and_other_connections_cannot_step_them() {
     assert_eq!(stolen.get("error").and_then(Value::as_str), Some("no open generator mine on this connection"));
     let next = r#"{"action": "GENERATOR_NEXT", "generator_id": "mine"}"#;
     assert_eq!(owner.request("mine", next).await, Value::Int(0));
-    // Left alone past the idle timeout, it is closed and its host-wide slot is free again.
+    // Left alone past the idle timeout, it is closed and its host-wide slot is free again. Its
+    // next pull says why, as an error item, and the one after ends it, so that a Python
+    // client (which stops only at the end marker) stops.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     let gone = owner.request("mine", next).await;
-    assert_eq!(gone.get("error").and_then(Value::as_str), Some("no open generator mine on this connection"));
+    let why = gone.as_str().unwrap_or_default();
+    assert!(why.starts_with("Timeout('generator mine was closed after 300ms without a pull"), "{gone:?}");
+    assert_eq!(owner.request("mine", next).await, Value::Str("GENERATOR_END".into()));
+    let unknown = owner.request("mine", next).await;
+    assert_eq!(unknown.get("error").and_then(Value::as_str), Some("no open generator mine on this connection"));
     let again = other.request("theirs", r#"{"action": "count", "args": [1]}"#).await;
     assert_eq!(j(&again), r#"{"GENERATOR_START":"theirs"}"#);
     server.stop().await;

@@ -73,6 +73,12 @@ pub struct Session {
     /// This connection's open generators by id. Ids are only looked up here, so no other
     /// connection (or tenant) can step them, however it guesses.
     generators: Mutex<HashMap<String, Arc<tokio::sync::Mutex<OpenGenerator>>>>,
+    /// Generators closed for want of pulls, by id, until their puller has been told: the next
+    /// pull answers why (an error item), the one after the end, as for a generator that failed
+    /// (quirk Q3). A Python client stops pulling only at the end marker, so an id that simply
+    /// vanished would have it pull forever. Kept for [`EXPIRED_GENERATOR_MEMORY`] or one more
+    /// idle timeout, whichever is longer, at most `max_generators` of them.
+    expired: Mutex<HashMap<String, ExpiredGenerator>>,
     open_generators: Arc<Semaphore>,
     max_generators: usize,
     idle_timeout: Duration,
@@ -89,6 +95,13 @@ struct OpenGenerator {
     _host_slot: Option<OwnedSemaphorePermit>,
 }
 
+/// A generator closed for want of pulls, not yet reported to its puller in full.
+struct ExpiredGenerator {
+    since: Instant,
+    /// Whether a pull has already been answered with why it was closed.
+    told: bool,
+}
+
 impl Session {
     /// Answers one request.
     async fn handle(&self, request_id: &str, body: RequestBody, unsupported: Option<String>) -> Reply {
@@ -98,16 +111,49 @@ impl Session {
         }
     }
 
-    /// Frees generators nobody pulled from within the idle timeout (skipping any being pulled).
+    /// Frees generators nobody pulled from within the idle timeout (skipping any being pulled),
+    /// remembering their ids for one more timeout, so that their pullers learn the end.
     fn close_idle_generators(&self) {
         let timeout = self.idle_timeout;
+        let mut closed = Vec::new();
         self.generators_lock().retain(|id, g| match g.try_lock() {
             Ok(g) if g.last_used.elapsed() >= timeout => {
                 tracing::debug!(generator = %id, "closing idle generator");
+                closed.push(id.clone());
                 false
             }
             _ => true,
         });
+        let mut expired = self.expired_lock();
+        let remembered = timeout.max(EXPIRED_GENERATOR_MEMORY);
+        expired.retain(|_, e| e.since.elapsed() < remembered);
+        for id in closed {
+            if expired.len() >= self.max_generators.max(1) {
+                let oldest = expired.iter().min_by_key(|(_, e)| e.since).map(|(id, _)| id.clone());
+                oldest.map(|id| expired.remove(&id));
+            }
+            expired.insert(id, ExpiredGenerator { since: Instant::now(), told: false });
+        }
+    }
+
+    /// The answer to a pull of a generator closed for want of pulls: why, then the end. None
+    /// for an id that is not such a generator.
+    fn pull_expired(&self, id: &str) -> Option<Reply> {
+        let mut expired = self.expired_lock();
+        let told = expired.get(id)?.told;
+        if told {
+            expired.remove(id);
+            return Some(Reply::Value(Value::Str(crate::dispatch::GENERATOR_END.to_owned())));
+        }
+        if let Some(e) = expired.get_mut(id) {
+            e.told = true;
+        }
+        let message = format!("generator {id} was closed after {:?} without a pull", self.idle_timeout);
+        Some(Reply::exception("Timeout", &message))
+    }
+
+    fn expired_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExpiredGenerator>> {
+        self.expired.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn generators_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<OpenGenerator>>>> {
@@ -157,6 +203,7 @@ pub async fn serve<S: Transport>(
         registry: shared.registry.clone(),
         max_response_frame: limits.max_response_frame,
         generators: Mutex::new(HashMap::new()),
+        expired: Mutex::new(HashMap::new()),
         deployer: if admin { shared.deployer.clone() } else { None },
         admin,
         open_generators: shared.open_generators.clone(),
@@ -306,6 +353,9 @@ const SLOW_STRIKES: u8 = 3;
 /// gains nothing.
 const FLUSH_EVERY: usize = 32;
 
+/// How long the id of a generator closed for want of pulls is remembered (at least), so that a
+/// client coming back to it learns why it ended; a few bytes per id.
+const EXPIRED_GENERATOR_MEMORY: Duration = Duration::from_secs(60);
 /// How often idle generators are looked for.
 const GENERATOR_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -4,7 +4,7 @@
 //! result as the value, an error as a normal response holding `{"error": message}` (protocol
 //! errors) or a repr-style string such as `Timeout('...')` (a call's failure, quirk Q2).
 
-use crate::dispatch::DispatchError;
+use crate::dispatch::{DispatchError, GENERATOR_START};
 use crate::runtime::CallError;
 use crate::value::Value;
 use crate::wire::{self, py_repr, Frame, Serialization};
@@ -39,9 +39,16 @@ impl Reply {
         Self::exception(error.kind(), &message)
     }
 
-    /// A Python exception's repr: `Kind('message')`.
+    /// A Python exception's repr: `Kind('message')`. The Python client takes any answer
+    /// holding the generator start marker for a generator (quirk Q8), and a guest's error text
+    /// may hold anything, so the marker is written `GENERATOR-START` here.
     pub fn exception(kind: &str, message: &str) -> Self {
-        Reply::Error(Value::Str(format!("{kind}({})", py_repr(message))))
+        let message = if message.contains(GENERATOR_START) {
+            std::borrow::Cow::Owned(message.replace(GENERATOR_START, "GENERATOR-START"))
+        } else {
+            std::borrow::Cow::Borrowed(message)
+        };
+        Reply::Error(Value::Str(format!("{kind}({})", py_repr(&message))))
     }
 
     /// A dispatch that gave no result.
@@ -83,5 +90,17 @@ pub fn to_ws(frame: Frame) -> WsMessage {
     match frame {
         Frame::Text(t) => WsMessage::text(t),
         Frame::Binary(b) => WsMessage::binary(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts_never_hold_the_generator_start_marker() {
+        let error = CallError::Failed { function: "fail".into(), error: Value::Str("GENERATOR_START!".into()) };
+        assert_eq!(Reply::failed(&error), Reply::Error(Value::Str("Error('GENERATOR-START!')".into())));
+        assert_eq!(Reply::exception("Timeout", "fine"), Reply::Error(Value::Str("Timeout('fine')".into())));
     }
 }

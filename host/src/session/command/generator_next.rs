@@ -1,5 +1,6 @@
 //! `GENERATOR_NEXT`: the next item of one of this connection's open generators, an error item,
 //! or `"GENERATOR_END"` (quirk Q3; the Python protocol sends an error as an item, then the end).
+//! A generator closed for want of pulls answers the same way: why, then the end.
 
 use crate::dispatch::GENERATOR_END;
 use crate::session::reply::Reply;
@@ -28,7 +29,9 @@ impl GeneratorNext {
         // Ids are only looked up on this connection, so no other connection (or tenant) can
         // step a generator, however it guesses.
         let Some(open) = session.generators_lock().get(&id).cloned() else {
-            return Reply::error(&format!("no open generator {id} on this connection"));
+            return session
+                .pull_expired(&id)
+                .unwrap_or_else(|| Reply::error(&format!("no open generator {id} on this connection")));
         };
         let mut open = open.lock().await;
         open.last_used = Instant::now();
