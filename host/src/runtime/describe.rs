@@ -6,7 +6,7 @@
 //! (a `@default` must fit its type, `@varargs` must be a list, `@kwargs` must be `json` and
 //! last, defaults must form a valid Python signature). It does not compile or run anything.
 
-use super::convert::to_val;
+use super::convert::{from_val, to_val};
 use super::witdoc::{FunctionDocs, TypeText, WitDocs};
 use crate::signature::{
     export_name, interface_short_name, snake_case, Case, Field, FunctionDescriptor, FunctionKind, ParamDescriptor,
@@ -282,9 +282,14 @@ fn apply_annotations(
                 let (_, param) = find_param(function, params, pname.trim(), key)?;
                 let value = json::parse(value_text.trim())
                     .map_err(|e| format!("{function}: @default {}: {e}", pname.trim()))?;
-                to_val(&value, &param.ty, &param.name)
+                let guest_value = to_val(&value, &param.ty, &param.name)
                     .map_err(|e| format!("{function}: @default does not fit its parameter: {e}"))?;
-                param.default = Some(value);
+                // The default as the function sees it (`2` for a float is `2.0`): callers that
+                // check a default against the parameter's type, as the Python client does
+                // against its annotation, get a value of that type.
+                let canonical = from_val(&guest_value, &param.ty)
+                    .map_err(|e| format!("{function}: @default does not fit its parameter: {e}"))?;
+                param.default = Some(canonical);
             }
             "varargs" => {
                 let (index, param) = find_param(function, params, rest.trim(), key)?;
@@ -393,6 +398,14 @@ mod tests {
             vec![ParamKind::VarArgs, ParamKind::KeywordOnly, ParamKind::VarKwargs]
         );
         assert_eq!(ps[1].default, Some(Value::Str("-".into())));
+    }
+
+    #[test]
+    fn defaults_take_their_parameter_s_type() {
+        let mut ps = vec![p("x", WitType::F64), p("n", WitType::S32)];
+        apply_annotations("scale", &mut ps, &ann(&[("default", "x = 2"), ("default", "n = true")])).unwrap();
+        assert_eq!(ps[0].default, Some(Value::Float(2.0)), "an integer default of a float is a float");
+        assert_eq!(ps[1].default, Some(Value::Int(1)), "a bool default of an integer is an integer");
     }
 
     #[test]
