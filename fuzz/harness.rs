@@ -156,9 +156,10 @@ pub fn setup(input: &[u8]) {
     let Some(frame) = text(input) else { return };
     let outcome =
         auth::read_setup(frame, "admin-secret", |namespace| (namespace == "tenant").then(|| SECRET.to_owned()));
-    if let Ok((claims, admin)) = outcome {
+    if let Ok(auth::Setup { claims, admin, secret }) = outcome {
         assert!(!admin, "only the admin secret makes an admin");
         assert_eq!(claims.namespace, "tenant", "a token verifies only with its namespace's secret");
+        assert_eq!(secret, SECRET, "and that secret is the one that verified it");
     }
     // The token alone, as a wrapped request is read.
     if let Ok(Value::Dict(entries)) = json::parse(frame) {

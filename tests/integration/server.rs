@@ -369,6 +369,25 @@ async fn encryption_enabled_paths_unwrap_requests() {
     server.stop().await;
 }
 
+/// A tenant that connects with its namespace's own secret wraps its requests with that secret,
+/// as the Python client does with the secret it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_enabled_paths_unwrap_a_tenant_s_requests_with_its_secret() {
+    use easyrpc::registry::{NamespacePolicy, PolicyConfig};
+    let mut snapshot = RegistrySnapshot::default();
+    let tenant = PolicyConfig { secret: Some("tenant-secret".into()), ..PolicyConfig::default() };
+    snapshot.set_policy("peer", NamespacePolicy::new(tenant));
+    snapshot.add_module_with_limits("peer", &load("peer"), CallLimits::default());
+    let mut config = ServerConfig::single(PATH, SECRET);
+    config.paths[0].encryption = true;
+    let server = TestServer::with_config(snapshot, config).await;
+    let mut client = ClientConfig::new(&server.url(), "tenant-secret", "peer");
+    client.encryption = true;
+    let peer = EasyRpcProxy::connect_with(client).await.unwrap();
+    assert_eq!(peer.call("add", args("[1]"), vec![("b".into(), 5.into())]).await.unwrap(), Value::Int(6));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_lets_running_calls_finish() {
     let server = TestServer::start(&[("peer", &["peer"])]).await;

@@ -68,6 +68,8 @@ pub struct Session {
     /// The namespace or group the connection reached.
     namespace: String,
     path: Arc<PathConfig>,
+    /// The secret that verified the connection's setup; wrapped requests are signed with it.
+    secret: String,
     registry: Arc<Registry>,
     max_response_frame: usize,
     /// This connection's open generators by id. Ids are only looked up here, so no other
@@ -105,7 +107,7 @@ struct ExpiredGenerator {
 impl Session {
     /// Answers one request.
     async fn handle(&self, request_id: &str, body: RequestBody, unsupported: Option<String>) -> Reply {
-        match Command::parse(body, self.path.encryption, &self.path.secret, unsupported) {
+        match Command::parse(body, self.path.encryption, &self.secret, unsupported) {
             Ok(command) => command.apply(self, request_id).await,
             Err(reply) => reply,
         }
@@ -171,7 +173,7 @@ pub async fn serve<S: Transport>(
 ) {
     let limits = shared.limits;
     let setup = tokio::time::timeout(limits.setup_timeout, ws.next()).await;
-    let claims = match setup {
+    let setup = match setup {
         Ok(Some(Ok(WsMessage::Text(text)))) => auth::read_setup(text.as_str(), &path.secret, |namespace| {
             shared.registry.snapshot().secret_for(namespace).map(str::to_owned)
         }),
@@ -180,8 +182,8 @@ pub async fn serve<S: Transport>(
         Ok(None) => return,
         Err(_) => Err(format!("no setup frame within {:?}", limits.setup_timeout)),
     };
-    let (claims, admin) = match claims {
-        Ok(c) => c,
+    let auth::Setup { claims, admin, secret } = match setup {
+        Ok(setup) => setup,
         Err(reason) => {
             tracing::info!(%peer, path = %path.path, %reason, "connection refused");
             // The error frame first (what Python clients read), then a real close so that
@@ -200,6 +202,7 @@ pub async fn serve<S: Transport>(
         serialization: claims.serialization,
         namespace: claims.namespace.clone(),
         path: path.clone(),
+        secret,
         registry: shared.registry.clone(),
         max_response_frame: limits.max_response_frame,
         generators: Mutex::new(HashMap::new()),

@@ -93,24 +93,36 @@ pub fn verify_setup(token: &str, secret: &str) -> Result<SetupClaims, AuthError>
     setup_claims(verify(token, secret)?)
 }
 
+/// A verified setup: what the token claims and the secret that signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub claims: SetupClaims,
+    /// Signed with the path's admin secret (else with the namespace's or group's own).
+    pub admin: bool,
+    /// The secret that verified the token: the client signs its wrapped requests with it too
+    /// (`encryption_enabled`).
+    pub secret: String,
+}
+
 /// Reads a setup frame (`{"setup": token}`, JSON text) and verifies its token: signed with the
 /// path's `admin_secret`, or with the secret `tenant_secret` gives for the namespace (or group)
-/// the token names. Returns the claims and whether the admin secret signed them. Everything
-/// here runs before the peer is known, so each step is linear in the frame.
+/// the token names. Everything here runs before the peer is known, so each step is linear in
+/// the frame.
 pub fn read_setup(
     frame: &str,
     admin_secret: &str,
     tenant_secret: impl FnOnce(&str) -> Option<String>,
-) -> Result<(SetupClaims, bool), String> {
+) -> Result<Setup, String> {
     let value = json::parse(frame).map_err(|e| format!("setup frame is not JSON: {e}"))?;
     let token = value.get("setup").and_then(Value::as_str).ok_or("setup frame lacks `setup`")?;
     if let Ok(claims) = verify_setup(token, admin_secret) {
-        return Ok((claims, true));
+        return Ok(Setup { claims, admin: true, secret: admin_secret.to_owned() });
     }
     let claimed = unverified_claims(token).map_err(|e| e.to_string())?;
     let namespace = claimed.get("namespace").and_then(Value::as_str).unwrap_or_default();
     let secret = tenant_secret(namespace).ok_or("no tenant secret and not the admin secret")?;
-    verify_setup(token, &secret).map(|c| (c, false)).map_err(|e| e.to_string())
+    let claims = verify_setup(token, &secret).map_err(|e| e.to_string())?;
+    Ok(Setup { claims, admin: false, secret })
 }
 
 /// Verifies a setup token with the first of `secrets` that its signature matches.
