@@ -320,3 +320,45 @@ async fn watched_directories_follow_file_changes() {
     let _ = std::fs::remove_dir_all(&dir);
     server.stop().await;
 }
+
+/// A client that asked for change notices gets one when its own namespace's functions change,
+/// and none when another namespace's do: another tenant's deploys are not its business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_notices_reach_only_the_namespace_that_changed() {
+    use easyrpc::wire::{auth, Serialization};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (server, _) = server(vec![]).await;
+    let admin = EasyRpcProxy::connect(&server.url(), SECRET, "alpha").await.unwrap();
+    admin.deploy("alpha", "swap", &bytes("swap_v1")).await.unwrap();
+    let claims = auth::SetupClaims {
+        kind: auth::PROXY.into(),
+        id: "watcher".into(),
+        namespace: "alpha".into(),
+        serialization: Serialization::Json,
+        notify: true,
+    };
+    let mut watcher = easyrpc_tests::connect_like_our_client(&server.url()).await;
+    let setup = format!(r#"{{"setup": "{}"}}"#, auth::sign_setup(&claims, SECRET));
+    watcher.send(Message::text(setup)).await.unwrap();
+    let auth_reply = watcher.next().await.expect("auth reply").unwrap();
+    assert!(auth_reply.to_text().unwrap().contains("\"auth\":\"ok\""), "{auth_reply:?}");
+    async fn next_frame<S>(ws: &mut S, timeout: Duration) -> Option<String>
+    where
+        S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        let frame = tokio::time::timeout(timeout, ws.next()).await.ok().flatten()?;
+        Some(frame.expect("a frame").to_text().expect("text").to_owned())
+    }
+
+    admin.deploy("beta", "swap", &bytes("swap_v1")).await.unwrap();
+    assert_eq!(
+        next_frame(&mut watcher, Duration::from_millis(700)).await,
+        None,
+        "beta's deploy is not alpha's business"
+    );
+    admin.deploy("alpha", "swap", &bytes("swap_v2")).await.unwrap();
+    let notice = next_frame(&mut watcher, Duration::from_secs(5)).await.expect("alpha's own change is announced");
+    assert!(notice.contains("functions_changed"), "{notice}");
+    server.stop().await;
+}

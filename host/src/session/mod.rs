@@ -242,6 +242,9 @@ pub async fn serve<S: Transport>(
     };
     let mut changes = shared.registry.subscribe();
     let notify = claims.notify;
+    // What the connection's namespace listed when it last looked: a change elsewhere on the
+    // host (another tenant's deploy) is none of this client's business.
+    let mut listed = if notify { listing_fingerprint(&shared.registry, &claims.namespace) } else { 0 };
     let mut sweep = tokio::time::interval(GENERATOR_SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Frames handled since the last flush (their answers, if any, are still in the buffer).
@@ -295,6 +298,11 @@ pub async fn serve<S: Transport>(
                         continue;
                     }
                     Ok(()) = changes.changed(), if notify => {
+                        let now_listed = listing_fingerprint(&shared.registry, &claims.namespace);
+                        if now_listed == listed {
+                            continue;
+                        }
+                        listed = now_listed;
                         let notice = to_ws(wire::functions_changed(connection.session.serialization));
                         if let Flow::Close = connection.write(notice).await {
                             break false;
@@ -355,6 +363,18 @@ const SLOW_STRIKES: u8 = 3;
 /// in flight a good share of its calls/s. A smaller count gives some of that back, a larger one
 /// gains nothing.
 const FLUSH_EVERY: usize = 32;
+
+/// A digest of what `namespace` lists now (names, parameters, types, docs), to tell whether a
+/// change of the host's functions changed it.
+fn listing_fingerprint(registry: &Registry, namespace: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let snapshot = registry.snapshot();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for descriptor in snapshot.listing(namespace) {
+        serde_json::to_string(descriptor).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
+}
 
 /// How long the id of a generator closed for want of pulls is remembered (at least), so that a
 /// client coming back to it learns why it ended; a few bytes per id.
