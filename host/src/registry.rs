@@ -30,18 +30,31 @@ pub const DEFAULT_MAX_QUEUED_CALLS: usize = 256;
 /// Generators of one namespace open at once (across its connections).
 pub const DEFAULT_NAMESPACE_MAX_OPEN_GENERATORS: usize = 200;
 
-/// Where a function of a namespace comes from: what removing that source removes, and what
-/// logs and errors name.
+/// Where a function of a namespace comes from: what removing that source removes, what a
+/// listing for a linked host leaves out, and what logs and errors name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// A module loaded into this host, by its name.
     Module(String),
+    /// A function another host offers over a cluster link.
+    Link(LinkId),
+}
+
+/// One cluster link of this host, as long as it is up: a parent it dialed or a child that
+/// connected. A link that reconnects is a new link.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId {
+    /// Unique among the host's links for the life of the process.
+    pub id: u64,
+    /// The other host, for logs and errors: the parent's URL or the child's address and id.
+    pub peer: Arc<str>,
 }
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Origin::Module(name) => write!(f, "module {name}"),
+            Origin::Link(link) => write!(f, "link {} to {}", link.id, link.peer),
         }
     }
 }
@@ -275,6 +288,14 @@ impl Namespace {
         }
     }
 
+    /// Adds a function unless the namespace already has one of that name: functions of this
+    /// host's modules come first, and a linked host's do not shadow them.
+    pub fn insert_if_absent(&mut self, callable: Arc<dyn Callable>) {
+        if !self.by_name.contains_key(&callable.descriptor().name) {
+            self.insert(callable);
+        }
+    }
+
     /// Removes every function that `keep` rejects.
     pub fn retain(&mut self, keep: impl Fn(&Arc<dyn Callable>) -> bool) {
         self.functions.retain(|f| keep(f));
@@ -447,6 +468,21 @@ impl RegistrySnapshot {
             .collect()
     }
 
+    /// What a connection to `name` lists for the host at the other end of `link`: the same,
+    /// without the functions that host offered over that link, so that no host learns its own
+    /// functions back from the hosts it told.
+    pub fn listing_for_link(&self, name: &str, link: &LinkId) -> Vec<&FunctionDescriptor> {
+        let mut seen = HashSet::new();
+        self.members(name)
+            .into_iter()
+            .filter_map(|m| self.namespaces.get(m))
+            .flat_map(|ns| ns.functions())
+            .filter(|f| !matches!(f.origin(), Origin::Link(from) if from == link))
+            .map(|f| f.descriptor())
+            .filter(|d| seen.insert(d.name.as_str()))
+            .collect()
+    }
+
     /// The function a call on `name` goes to: the first member (declared order) that has it
     /// now. A member whose module was removed or failed to load does not, so the call falls
     /// back to the next. Every call resolves, so this builds no list of members.
@@ -495,9 +531,16 @@ impl RegistrySnapshot {
 }
 
 /// The current snapshot, replaced as a whole, and a generation counter sessions watch to tell
-/// their clients that the functions changed.
+/// their clients that the functions changed. The snapshot served is composed of two sources:
+/// the snapshot of this host's modules (published by `deploy`) and the functions each cluster
+/// link offers, so that a deploy keeps the linked functions and a link going up or down keeps
+/// the modules.
 pub struct Registry {
     current: RwLock<Arc<RegistrySnapshot>>,
+    /// The last snapshot published, without linked functions.
+    modules: RwLock<Arc<RegistrySnapshot>>,
+    /// Functions offered over each link that is up, by link.
+    linked: std::sync::Mutex<Linked>,
     generation: tokio::sync::watch::Sender<u64>,
 }
 
@@ -509,7 +552,13 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new(snapshot: RegistrySnapshot) -> Self {
-        Self { current: RwLock::new(Arc::new(snapshot)), generation: tokio::sync::watch::Sender::new(0) }
+        let snapshot = Arc::new(snapshot);
+        Self {
+            current: RwLock::new(snapshot.clone()),
+            modules: RwLock::new(snapshot),
+            linked: std::sync::Mutex::new(BTreeMap::new()),
+            generation: tokio::sync::watch::Sender::new(0),
+        }
     }
 
     /// The snapshot to serve one request from.
@@ -517,16 +566,67 @@ impl Registry {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Publishes a new snapshot; requests already running keep the one they took.
+    /// Publishes a new snapshot of this host's modules, with the linked functions added;
+    /// requests already running keep the snapshot they took.
     pub fn publish(&self, snapshot: RegistrySnapshot) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
-        self.generation.send_modify(|g| *g += 1);
+        let snapshot = Arc::new(snapshot);
+        *self.modules.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
+        let linked = self.linked_lock();
+        self.swap(compose(&snapshot, &linked));
+    }
+
+    /// Sets the functions `link` offers, joining `namespace` (beside this host's modules,
+    /// which keep their names), and publishes the result.
+    pub fn set_linked(&self, link: LinkId, namespace: &str, functions: Vec<Arc<dyn Callable>>) {
+        let mut linked = self.linked_lock();
+        linked.insert(link, (namespace.to_owned(), functions));
+        self.swap(compose(&self.modules_snapshot(), &linked));
+    }
+
+    /// Takes away every function `link` offered (the link is down), and publishes the result.
+    pub fn remove_linked(&self, link: &LinkId) {
+        let mut linked = self.linked_lock();
+        if linked.remove(link).is_some() {
+            self.swap(compose(&self.modules_snapshot(), &linked));
+        }
     }
 
     /// Changes whenever a new snapshot is published.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.generation.subscribe()
     }
+
+    fn swap(&self, snapshot: RegistrySnapshot) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn modules_snapshot(&self) -> Arc<RegistrySnapshot> {
+        self.modules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn linked_lock(&self) -> std::sync::MutexGuard<'_, Linked> {
+        self.linked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The functions each link that is up offers, with the namespace (or group) they join.
+type Linked = BTreeMap<LinkId, (String, Vec<Arc<dyn Callable>>)>;
+
+/// `modules` with every link's functions added to their namespace (or to each member of their
+/// group), after this host's own functions, which keep their names.
+fn compose(modules: &RegistrySnapshot, linked: &Linked) -> RegistrySnapshot {
+    let mut snapshot = modules.clone();
+    for (namespace, functions) in linked.values() {
+        let targets: Vec<String> = snapshot.members(namespace).into_iter().map(str::to_owned).collect();
+        for target in targets {
+            let ns = snapshot.namespace_mut(&target);
+            for f in functions {
+                ns.insert_if_absent(f.clone());
+            }
+        }
+    }
+    snapshot
 }
 
 #[cfg(test)]
@@ -667,5 +767,66 @@ mod tests {
         assert!(matches!(busy, CallError::Busy { .. }), "{busy:?}");
         drop(running);
         assert!(queued.await.expect("joins"), "the queued call gets the slot");
+    }
+
+    fn link(id: u64) -> LinkId {
+        LinkId { id, peer: format!("host-{id}").into() }
+    }
+
+    fn fake_from(name: &str, origin: Origin) -> Arc<dyn Callable> {
+        let f = fake(name, "unused");
+        Arc::new(Fake { descriptor: f.descriptor().clone(), origin })
+    }
+
+    fn names_in(registry: &Registry, namespace: &str) -> Vec<String> {
+        registry.snapshot().listing(namespace).iter().map(|d| d.name.clone()).collect()
+    }
+
+    #[test]
+    fn linked_functions_join_a_namespace_after_the_host_s_own_and_survive_deploys() {
+        let registry = Registry::new(two_namespaces_and_a_group());
+        let parent = link(1);
+        let offered = vec![fake_from("f", Origin::Link(parent.clone())), fake_from("p", Origin::Link(parent.clone()))];
+        registry.set_linked(parent.clone(), "a", offered);
+        assert_eq!(names_in(&registry, "a"), ["f", "g", "p"], "the host's own f keeps its name");
+        assert_eq!(
+            registry.snapshot().resolve("a", "f").map(|(_, _, f)| f.origin().clone()),
+            Some(Origin::Module("ma".into()))
+        );
+        // A deploy publishes a new snapshot of the modules: the link's functions stay.
+        let mut redeployed = two_namespaces_and_a_group();
+        redeployed.remove_module("ma");
+        registry.publish(redeployed);
+        assert_eq!(names_in(&registry, "a"), ["f", "p"], "the link's f now serves");
+        assert_eq!(
+            registry.snapshot().resolve("a", "f").map(|(_, _, f)| f.origin().clone()),
+            Some(Origin::Link(parent.clone()))
+        );
+        // The link goes down: its functions leave, the modules stay.
+        registry.remove_linked(&parent);
+        assert!(names_in(&registry, "a").is_empty());
+        assert_eq!(names_in(&registry, "b"), ["g", "h"]);
+    }
+
+    #[test]
+    fn functions_linked_to_a_group_join_every_member() {
+        let registry = Registry::new(two_namespaces_and_a_group());
+        registry.set_linked(link(2), "ab", vec![fake_from("x", Origin::Link(link(2)))]);
+        assert_eq!(names_in(&registry, "a"), ["f", "g", "x"]);
+        assert_eq!(names_in(&registry, "b"), ["g", "h", "x"]);
+    }
+
+    #[test]
+    fn a_host_is_never_told_its_own_functions_back() {
+        let registry = Registry::new(two_namespaces_and_a_group());
+        let (parent, child) = (link(1), link(2));
+        registry.set_linked(parent.clone(), "a", vec![fake_from("up", Origin::Link(parent.clone()))]);
+        registry.set_linked(child.clone(), "a", vec![fake_from("down", Origin::Link(child.clone()))]);
+        let listed = |to: &LinkId| -> Vec<String> {
+            registry.snapshot().listing_for_link("a", to).iter().map(|d| d.name.clone()).collect()
+        };
+        assert_eq!(listed(&parent), ["f", "g", "down"], "the parent hears the host's and the child's");
+        assert_eq!(listed(&child), ["f", "g", "up"], "the child hears the host's and the parent's");
+        assert_eq!(names_in(&registry, "a"), ["f", "g", "up", "down"], "a client hears all");
     }
 }
