@@ -1,14 +1,16 @@
 //! Namespaces and namespace groups of callable functions, swapped atomically as a whole.
 //!
 //! Owns the [`Callable`] abstraction (something a namespace can list and call, from an
-//! [`Origin`]: a function of a local module today, a function behind a cluster link later), [`Namespace`] (ordered,
-//! name-indexed callables plus its tenant [`NamespacePolicy`]: own secret, limits, admission),
-//! namespace groups (a name for an ordered list of namespaces), and the [`Registry`], an
-//! immutable [`RegistrySnapshot`] behind one pointer swap: a session takes a snapshot per
-//! request, so a deploy never changes the world under a running call. Policies are shared
-//! between snapshots (also those made for namespaces without one configured), so a swap
-//! keeps counting a tenant's running calls, and so are the instances namespaces keep of
-//! modules a swap did not replace. It does not parse frames or run wasm itself.
+//! [`Origin`]: a function of a local module, or one another host offers over a cluster link),
+//! [`Namespace`] (ordered, name-indexed callables plus its tenant [`NamespacePolicy`]: own
+//! secret, limits, admission), namespace groups (a name for an ordered list of namespaces), and
+//! the [`Registry`], an immutable [`RegistrySnapshot`] behind one pointer swap: a session takes
+//! a snapshot per request, so a deploy never changes the world under a running call. The
+//! registry composes what it serves from the modules' snapshot (published by `deploy`) and the
+//! functions of the links that are up. Policies are shared between snapshots (also those made
+//! for namespaces without one configured), so a swap keeps counting a tenant's running calls,
+//! and so are the instances namespaces keep of modules a swap did not replace. It does not
+//! parse frames or run wasm itself.
 
 use crate::runtime::{CallError, CallLimits, GeneratorStream, InstanceReuse, Module, WarmInstances};
 use crate::signature::FunctionDescriptor;
