@@ -10,13 +10,15 @@
 //! (`tests/integration/layout.rs` keeps it so):
 //!
 //! ```text
-//! cli -> config -> server -> session -> dispatch -> registry -> runtime -> signature -> value
-//!                                    `-> deploy --'                        wire --'
+//! cli -> config -> server -> cluster -> session -> dispatch -> registry -> runtime -> signature -> value
+//!                                                `-> deploy --'                        wire --'
 //! ```
 //!
 //! * [`cli`]: the `easyrpc` command line (thin: parses flags, calls the library).
 //! * [`config`]: the TOML config file and flags: paths, tenants, groups, limits, module sources.
 //! * [`server`]: listening, path routing, connection limits, graceful shutdown.
+//! * [`cluster`]: links between hosts: the other host's functions as callables while a link
+//!   is up, the requests this host sends over a link, the parent side of a child's link.
 //! * [`session`]: one connection: setup and auth, the loop that reads requests and writes
 //!   answers (backpressure, slow readers), generators, close; each request kind is a
 //!   [`session::command`] parsed from the request and applied, answering a [`session::Reply`].
@@ -40,11 +42,12 @@
 //! * [`client`]: the Rust client proxy, the same wire seen from outside: it uses `wire`,
 //!   `signature` and `value` only.
 //!
-//! Coming next: cluster links (sessions in the other direction, registered as callables) and
-//! guest capabilities (calling other functions, key-value state, logging).
+//! Coming next: the child side of cluster links (dialing a parent) and guest capabilities
+//! (calling other functions, key-value state, logging).
 
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod deploy;
 pub mod dispatch;

@@ -8,9 +8,11 @@
 //! start a real one on 127.0.0.1:0 and stop it deterministically. Per-connection protocol
 //! lives in `session`.
 
+use crate::cluster;
 use crate::deploy::Deployer;
 use crate::registry::Registry;
 use crate::session::{self, Shared, Transport};
+use crate::wire;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
@@ -130,7 +132,12 @@ pub async fn run_with_deployer(
         sessions.spawn(async move {
             let _permits = (permit, peer_slot);
             let Some((ws, path)) = handshake(stream, &paths, &shared.limits).await else { return };
-            session::serve(ws, peer, path, shared, stop_rx).await;
+            let Some(accepted) = session::accept(ws, peer, path, &shared).await else { return };
+            if accepted.claims().kind == wire::auth::SERVER {
+                cluster::children::serve_child(accepted, shared, stop_rx).await;
+            } else {
+                session::run(accepted, shared, stop_rx, None).await;
+            }
         });
     }
     tracing::info!("shutting down: no new connections; letting calls finish");

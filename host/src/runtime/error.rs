@@ -57,6 +57,12 @@ pub enum CallError {
     Busy { reason: String },
     #[error("{function} returned a value that breaks its own signature: {source}")]
     BadResult { function: String, source: ValueError },
+    /// The function runs on another host, whose answer was an error: relayed as it came.
+    #[error("{function} failed on {link}: {}", .answer.brief())]
+    Relayed { function: String, link: String, answer: Value },
+    /// The link to the host that runs the function went down before it answered.
+    #[error("the link to {link} was lost before {function} answered")]
+    LinkLost { function: String, link: String },
 }
 
 fn describe_error_value(v: &Value) -> String {
@@ -80,6 +86,8 @@ impl CallError {
             CallError::Failed { .. } => "Error",
             CallError::Busy { .. } => "Busy",
             CallError::BadResult { .. } => "BadResult",
+            CallError::Relayed { .. } => "Relayed",
+            CallError::LinkLost { .. } => "LinkLost",
         }
     }
 }

@@ -87,6 +87,9 @@ pub struct Session {
     /// Signed with the admin secret: may deploy and remove modules.
     admin: bool,
     deployer: Option<Arc<Deployer>>,
+    /// Set when the connection is a cluster link: listings for it leave out what the other
+    /// host offered over it.
+    link: Option<crate::registry::LinkId>,
 }
 
 /// A generator of this connection between pulls.
@@ -165,12 +168,44 @@ impl Session {
 
 /// Serves one accepted websocket until it closes or the host shuts down.
 pub async fn serve<S: Transport>(
-    mut ws: WebSocketStream<S>,
+    ws: WebSocketStream<S>,
     peer: SocketAddr,
     path: Arc<PathConfig>,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    if let Some(accepted) = accept(ws, peer, path, &shared).await {
+        run(accepted, shared, shutdown, None).await;
+    }
+}
+
+/// A connection past its setup: the peer, what its token said, and the secret that verified it.
+pub struct Accepted<S> {
+    ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    path: Arc<PathConfig>,
+    setup: auth::Setup,
+}
+
+impl<S> Accepted<S> {
+    /// What the peer's setup token says.
+    pub fn claims(&self) -> &auth::SetupClaims {
+        &self.setup.claims
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// Reads and verifies a new connection's setup frame and answers it: the auth reply, or the
+/// error frame and a close (then none).
+pub async fn accept<S: Transport>(
+    mut ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    path: Arc<PathConfig>,
+    shared: &Shared,
+) -> Option<Accepted<S>> {
     let limits = shared.limits;
     let setup = tokio::time::timeout(limits.setup_timeout, ws.next()).await;
     let setup = match setup {
@@ -179,10 +214,10 @@ pub async fn serve<S: Transport>(
         }),
         Ok(Some(Ok(_))) => Err("the first frame must be a text setup frame".to_owned()),
         Ok(Some(Err(e))) => Err(format!("websocket error before setup: {e}")),
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(_) => Err(format!("no setup frame within {:?}", limits.setup_timeout)),
     };
-    let auth::Setup { claims, admin, secret } = match setup {
+    let setup = match setup {
         Ok(setup) => setup,
         Err(reason) => {
             tracing::info!(%peer, path = %path.path, %reason, "connection refused");
@@ -191,13 +226,52 @@ pub async fn serve<S: Transport>(
             let _ = ws.send(to_ws(wire::auth_error(wire::AUTH_ERROR))).await;
             let _ =
                 ws.close(Some(CloseFrame { code: CloseCode::Policy, reason: "authentication failed".into() })).await;
-            return;
+            return None;
         }
     };
     ws.get_mut().authenticated();
     if ws.send(to_ws(wire::auth_ok(&shared.server_id))).await.is_err() {
-        return;
+        return None;
     }
+    Some(Accepted { ws, peer, path, setup })
+}
+
+/// The link side of a connection that is a cluster link: its id, and the requests this host
+/// sends the other host over it.
+pub struct LinkPart {
+    pub id: crate::registry::LinkId,
+    pub requests: mpsc::UnboundedReceiver<Outgoing>,
+}
+
+/// A request this host sends over a link, and where its answer goes.
+pub struct Outgoing {
+    /// The request object (`{"action": ..., "args": ..., "kwargs": ...}`).
+    pub request: Value,
+    pub answer: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// The other host's answer to an [`Outgoing`] request: the response value and whether our
+/// hosts flagged it as an error (Python hosts never do).
+#[derive(Debug, PartialEq)]
+pub struct Answer {
+    pub response: Value,
+    pub is_error: bool,
+}
+
+/// Serves an accepted connection (and, for a link, sends this host's requests over it) until
+/// it closes or the host shuts down.
+pub async fn run<S: Transport>(
+    accepted: Accepted<S>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    link: Option<LinkPart>,
+) {
+    let limits = shared.limits;
+    let Accepted { ws, peer, path, setup: auth::Setup { claims, admin, secret } } = accepted;
+    let (link_id, mut link_requests) = match link {
+        Some(LinkPart { id, requests }) => (Some(id), Some(requests)),
+        None => (None, None),
+    };
     let session = Arc::new(Session {
         serialization: claims.serialization,
         namespace: claims.namespace.clone(),
@@ -212,6 +286,7 @@ pub async fn serve<S: Transport>(
         open_generators: shared.open_generators.clone(),
         max_generators: limits.max_generators_per_connection,
         idle_timeout: limits.generator_idle_timeout,
+        link: link_id,
     });
     let max_frame = shared.registry.snapshot().max_frame_for(&claims.namespace);
     let opened = Instant::now();
@@ -239,6 +314,7 @@ pub async fn serve<S: Transport>(
         slow_reader: false,
         slow_actions: SlowActions::default(),
         requests: 0,
+        pending: HashMap::new(),
     };
     let mut changes = shared.registry.subscribe();
     let notify = claims.notify;
@@ -295,6 +371,12 @@ pub async fn serve<S: Transport>(
                     frame = connection.ws.next() => frame,
                     _ = sweep.tick() => {
                         connection.session.close_idle_generators();
+                        continue;
+                    }
+                    Some(outgoing) = next_outgoing(&mut link_requests) => {
+                        if let Flow::Close = connection.send_request(outgoing).await {
+                            break false;
+                        }
                         continue;
                     }
                     Ok(()) = changes.changed(), if notify => {
@@ -376,6 +458,14 @@ fn listing_fingerprint(registry: &Registry, namespace: &str) -> u64 {
     hasher.finish()
 }
 
+/// The next request this host sends over a link; never, for a connection that is no link.
+async fn next_outgoing(requests: &mut Option<mpsc::UnboundedReceiver<Outgoing>>) -> Option<Outgoing> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How long the id of a generator closed for want of pulls is remembered (at least), so that a
 /// client coming back to it learns why it ended; a few bytes per id.
 const EXPIRED_GENERATOR_MEMORY: Duration = Duration::from_secs(60);
@@ -416,6 +506,9 @@ struct Connection<S> {
     /// at [`SLOW_STRIKES`] they start as tasks.
     slow_actions: SlowActions,
     requests: u64,
+    /// Requests this host sent over the connection (a link), by request id, until answered.
+    /// Dropped with the connection, which fails their callers.
+    pending: HashMap<String, tokio::sync::oneshot::Sender<Answer>>,
 }
 
 impl<S: Transport> Connection<S> {
@@ -470,6 +563,14 @@ impl<S: Transport> Connection<S> {
         };
         let request = match message {
             Message::Request(r) => r,
+            Message::Response { request_id, response, is_error } => {
+                // The other host's answer to one of our requests over a link; an answer
+                // nobody waits for (its caller gave up) is dropped.
+                if let Some(waiting) = self.pending.remove(&request_id) {
+                    let _ = waiting.send(Answer { response, is_error });
+                }
+                return Flow::Continue;
+            }
             Message::Malformed { request_id: Some(id), reason } => {
                 let reply = Reply::error(&reason);
                 return self.write(reply.encode(ser, &id, self.session.max_response_frame)).await;
@@ -521,6 +622,19 @@ impl<S: Transport> Connection<S> {
                 Flow::Continue
             }
         }
+    }
+
+    /// Sends one of this host's requests over the link, under a request id of its own.
+    async fn send_request(&mut self, outgoing: Outgoing) -> Flow {
+        let Outgoing { request, answer } = outgoing;
+        if answer.is_closed() {
+            return Flow::Continue;
+        }
+        self.pending.retain(|_, waiting| !waiting.is_closed());
+        let id = uuid::Uuid::new_v4().to_string();
+        let frame = wire::request(self.session.serialization, &id, &request, true);
+        self.pending.insert(id, answer);
+        self.write(to_ws(frame)).await
     }
 
     /// A place among the calls in flight for a call whose request was `bytes` long. While

@@ -28,6 +28,10 @@ impl Reply {
     /// A call that failed: `Kind('message')` (quirk Q2), e.g.
     /// `Timeout('spin exceeded its deadline of 1s and was stopped')`.
     pub fn failed(error: &CallError) -> Self {
+        if let CallError::Relayed { answer, .. } = error {
+            // Another host's error answer, already in the form callers read.
+            return Reply::Error(answer.clone());
+        }
         let message = match error {
             // The guest's own error: its text is the message.
             CallError::Failed { error, .. } => match error {

@@ -14,8 +14,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 /// Setup claim with which a client asks for change notices (see [`SetupClaims::notify`]).
 pub const NOTIFY_CLAIM: &str = "easyrpc_notify";
 
-/// The `type` claim of a plain client; `SERVER` is a child server joining a cluster.
+/// The `type` claim of a plain client.
 pub const PROXY: &str = "PROXY";
+/// The `type` claim of a child host joining a cluster through this connection.
+pub const SERVER: &str = "SERVER";
 
 /// What a connection's setup token says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]

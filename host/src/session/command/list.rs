@@ -1,5 +1,7 @@
 //! `get_registered_functions`: what the session's namespace (or group) offers, as `sig`
-//! listings (the first member's function where members share a name).
+//! listings (the first member's function where members share a name). Over a cluster link it
+//! leaves out what the other host offered over that link (the rule behind the Python
+//! original's `upstream` and `trigger` flags), so the flags themselves change nothing.
 
 use crate::session::reply::Reply;
 use crate::session::Session;
@@ -13,6 +15,10 @@ pub struct List;
 impl List {
     pub fn apply(self, session: &Session) -> Reply {
         let snapshot = session.registry.snapshot();
-        Reply::Value(wire::listing::listing(snapshot.listing(&session.namespace)))
+        let listed = match &session.link {
+            Some(link) => snapshot.listing_for_link(&session.namespace, link),
+            None => snapshot.listing(&session.namespace),
+        };
+        Reply::Value(wire::listing::listing(listed))
     }
 }

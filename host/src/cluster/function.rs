@@ -1,0 +1,103 @@
+//! A function another host offers over a link: calls and generator steps are sent over the
+//! link and answered from there.
+
+use super::LinkHandle;
+use crate::registry::{Callable, Origin, ValueStream};
+use crate::runtime::CallError;
+use crate::signature::FunctionDescriptor;
+use crate::value::Value;
+use crate::wire;
+use std::sync::Arc;
+
+/// A function of the host at the other end of a link.
+pub struct LinkFunction {
+    descriptor: FunctionDescriptor,
+    origin: Origin,
+    link: LinkHandle,
+}
+
+impl LinkFunction {
+    /// Every function of a listing the other host sent, offered over `link`.
+    pub fn all(link: &LinkHandle, descriptors: Vec<FunctionDescriptor>) -> Vec<Arc<dyn Callable>> {
+        descriptors
+            .into_iter()
+            .map(|descriptor| {
+                let origin = Origin::Link(link.id().clone());
+                Arc::new(LinkFunction { descriptor, origin, link: link.clone() }) as Arc<dyn Callable>
+            })
+            .collect()
+    }
+
+    /// Sends `request` and reads the answer: an error answer is relayed as it came.
+    async fn ask(&self, request: Value) -> Result<Value, CallError> {
+        let function = || self.descriptor.name.clone();
+        let link = || self.link.id().peer.to_string();
+        let answer =
+            self.link.request(request).await.map_err(|_| CallError::LinkLost { function: function(), link: link() })?;
+        if answer.is_error {
+            return Err(CallError::Relayed { function: function(), link: link(), answer: answer.response });
+        }
+        Ok(answer.response)
+    }
+}
+
+#[async_trait::async_trait]
+impl Callable for LinkFunction {
+    fn descriptor(&self) -> &FunctionDescriptor {
+        &self.descriptor
+    }
+
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError> {
+        self.ask(wire::call_object(&self.descriptor.name, args, kwargs)).await
+    }
+
+    async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
+        let started = self.ask(wire::call_object(&self.descriptor.name, args, kwargs)).await?;
+        let Some(Value::Str(id)) = started.get(crate::dispatch::GENERATOR_START).cloned() else {
+            let answer = Value::Str(format!("{} did not start a generator: {}", self.descriptor.name, started.brief()));
+            let link = self.link.id().peer.to_string();
+            return Err(CallError::Relayed { function: self.descriptor.name.clone(), link, answer });
+        };
+        Ok(Box::new(LinkStream { function: self.descriptor.name.clone(), link: self.link.clone(), id: Some(id) }))
+    }
+}
+
+/// A generator running on the other host, pulled step by step over the link.
+struct LinkStream {
+    function: String,
+    link: LinkHandle,
+    /// The other host's generator id; none once the generator ended.
+    id: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl ValueStream for LinkStream {
+    async fn next(&mut self) -> Result<Option<Value>, CallError> {
+        let Some(id) = self.id.clone() else { return Ok(None) };
+        let request = Value::Dict(vec![
+            ("action".to_owned(), Value::Str("GENERATOR_NEXT".to_owned())),
+            ("generator_id".to_owned(), Value::Str(id)),
+        ]);
+        let link = || self.link.id().peer.to_string();
+        let answer = match self.link.request(request).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.id = None;
+                return Err(CallError::LinkLost { function: self.function.clone(), link: link() });
+            }
+        };
+        if answer.is_error {
+            self.id = None;
+            return Err(CallError::Relayed { function: self.function.clone(), link: link(), answer: answer.response });
+        }
+        if answer.response.as_str() == Some(crate::dispatch::GENERATOR_END) {
+            self.id = None;
+            return Ok(None);
+        }
+        Ok(Some(answer.response))
+    }
+}

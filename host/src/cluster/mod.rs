@@ -1,0 +1,66 @@
+//! Cluster links: hosts that share their namespaces' functions (easyrpc's server chaining).
+//!
+//! Owns what makes a connection a link: the requests this host sends over it ([`LinkHandle`]),
+//! the other host's functions as [`LinkFunction`]s in the registry while the link is up, and
+//! the parent side of a link (a child host that connected with `type: SERVER`, in
+//! [`children`]). A link carries requests both ways on one websocket: the other host's requests
+//! are answered by the same session code as any client's (`session::run`), and a listing for
+//! a link leaves out what the other host offered over it. It does not accept connections
+//! (`server`) or decide where a call goes (`dispatch`).
+
+pub mod children;
+mod function;
+
+pub use function::LinkFunction;
+
+use crate::registry::LinkId;
+use crate::session::{Answer, LinkPart, Outgoing};
+use crate::value::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// The requests this host sends over one link.
+#[derive(Clone)]
+pub struct LinkHandle {
+    id: LinkId,
+    requests: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// The link went down (or was never up) before the other host answered.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the link to {0} is down")]
+pub struct LinkDown(pub String);
+
+impl LinkHandle {
+    /// A handle for a new link to `peer`, and the part the link's session reads its requests
+    /// from.
+    pub fn new(peer: &str) -> (Self, LinkPart) {
+        static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
+        let id = LinkId { id: NEXT_LINK.fetch_add(1, Ordering::Relaxed), peer: peer.into() };
+        let (requests, receiver) = mpsc::unbounded_channel();
+        (Self { id: id.clone(), requests }, LinkPart { id, requests: receiver })
+    }
+
+    pub fn id(&self) -> &LinkId {
+        &self.id
+    }
+
+    /// Sends `request` (a request object) to the other host and waits for its answer.
+    pub async fn request(&self, request: Value) -> Result<Answer, LinkDown> {
+        let (answer, answered) = oneshot::channel();
+        let down = || LinkDown(self.id.peer.to_string());
+        self.requests.send(Outgoing { request, answer }).map_err(|_| down())?;
+        answered.await.map_err(|_| down())
+    }
+}
+
+/// The request for the other host's functions. The flags are the Python original's (easyrpc
+/// §9.2): `upstream` is false when a parent asks its child; `trigger` names the asking child.
+fn listing_request(namespace: &str, upstream: bool, trigger: Option<&str>) -> Value {
+    let kwargs = vec![
+        ("upstream".to_owned(), Value::Bool(upstream)),
+        ("all_functions".to_owned(), Value::Bool(false)),
+        ("trigger".to_owned(), trigger.map_or(Value::None, |t| Value::Str(t.to_owned()))),
+    ];
+    crate::wire::call_object("get_registered_functions", vec![Value::Str(namespace.to_owned())], kwargs)
+}

@@ -1,0 +1,190 @@
+//! Cluster links, the parent side: a child host (here a raw websocket playing one, as the
+//! Python original's `create_server_proxy` does on the wire) connects with `type: SERVER`.
+//! The host lists the child's functions, offers them to its clients, relays their calls and
+//! generator steps down the link, answers the child's own listing without the child's
+//! functions, and takes the functions away when the link drops, failing calls in flight.
+
+use easyrpc::client::{ClientError, EasyRpcProxy};
+use easyrpc::value::{json, Value};
+use easyrpc::wire::{self, auth, Message, RequestBody, Serialization};
+use easyrpc_tests::{connect_like_our_client, TestServer, SECRET};
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A child host played by hand: a `type: SERVER` connection to the host's namespace `peer`.
+struct Child {
+    ws: Ws,
+}
+
+/// A request the host sent down the link.
+struct Down {
+    request_id: String,
+    action: String,
+    args: Vec<Value>,
+    kwargs: Vec<(String, Value)>,
+}
+
+impl Child {
+    async fn connect(server: &TestServer) -> Self {
+        let mut ws = connect_like_our_client(&server.url()).await;
+        let claims = auth::SetupClaims {
+            kind: auth::SERVER.into(),
+            id: "child-1".into(),
+            namespace: "peer".into(),
+            serialization: Serialization::Json,
+            notify: false,
+        };
+        let setup = format!(r#"{{"setup": "{}"}}"#, auth::sign_setup(&claims, SECRET));
+        ws.send(WsMessage::text(setup)).await.expect("setup sent");
+        let reply = ws.next().await.expect("auth reply").expect("auth reply");
+        assert!(reply.to_text().unwrap_or_default().contains(r#""auth":"ok""#), "{reply:?}");
+        Self { ws }
+    }
+
+    /// The next request the host sends down (answers to the child's own requests are skipped).
+    async fn next_request(&mut self) -> Down {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+                .await
+                .expect("the host sends a request down")
+                .expect("open")
+                .expect("a frame");
+            let Ok(Message::Request(request)) = wire::read_text(frame.to_text().unwrap_or_default()) else { continue };
+            let call = match request.body {
+                RequestBody::Call(call) => call,
+                RequestBody::Plain(value) => wire::parse_call(value).expect("a call"),
+                RequestBody::Wrapped(_) => panic!("no wrapped requests here"),
+            };
+            return Down {
+                request_id: request.request_id,
+                action: call.action.unwrap_or_default(),
+                args: call.args,
+                kwargs: call.kwargs,
+            };
+        }
+    }
+
+    async fn answer(&mut self, request_id: &str, value: &Value) {
+        let wire::Frame::Text(text) = wire::response(Serialization::Json, request_id, value, false) else {
+            panic!("json answers are text")
+        };
+        self.ws.send(WsMessage::text(text)).await.expect("answer sent");
+    }
+
+    /// Answers the host's listing request with `functions` (a listing as JSON text).
+    async fn answer_listing(&mut self, listing: &Value) {
+        let down = self.next_request().await;
+        assert_eq!(down.action, "get_registered_functions");
+        assert_eq!(down.kwargs.iter().find(|(k, _)| k == "upstream").map(|(_, v)| v), Some(&Value::Bool(false)));
+        self.answer(&down.request_id, listing).await;
+    }
+}
+
+/// The listing a child offers: `remote_add(a, b)` and `remote_count(n)` (a generator), taken
+/// from the peer module's own descriptors under other names.
+async fn child_listing(server: &TestServer) -> Value {
+    let snapshot = server.registry.snapshot();
+    let mut descriptors = Vec::new();
+    for (name, renamed) in [("add", "remote_add"), ("count", "remote_count")] {
+        let (_, _, function) = snapshot.resolve("peer", name).expect("the peer module's function");
+        let mut d = function.descriptor().clone();
+        d.name = renamed.into();
+        descriptors.push(d);
+    }
+    wire::listing::listing(&descriptors)
+}
+
+/// Waits (a bounded while) until `proxy` sees `name`, or does not.
+async fn until_listed(proxy: &EasyRpcProxy, name: &str, listed: bool) {
+    let started = Instant::now();
+    loop {
+        proxy.refresh().await.expect("lists");
+        if proxy.function(name).is_some() == listed {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{name} listed: {}, wanted {listed}", !listed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_host_s_functions_are_offered_relayed_and_taken_away_with_its_link() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let listing = child_listing(&server).await;
+    let mut child = Child::connect(&server).await;
+    child.answer_listing(&listing).await;
+
+    // A client of the host sees the child's functions beside the host's own, and calls them.
+    let client = std::sync::Arc::new(EasyRpcProxy::connect(&server.url(), SECRET, "peer").await.expect("connects"));
+    until_listed(&client, "remote_add", true).await;
+    assert!(client.function("add").is_some(), "the host's own functions stay");
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call("remote_add", vec![Value::Int(40)], vec![("b".into(), Value::Int(2))]).await }
+    });
+    let down = child.next_request().await;
+    assert_eq!((down.action.as_str(), down.args.as_slice()), ("remote_add", &[Value::Int(40)][..]));
+    child.answer(&down.request_id, &Value::Int(42)).await;
+    assert_eq!(call.await.expect("joins").expect("the relayed call answers"), Value::Int(42));
+
+    // A generator of the child, pulled through the host.
+    let stream = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let stream = client.stream("remote_count", vec![Value::Int(2)], vec![]).await.expect("opens");
+            stream.collect::<Vec<_>>().await
+        }
+    });
+    let open = child.next_request().await;
+    assert_eq!(open.action, "remote_count");
+    child.answer(&open.request_id, &json::parse(r#"{"GENERATOR_START": "g1"}"#).unwrap()).await;
+    for item in [Value::Int(0), Value::Int(1), Value::Str("GENERATOR_END".into())] {
+        let pull = child.next_request().await;
+        assert_eq!(pull.action, "GENERATOR_NEXT");
+        child.answer(&pull.request_id, &item).await;
+    }
+    let items: Vec<Value> = stream.await.expect("joins").into_iter().map(|i| i.expect("an item")).collect();
+    assert_eq!(items, [Value::Int(0), Value::Int(1)]);
+
+    // The child asks for the host's functions: it hears the host's own, not its own back.
+    let own = wire::call_object(
+        "get_registered_functions",
+        vec![Value::Str("peer".into())],
+        vec![("upstream".into(), Value::Bool(true)), ("trigger".into(), Value::Str("child-1".into()))],
+    );
+    let wire::Frame::Text(request) = wire::request(Serialization::Json, "up-1", &own, true) else { panic!() };
+    child.ws.send(WsMessage::text(request)).await.expect("sent");
+    let answer = loop {
+        let frame = child.ws.next().await.expect("open").expect("a frame");
+        if let Ok(Message::Response { request_id, response, .. }) = wire::read_text(frame.to_text().unwrap_or("")) {
+            assert_eq!(request_id, "up-1");
+            break response;
+        }
+    };
+    let names: Vec<String> =
+        wire::listing::parse_listing(&answer).expect("a listing").into_iter().map(|d| d.name).collect();
+    assert!(names.contains(&"add".to_owned()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("remote_")), "the child's own functions came back: {names:?}");
+
+    // A call in flight when the link drops fails at once, naming the lost link; the child's
+    // functions leave the namespace.
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { client.call("remote_add", vec![Value::Int(1)], vec![]).await }
+    });
+    let unanswered = child.next_request().await;
+    assert_eq!(unanswered.action, "remote_add");
+    let dropped = Instant::now();
+    drop(child);
+    match tokio::time::timeout(Duration::from_secs(1), in_flight).await.expect("fails within 1 s").expect("joins") {
+        Err(ClientError::Remote(text)) => assert!(text.starts_with("LinkLost('the link to child child-1"), "{text}"),
+        other => panic!("expected the lost link's error, got {other:?}"),
+    }
+    println!("the call in flight failed {:?} after the link dropped", dropped.elapsed());
+    until_listed(&client, "remote_add", false).await;
+    assert_eq!(client.call("add", vec![Value::Int(1)], vec![]).await.expect("the host still serves"), Value::Int(3));
+    server.stop().await;
+}
