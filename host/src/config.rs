@@ -37,6 +37,11 @@
 //!                               # namespace finished in cleanly (globals carry over), each
 //!                               # instance serving at most this many calls
 //!
+//! [[link]]                      # this host's `public` joins `public` on a parent host (ours
+//! url = "ws://10.0.0.5:8220/ws/easy"  # or a Python EasyRpcServer); one parent per namespace,
+//! secret = "parent-secret"      # any number of children; also --link URL#NAMESPACE
+//! namespace = "public"          # with --link-secret
+//!
 //! [[group]]                     # reached like a namespace; calls go to the first member
 //! name = "both"                 # (in this order) that has the function
 //! members = ["alpha", "beta"]
@@ -63,6 +68,7 @@
 //!                               # default; a [[namespace]] may choose otherwise
 //! ```
 
+use crate::cluster::parent::LinkConfig;
 use crate::deploy::{Deployer, ModuleSource};
 use crate::registry::{Group, NamespacePolicy, PolicyConfig, Registry, RegistrySnapshot};
 use crate::runtime::{CallLimits, InstanceReuse, Runtime};
@@ -92,6 +98,52 @@ pub struct ConfigFile {
     pub namespaces: Vec<NamespaceEntry>,
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupEntry>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkEntry>,
+}
+
+/// `[[link]]`: this host's namespace (or group) joins the namespace of that name on a parent
+/// host, ours or a Python `EasyRpcServer`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEntry {
+    /// The parent's websocket URL, path included: `ws://10.0.0.5:8220/ws/easy`.
+    pub url: String,
+    /// The parent's secret for that path or namespace.
+    pub secret: String,
+    pub namespace: String,
+}
+
+/// The links to parent hosts: the config file's `[[link]]` entries and `--link URL#NAMESPACE`
+/// flags (signed with `flag_secret`). A namespace has at most one parent.
+pub fn link_configs(entries: &[LinkEntry], flags: &[String], flag_secret: &str) -> anyhow::Result<Vec<LinkConfig>> {
+    let mut links: Vec<LinkConfig> = entries
+        .iter()
+        .map(|e| LinkConfig { url: e.url.clone(), secret: e.secret.clone(), namespace: e.namespace.clone() })
+        .collect();
+    for flag in flags {
+        let Some((url, namespace)) = flag.rsplit_once('#').filter(|(url, ns)| !url.is_empty() && !ns.is_empty()) else {
+            bail!("--link {flag}: write the parent's URL and this host's namespace as URL#NAMESPACE");
+        };
+        links.push(LinkConfig { url: url.to_owned(), secret: flag_secret.to_owned(), namespace: namespace.to_owned() });
+    }
+    for link in &links {
+        if !(link.url.starts_with("ws://") || link.url.starts_with("wss://")) {
+            bail!("link of namespace {}: {} is not a ws:// or wss:// URL", link.namespace, link.url);
+        }
+        let parents: Vec<&str> =
+            links.iter().filter(|other| other.namespace == link.namespace).map(|other| other.url.as_str()).collect();
+        if parents.len() > 1 {
+            bail!(
+                "namespace {} has {} parent links ({}); a namespace links to at most one parent, \
+                 and any number of children link to it",
+                link.namespace,
+                parents.len(),
+                parents.join(", ")
+            );
+        }
+    }
+    Ok(links)
 }
 
 /// `[[namespace]]`: a tenant's own secret and limits (all optional but the name).
@@ -320,6 +372,29 @@ pub fn load_registry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_read_from_the_file_and_flags_with_one_parent_per_namespace() {
+        let file: ConfigFile = toml::from_str(
+            r#"
+            [[link]]
+            url = "ws://10.0.0.5:8220/ws/easy"
+            secret = "parent-secret"
+            namespace = "public"
+            "#,
+        )
+        .unwrap();
+        let links = link_configs(&file.links, &["ws://10.0.0.6:8220/ws/easy#private".into()], "flag-secret").unwrap();
+        assert_eq!(links.len(), 2);
+        assert_eq!((links[0].namespace.as_str(), links[0].secret.as_str()), ("public", "parent-secret"));
+        assert_eq!((links[1].url.as_str(), links[1].secret.as_str()), ("ws://10.0.0.6:8220/ws/easy", "flag-secret"));
+        let two_parents = link_configs(&file.links, &["ws://10.0.0.7:8220/ws/easy#public".into()], "s").unwrap_err();
+        assert!(two_parents.to_string().contains("namespace public has 2 parent links"), "{two_parents}");
+        let no_namespace = link_configs(&[], &["ws://10.0.0.7:8220/ws/easy".into()], "s").unwrap_err();
+        assert!(no_namespace.to_string().contains("URL#NAMESPACE"), "{no_namespace}");
+        let not_ws = link_configs(&[], &["http://10.0.0.7/#x".into()], "s").unwrap_err();
+        assert!(not_ws.to_string().contains("not a ws://"), "{not_ws}");
+    }
     use crate::runtime::DEFAULT_MAX_CALLS_PER_INSTANCE;
 
     #[test]

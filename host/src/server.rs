@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub limits: ConnectionLimits,
     /// Sent in every auth reply; the same for all connections of this server.
     pub server_id: String,
+    /// Links to parent hosts, kept up while the server runs.
+    pub links: Vec<cluster::parent::LinkConfig>,
 }
 
 impl ServerConfig {
@@ -60,6 +62,7 @@ impl ServerConfig {
             paths: vec![PathConfig { path: path.to_owned(), secret: secret.to_owned(), encryption: false }],
             limits: ConnectionLimits::default(),
             server_id: uuid::Uuid::new_v4().to_string(),
+            links: Vec::new(),
         }
     }
 }
@@ -96,6 +99,9 @@ pub async fn run_with_deployer(
         Arc::new(Shared { limits: config.limits, server_id: config.server_id, registry, deployer, open_generators });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
+    for link in config.links {
+        sessions.spawn(cluster::parent::keep_link(link, shared.clone(), stop_rx.clone()));
+    }
     tokio::pin!(shutdown);
     loop {
         while sessions.try_join_next().is_some() {}

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 const EASYRPC: &str = env!("CARGO_BIN_EXE_easyrpc");
 
-/// A modules directory: peer in namespace `peer`, math at the top (namespace DEFAULT).
-fn modules_dir() -> PathBuf {
+/// A modules directory of the test `tag`: peer in namespace `peer`, math at the top (namespace
+/// DEFAULT).
+fn modules_dir(tag: &str) -> PathBuf {
     let built = xtask::modules_dir().expect("modules build");
-    let dir = std::env::temp_dir().join(format!("easyrpc-cli-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("easyrpc-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("peer")).unwrap();
     std::fs::copy(built.join("peer.wasm"), dir.join("peer").join("peer.wasm")).unwrap();
@@ -21,9 +22,15 @@ fn modules_dir() -> PathBuf {
 
 /// Starts `easyrpc serve` on a free port and returns it with its URL.
 fn serve(dir: &Path) -> (Child, String) {
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with more flags.
+fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(EASYRPC)
         .args(["serve", "--secret", "cli-secret", "--port", "0", "--modules"])
         .arg(dir)
+        .args(extra)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -58,7 +65,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn serve_list_call_and_stop() {
-    let dir = modules_dir();
+    let dir = modules_dir("serve");
     let (mut server, url) = serve(&dir);
     let url_arg = url.clone();
     let remote = move |extra: &[&str]| -> Vec<String> {
@@ -161,4 +168,50 @@ fn inspect_prints_signatures_and_json() {
     let out = easyrpc(&["inspect", "/nonexistent.wasm"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("cannot read module"));
+}
+
+/// `--link`: a child host (math in namespace `peer`) linked to a parent (peer in `peer`); a
+/// client of the child calls the parent's function. Two parents for one namespace are refused.
+#[test]
+fn serve_links_a_namespace_to_a_parent_host() {
+    let dir = modules_dir("link");
+    let (mut parent, parent_url) = serve(&dir);
+    let child_dir = std::env::temp_dir().join(format!("easyrpc-cli-child-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&child_dir);
+    std::fs::create_dir_all(child_dir.join("peer")).unwrap();
+    std::fs::copy(dir.join("math.wasm"), child_dir.join("peer").join("math.wasm")).unwrap();
+    let link = format!("{parent_url}#peer");
+    let (mut child, child_url) = serve_with(&child_dir, &["--link", &link]);
+
+    let call = |function: &str, arg: &str| {
+        easyrpc(&["call", "--url", &child_url, "--secret", "cli-secret", "-n", "peer", function, arg])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = call("echo", "\"linked\"");
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "\"linked\"\n");
+    let out = call("sum", "[1, 2, 3]");
+    assert_eq!(text(&out.stdout), "6\n", "the child's own function: {}", text(&out.stderr));
+
+    let two = format!("{parent_url}#peer");
+    let out = Command::new(EASYRPC)
+        .args(["serve", "--secret", "cli-secret", "--port", "0", "--modules"])
+        .arg(&child_dir)
+        .args(["--link", &link, "--link", &two])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("namespace peer has 2 parent links"), "{}", text(&out.stderr));
+
+    for server in [&mut child, &mut parent] {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    let _ = std::fs::remove_dir_all(&child_dir);
 }

@@ -188,3 +188,60 @@ async fn a_child_host_s_functions_are_offered_relayed_and_taken_away_with_its_li
     assert_eq!(client.call("add", vec![Value::Int(1)], vec![]).await.expect("the host still serves"), Value::Int(3));
     server.stop().await;
 }
+
+/// A host serving `module` in namespace `peer`, linked (when `parent` is given) to the
+/// parent's `peer`.
+async fn host(module: &str, parent: Option<&TestServer>) -> TestServer {
+    let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
+    snapshot.add_module("peer", &easyrpc_tests::load(module));
+    let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    if let Some(parent) = parent {
+        config.links.push(easyrpc::cluster::parent::LinkConfig {
+            url: parent.url(),
+            secret: SECRET.into(),
+            namespace: "peer".into(),
+        });
+    }
+    TestServer::with_config(snapshot, config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_linked_hosts_call_each_other_s_functions_and_the_child_comes_back_after_its_parent_restarts() {
+    let parent = host("peer", None).await;
+    let child = host("math", Some(&parent)).await;
+    let on_child = EasyRpcProxy::connect(&child.url(), SECRET, "peer").await.expect("connects");
+    let on_parent = EasyRpcProxy::connect(&parent.url(), SECRET, "peer").await.expect("connects");
+
+    // Upward: a client of the child calls the parent's function; downward: the reverse.
+    until_listed(&on_child, "echo", true).await;
+    assert_eq!(on_child.call("echo", vec![Value::Str("up".into())], vec![]).await.expect("relayed up"), "up".into());
+    until_listed(&on_parent, "mul", true).await;
+    let product = on_parent.call("mul", vec![Value::Float(2.0), Value::Float(3.0)], vec![]).await;
+    assert_eq!(product.expect("relayed down"), Value::Float(6.0));
+    assert_eq!(on_parent.call("add", vec![Value::Int(1)], vec![]).await.expect("its own add"), Value::Int(3));
+
+    // The parent goes away: the child drops its functions at once and dials again.
+    let addr = parent.addr;
+    let stopped = Instant::now();
+    parent.stop().await;
+    until_listed(&on_child, "echo", false).await;
+    println!("the parent's functions left the child {:?} after the parent stopped", stopped.elapsed());
+    assert_eq!(
+        on_child.call("mul", vec![Value::Float(2.0), Value::Float(2.0)], vec![]).await.expect("own"),
+        Value::Float(4.0)
+    );
+
+    // A parent on the same address again: the link comes back by itself, with its functions.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("the parent's port again");
+    let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
+    snapshot.add_module("peer", &easyrpc_tests::load("peer"));
+    let registry = std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot));
+    let config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    let restarted = Instant::now();
+    let parent = TestServer::serve_on(listener, registry, None, config);
+    until_listed(&on_child, "echo", true).await;
+    println!("the link was back {:?} after the parent restarted", restarted.elapsed());
+    assert_eq!(on_child.call("echo", vec![Value::Str("again".into())], vec![]).await.expect("relayed"), "again".into());
+    child.stop().await;
+    parent.stop().await;
+}

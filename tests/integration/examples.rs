@@ -19,7 +19,8 @@ async fn serve_example(name: &str) -> (TestServer, String) {
     assert!(failures.is_empty(), "{failures:?}");
     let paths = file.path_configs(&secret);
     let path = paths[0].path.clone();
-    let config = ServerConfig { paths, limits: ConnectionLimits::default(), server_id: "example".into() };
+    let config =
+        ServerConfig { paths, limits: ConnectionLimits::default(), server_id: "example".into(), links: Vec::new() };
     let server = TestServer::with_config(snapshot, config).await;
     let url = format!("ws://{}{path}", server.addr);
     (server, url)

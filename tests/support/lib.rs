@@ -82,6 +82,16 @@ impl TestServer {
         config: easyrpc::server::ServerConfig,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        Self::serve_on(listener, registry, deployer, config)
+    }
+
+    /// [`serve`](Self::serve) on a listener the caller bound (to restart a host on its port).
+    pub fn serve_on(
+        listener: tokio::net::TcpListener,
+        registry: Arc<easyrpc::registry::Registry>,
+        deployer: Option<Arc<easyrpc::deploy::Deployer>>,
+        config: easyrpc::server::ServerConfig,
+    ) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(easyrpc::server::run_with_deployer(

@@ -67,6 +67,14 @@ pub struct ServeArgs {
     /// answer Busy.
     #[arg(long)]
     pub guest_memory_mib: Option<usize>,
+    /// Link a namespace (or group) of this host to the namespace of that name on a parent host
+    /// (ours or a Python EasyRpcServer): `--link ws://10.0.0.5:8220/ws/easy#public`. Repeatable,
+    /// one parent per namespace; `[[link]]` in the config does the same.
+    #[arg(long = "link", value_name = "URL#NAMESPACE")]
+    pub links: Vec<String>,
+    /// The parent's secret for `--link` (default: this host's own secret).
+    #[arg(long)]
+    pub link_secret: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -92,6 +100,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if paths.is_empty() {
         paths.push(PathConfig { path: DEFAULT_PATH.to_owned(), secret: secret.clone(), encryption: args.encryption });
     }
+
+    // Checked before any module loads, so that a mistake in them fails at once.
+    let links = crate::config::link_configs(&file.links, &args.links, args.link_secret.as_deref().unwrap_or(&secret))?;
 
     let mut sources = file.module_sources();
     sources.extend(args.modules_dirs.iter().cloned().map(ModuleSource::Dir));
@@ -136,7 +147,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("listening on {host}:{port}"))?;
-    let config = ServerConfig { paths, limits: connection_limits, server_id: uuid::Uuid::new_v4().to_string() };
+    let config = ServerConfig { paths, limits: connection_limits, server_id: uuid::Uuid::new_v4().to_string(), links };
     let served = server::run_with_deployer(listener, config, registry, Some(deployer), shutdown_signal()).await;
     watcher.abort();
     served

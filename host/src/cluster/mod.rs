@@ -10,6 +10,7 @@
 
 pub mod children;
 mod function;
+pub mod parent;
 
 pub use function::LinkFunction;
 

@@ -188,6 +188,12 @@ pub struct Accepted<S> {
 }
 
 impl<S> Accepted<S> {
+    /// A connection this host dialed and set up itself (a link to its parent host): `setup`
+    /// holds the claims it sent and the secret it signed them with.
+    pub fn dialed(ws: WebSocketStream<S>, peer: SocketAddr, path: Arc<PathConfig>, setup: auth::Setup) -> Self {
+        Self { ws, peer, path, setup }
+    }
+
     /// What the peer's setup token says.
     pub fn claims(&self) -> &auth::SetupClaims {
         &self.setup.claims

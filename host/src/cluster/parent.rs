@@ -1,0 +1,150 @@
+//! The child side of a link: this host dials its parent for one namespace (`[[link]]` in the
+//! config, `--link` on the command line) and keeps the link up while it runs. Over the link
+//! the parent's requests are answered like any client's; this host lists the parent's
+//! functions at once and every [`RELIST_INTERVAL`] and offers them in the namespace. A link
+//! that drops takes the parent's functions away at once; it is dialed again with capped,
+//! jittered backoff, and the functions come back with it.
+
+use super::{listing_request, LinkFunction, LinkHandle};
+use crate::registry::Registry;
+use crate::session::{self, Accepted, PathConfig, Shared, Transport};
+use crate::value::Value;
+use crate::wire::{self, auth, Serialization};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::MaybeTlsStream;
+
+pub use super::children::RELIST_INTERVAL;
+
+/// The first wait before dialing a parent again; it doubles up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two dials of a parent that does not answer.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One link to a parent host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// The parent's websocket URL, path included (`ws://10.0.0.5:8220/ws/easy`).
+    pub url: String,
+    /// The parent's secret for that path or namespace.
+    pub secret: String,
+    /// The namespace (or group) of this host that joins the parent's namespace of that name.
+    pub namespace: String,
+}
+
+impl Transport for MaybeTlsStream<tokio::net::TcpStream> {}
+
+/// Keeps the link to a parent up until the host shuts down.
+pub async fn keep_link(config: LinkConfig, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    // One id for the life of the host, as the Python original keeps its proxy's id.
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match dial(&config, &id).await {
+            Ok(accepted) => {
+                backoff = FIRST_BACKOFF;
+                serve_parent(accepted, &config, &id, shared.clone(), shutdown.clone()).await;
+            }
+            Err(reason) => {
+                tracing::info!(url = %config.url, namespace = %config.namespace, %reason, "parent link failed");
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let wait = jittered(backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// `wait`, give or take a quarter at random, so that children of a restarted parent do not
+/// all dial it at the same moment.
+fn jittered(wait: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    wait.mul_f64(0.75 + random / 2.0)
+}
+
+/// Connects to the parent and passes its setup: a connection ready for the session loop.
+async fn dial(config: &LinkConfig, id: &str) -> Result<Accepted<MaybeTlsStream<tokio::net::TcpStream>>, String> {
+    let url: tokio_tungstenite::tungstenite::http::Uri =
+        config.url.parse().map_err(|e| format!("bad parent url {}: {e}", config.url))?;
+    let connect = tokio_tungstenite::connect_async(config.url.as_str());
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let claims = auth::SetupClaims {
+        kind: auth::SERVER.to_owned(),
+        id: id.to_owned(),
+        namespace: config.namespace.clone(),
+        serialization: Serialization::Json,
+        notify: false,
+    };
+    let setup = Value::Dict(vec![("setup".to_owned(), Value::Str(auth::sign_setup(&claims, &config.secret)))]);
+    ws.send(WsMessage::text(setup.to_json())).await.map_err(|e| e.to_string())?;
+    let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .map_err(|_| "no auth reply within 10 s".to_owned())?
+        .ok_or("closed before the auth reply")?
+        .map_err(|e| e.to_string())?;
+    let authenticated = reply
+        .to_text()
+        .ok()
+        .and_then(|t| crate::value::json::parse(t).ok())
+        .is_some_and(|v| v.get("auth").and_then(Value::as_str) == Some("ok"));
+    if !authenticated {
+        return Err(format!("the parent refused the link: {}", reply.to_text().unwrap_or("(binary)")));
+    }
+    let peer = match ws.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp.peer_addr().map_err(|e| e.to_string())?,
+        _ => return Err("unsupported stream".to_owned()),
+    };
+    let path = Arc::new(PathConfig { path: url.path().to_owned(), secret: config.secret.clone(), encryption: false });
+    let setup = auth::Setup { claims, admin: false, secret: config.secret.clone() };
+    Ok(Accepted::dialed(ws, peer, path, setup))
+}
+
+/// Serves a parent link until it drops, then takes the parent's functions away.
+async fn serve_parent(
+    accepted: Accepted<MaybeTlsStream<tokio::net::TcpStream>>,
+    config: &LinkConfig,
+    id: &str,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let peer = format!("parent {}", config.url);
+    let (link, part) = LinkHandle::new(&peer);
+    let registry = shared.registry.clone();
+    tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link up");
+    let learning = tokio::spawn(learn_functions(link.clone(), registry.clone(), config.namespace.clone(), id.into()));
+    session::run(accepted, shared, shutdown, Some(part)).await;
+    learning.abort();
+    registry.remove_linked(link.id());
+    tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link down; its functions are gone");
+}
+
+/// Lists the parent's functions now and every [`RELIST_INTERVAL`], offering them in
+/// `namespace`.
+async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: String, id: String) {
+    loop {
+        let answer = match link.request(listing_request(&namespace, true, Some(&id))).await {
+            Ok(answer) => answer,
+            Err(_) => return,
+        };
+        match wire::listing::parse_listing(&answer.response) {
+            Ok(descriptors) => {
+                tracing::debug!(link = link.id().id, functions = descriptors.len(), "parent functions listed");
+                registry.set_linked(link.id().clone(), &namespace, LinkFunction::all(&link, descriptors));
+            }
+            Err(reason) => tracing::info!(link = link.id().id, %reason, "the parent's listing cannot be read"),
+        }
+        tokio::time::sleep(RELIST_INTERVAL).await;
+    }
+}
