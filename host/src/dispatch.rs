@@ -78,8 +78,9 @@ impl Resolved<'_> {
         self.function.descriptor().kind
     }
 
-    /// Calls the function once the namespace admits it, in the namespace's turns.
-    pub async fn call(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, DispatchError> {
+    /// Calls the function once the namespace admits it, in the namespace's turns: its value,
+    /// or the generator its answer started where its listing did not say it was one.
+    pub async fn call(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Called, DispatchError> {
         let Resolved { context, function_name, member, namespace, function } = self;
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
@@ -94,8 +95,13 @@ impl Resolved<'_> {
                     namespace = %context.namespace, function = %function_name, request = %context.request_id,
                     took = ?started.map(|s| s.elapsed()), "call"
                 );
+                if let Some(stream) = function.adopt_generator(&value) {
+                    let policy = namespace.policy.clone();
+                    let slot = policy.admit_generator(member)?;
+                    return Ok(Called::Generator(Generator { stream: Some(stream), _slot: Some(slot), policy }));
+                }
                 match reserved_marker(&value) {
-                    None => Ok(value),
+                    None => Ok(Called::Value(value)),
                     Some(why) => Err(DispatchError::Reserved(why)),
                 }
             }
@@ -126,6 +132,13 @@ impl Resolved<'_> {
             }
         }
     }
+}
+
+/// What a call gave.
+pub enum Called {
+    Value(Value),
+    /// A generator the call started (see [`Callable::adopt_generator`]).
+    Generator(Generator),
 }
 
 /// An open generator: its items are pulled one at a time, each step in its namespace's turns.

@@ -69,6 +69,11 @@ pub trait Callable: Send + Sync {
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError>;
     /// Opens a generator (descriptor kind `generator`): a stream of values pulled one by one.
     async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError>;
+    /// The generator a call's answer started although the descriptor did not say so (a
+    /// Python host lists its generators as plain functions), if this function can pull it.
+    fn adopt_generator(&self, _started: &Value) -> Option<Box<dyn ValueStream>> {
+        None
+    }
 }
 
 /// The items of an open generator, local or (later) behind a link.

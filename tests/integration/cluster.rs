@@ -245,3 +245,84 @@ async fn two_linked_hosts_call_each_other_s_functions_and_the_child_comes_back_a
     child.stop().await;
     parent.stop().await;
 }
+
+/// A Python easyrpc 0.251 `EasyRpcServer` (tests/peer/cluster_node.py) on a port of its own,
+/// serving `py_func` and `py_gen` in namespace `peer`, linked as a child to `parent` if given.
+struct PythonNode {
+    process: tokio::process::Child,
+    url: String,
+}
+
+impl PythonNode {
+    async fn start(parent: Option<&TestServer>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let mut command = tokio::process::Command::new(easyrpc_tests::python_with_easyrpc());
+        command
+            .arg(easyrpc_tests::peer_dir().join("cluster_node.py"))
+            .args(["--port", &port.to_string(), "--path", "/ws/py", "--secret", SECRET, "--namespace", "peer"])
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null());
+        if let Some(parent) = parent {
+            command.args(["--parent", &parent.addr.to_string(), "--parent-path", easyrpc_tests::PATH]);
+        }
+        let process = command.spawn().expect("python runs");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(60), "the Python server did not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { process, url: format!("ws://127.0.0.1:{port}/ws/py") }
+    }
+}
+
+/// Waits (a bounded while, a Python server being slower to start) until `proxy` sees `name`.
+async fn until_listed_slowly(proxy: &EasyRpcProxy, name: &str) {
+    let started = Instant::now();
+    while proxy.function(name).is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "{name} never listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        proxy.refresh().await.expect("lists");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_server_joins_our_host_as_a_child() {
+    let host = host("peer", None).await;
+    let mut python = PythonNode::start(Some(&host)).await;
+    let client = EasyRpcProxy::connect(&host.url(), SECRET, "peer").await.expect("connects");
+    until_listed_slowly(&client, "py_func").await;
+    let answer = client.call("py_func", vec![Value::Str("down".into())], vec![]).await.expect("relayed down");
+    assert_eq!(json::to_string(&answer), r#"{"py":"down"}"#);
+    let stream = client.stream("py_gen", vec![Value::Int(3)], vec![]).await.expect("opens");
+    let items: Vec<Value> = stream.map(|i| i.expect("an item")).collect().await;
+    assert_eq!(items, [Value::Int(0), Value::Int(1), Value::Int(2)]);
+    // The Python child goes away: its functions leave the namespace.
+    python.process.kill().await.expect("killed");
+    until_listed(&client, "py_func", false).await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_host_joins_a_python_server_as_a_child() {
+    let python = PythonNode::start(None).await;
+    let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
+    snapshot.add_module("peer", &easyrpc_tests::load("peer"));
+    let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    config.links.push(easyrpc::cluster::parent::LinkConfig {
+        url: python.url.clone(),
+        secret: SECRET.into(),
+        namespace: "peer".into(),
+    });
+    let host = TestServer::with_config(snapshot, config).await;
+    // Up: our client on our host calls the Python parent's function.
+    let on_host = EasyRpcProxy::connect(&host.url(), SECRET, "peer").await.expect("connects");
+    until_listed_slowly(&on_host, "py_func").await;
+    let answer = on_host.call("py_func", vec![Value::Int(7)], vec![]).await.expect("relayed up");
+    assert_eq!(json::to_string(&answer), r#"{"py":7}"#);
+    // Down: a client of the Python parent calls our host's function through it.
+    let on_python = EasyRpcProxy::connect(&python.url, SECRET, "peer").await.expect("connects to Python");
+    until_listed_slowly(&on_python, "concat").await;
+    let joined = on_python.call("concat", vec!["a".into(), "b".into()], vec![]).await.expect("relayed down");
+    assert_eq!(joined, Value::Str("a-b".into()));
+    host.stop().await;
+}

@@ -57,12 +57,21 @@ impl Callable for LinkFunction {
 
     async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
         let started = self.ask(wire::call_object(&self.descriptor.name, args, kwargs)).await?;
-        let Some(Value::Str(id)) = started.get(crate::dispatch::GENERATOR_START).cloned() else {
+        self.adopt_generator(&started).ok_or_else(|| {
             let answer = Value::Str(format!("{} did not start a generator: {}", self.descriptor.name, started.brief()));
             let link = self.link.id().peer.to_string();
-            return Err(CallError::Relayed { function: self.descriptor.name.clone(), link, answer });
-        };
-        Ok(Box::new(LinkStream { function: self.descriptor.name.clone(), link: self.link.clone(), id: Some(id) }))
+            CallError::Relayed { function: self.descriptor.name.clone(), link, answer }
+        })
+    }
+
+    fn adopt_generator(&self, started: &Value) -> Option<Box<dyn ValueStream>> {
+        let Value::Dict(entries) = started else { return None };
+        let [(key, Value::Str(id))] = entries.as_slice() else { return None };
+        (key == crate::dispatch::GENERATOR_START).then(|| {
+            let stream =
+                LinkStream { function: self.descriptor.name.clone(), link: self.link.clone(), id: Some(id.clone()) };
+            Box::new(stream) as Box<dyn ValueStream>
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! A call of one of the namespace's functions: through the dispatcher, or, for a generator
 //! function, opened and kept by the session, answered with `{"GENERATOR_START": id}` (quirk Q3).
 
-use crate::dispatch::{self, CallContext, GENERATOR_START};
+use crate::dispatch::{self, CallContext, Called, GENERATOR_START};
 use crate::session::reply::Reply;
 use crate::session::{OpenGenerator, Session};
 use crate::signature::FunctionKind;
@@ -40,24 +40,26 @@ impl Call {
             );
             return Reply::exception("TypeError", &message);
         }
-        if resolved.kind() != FunctionKind::Generator {
-            return match resolved.call(args, kwargs).await {
-                Ok(value) => Reply::Value(value),
-                Err(error) => Reply::from_dispatch(error),
+        let generator = if resolved.kind() != FunctionKind::Generator {
+            match resolved.call(args, kwargs).await {
+                Ok(Called::Value(value)) => return Reply::Value(value),
+                Ok(Called::Generator(generator)) => match admit_here(session) {
+                    Ok(host_slot) => (generator, host_slot),
+                    Err(busy) => return busy,
+                },
+                Err(error) => return Reply::from_dispatch(error),
+            }
+        } else {
+            let host_slot = match admit_here(session) {
+                Ok(host_slot) => host_slot,
+                Err(busy) => return busy,
             };
-        }
-        if session.generators_lock().len() >= session.max_generators {
-            let reason = format!("this connection already has {} open generators, its limit", session.max_generators);
-            return Reply::failed(&crate::runtime::CallError::Busy { reason });
-        }
-        let Ok(host_slot) = session.open_generators.clone().try_acquire_owned() else {
-            let reason = "the host has too many open generators".to_owned();
-            return Reply::failed(&crate::runtime::CallError::Busy { reason });
+            match resolved.open(args, kwargs).await {
+                Ok(generator) => (generator, host_slot),
+                Err(error) => return Reply::from_dispatch(error),
+            }
         };
-        let generator = match resolved.open(args, kwargs).await {
-            Ok(generator) => generator,
-            Err(error) => return Reply::from_dispatch(error),
-        };
+        let (generator, host_slot) = generator;
         let open = OpenGenerator { generator, last_used: Instant::now(), _host_slot: Some(host_slot) };
         let mut generators = session.generators_lock();
         // The id is the client's own unless taken or long: ids are kept as long as their
@@ -71,4 +73,16 @@ impl Call {
         tracing::debug!(namespace = %session.namespace, %function, generator = %id, "generator opened");
         Reply::Value(Value::Dict(vec![(GENERATOR_START.to_owned(), Value::Str(id))]))
     }
+}
+
+/// A place for one more generator on this connection and on the host, or the `Busy` reply.
+fn admit_here(session: &Session) -> Result<tokio::sync::OwnedSemaphorePermit, Reply> {
+    if session.generators_lock().len() >= session.max_generators {
+        let reason = format!("this connection already has {} open generators, its limit", session.max_generators);
+        return Err(Reply::failed(&crate::runtime::CallError::Busy { reason }));
+    }
+    session.open_generators.clone().try_acquire_owned().map_err(|_| {
+        let reason = "the host has too many open generators".to_owned();
+        Reply::failed(&crate::runtime::CallError::Busy { reason })
+    })
 }
