@@ -326,3 +326,46 @@ async fn our_host_joins_a_python_server_as_a_child() {
     assert_eq!(joined, Value::Str("a-b".into()));
     host.stop().await;
 }
+
+/// Waits until `host` offers `function` in namespace `peer` (or no longer does); how long it
+/// took. Polls the registry, which is what the host's callers see.
+async fn until_offered(host: &TestServer, function: &str, offered: bool) -> Duration {
+    let started = Instant::now();
+    while host.registry.snapshot().resolve("peer", function).is_some() != offered {
+        assert!(started.elapsed() < Duration::from_secs(5), "{function} offered: {}, wanted {offered}", !offered);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_four_hosts_calls_end_to_end_and_pushes_changes_three_hops() {
+    // A <- B <- C <- D, each with a module of its own in namespace `peer`.
+    let a = host("peer", None).await;
+    let b = host("math", Some(&a)).await;
+    let c = host("swap_v1", Some(&b)).await;
+    let d = host("hostile", Some(&c)).await;
+    let on_d = EasyRpcProxy::connect(&d.url(), SECRET, "peer").await.expect("connects");
+    let on_a = EasyRpcProxy::connect(&a.url(), SECRET, "peer").await.expect("connects");
+    until_listed(&on_d, "echo", true).await;
+    until_listed(&on_a, "bump", true).await;
+    assert_eq!(on_d.call("echo", vec!["three hops up".into()], vec![]).await.expect("D -> A"), "three hops up".into());
+    assert_eq!(on_a.call("ok", vec![], vec![]).await.expect("A -> D"), "ok".into());
+    assert_eq!(on_a.call("version", vec![], vec![]).await.expect("A -> C"), "v1".into());
+
+    // A change on A reaches D three hops down by push, and one on D reaches A.
+    let mut with_extra = easyrpc::registry::RegistrySnapshot::default();
+    with_extra.add_module("peer", &easyrpc_tests::load("peer"));
+    with_extra.add_module("peer", &easyrpc_tests::load("swap_v2"));
+    a.registry.publish(with_extra);
+    let down = until_offered(&d, "extra", true).await;
+    let mut without_ok = easyrpc::registry::RegistrySnapshot::default();
+    without_ok.add_module("peer", &easyrpc_tests::load("math"));
+    d.registry.publish(without_ok);
+    let up = until_offered(&a, "ok", false).await;
+    println!("a change reached the host three hops away in {down:?} (down) and {up:?} (up)");
+    assert!(down < Duration::from_secs(1) && up < Duration::from_secs(1), "down {down:?}, up {up:?}");
+    for host in [d, c, b, a] {
+        host.stop().await;
+    }
+}

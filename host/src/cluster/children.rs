@@ -1,25 +1,22 @@
 //! The parent side of a link: a child host connected with `type: SERVER`. Its requests are
-//! answered like any client's; this host lists the child's functions at once and again every
-//! [`RELIST_INTERVAL`], and offers them in the link's namespace while the link is up.
+//! answered like any client's; this host lists the child's functions at once, whenever the
+//! child announces a change (our hosts do), and every [`RELIST_INTERVAL`](super::RELIST_INTERVAL), and offers them in
+//! the link's namespace while the link is up.
 
 use super::{listing_request, LinkFunction, LinkHandle};
 use crate::registry::Registry;
 use crate::session::{self, Accepted, Shared, Transport};
 use crate::wire;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
-
-/// How often a child's functions are listed again: the Python original's refresh, which its
-/// children expect from their parent.
-pub const RELIST_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Serves a child host until its link closes, then takes its functions away.
 pub async fn serve_child<S: Transport>(accepted: Accepted<S>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     let claims = accepted.claims();
     let namespace = claims.namespace.clone();
     let peer = format!("child {} at {}", claims.id, accepted.peer());
-    let (link, part) = LinkHandle::new(&peer);
+    // A child that asked for notices is one of ours: it announces its changes too.
+    let (link, part) = LinkHandle::new(&peer, claims.notify);
     let registry = shared.registry.clone();
     tracing::info!(link = link.id().id, %peer, %namespace, "child link up");
     let learning = tokio::spawn(learn_functions(link.clone(), registry.clone(), namespace.clone()));
@@ -29,7 +26,8 @@ pub async fn serve_child<S: Transport>(accepted: Accepted<S>, shared: Arc<Shared
     tracing::info!(link = link.id().id, %peer, %namespace, "child link down; its functions are gone");
 }
 
-/// Lists the child's functions now and every [`RELIST_INTERVAL`], offering them in `namespace`.
+/// Lists the child's functions now, on each change it announces, and every
+/// [`RELIST_INTERVAL`](super::RELIST_INTERVAL), offering them in `namespace`.
 async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: String) {
     loop {
         let answer = match link.request(listing_request(&namespace, false, None)).await {
@@ -43,6 +41,6 @@ async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: S
             }
             Err(reason) => tracing::info!(link = link.id().id, %reason, "the child's listing cannot be read"),
         }
-        tokio::time::sleep(RELIST_INTERVAL).await;
+        link.relist_due().await;
     }
 }

@@ -18,13 +18,21 @@ use crate::registry::LinkId;
 use crate::session::{Answer, LinkPart, Outgoing};
 use crate::value::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// How often the other host's functions are listed again when it announces nothing: the
+/// Python original's refresh, which its hosts expect. Our hosts announce each change at once.
+pub const RELIST_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The requests this host sends over one link.
 #[derive(Clone)]
 pub struct LinkHandle {
     id: LinkId,
     requests: mpsc::UnboundedSender<Outgoing>,
+    /// Poked by the link's session when the other host announces a change of its functions.
+    relist: Arc<Notify>,
 }
 
 /// The link went down (or was never up) before the other host answered.
@@ -34,12 +42,23 @@ pub struct LinkDown(pub String);
 
 impl LinkHandle {
     /// A handle for a new link to `peer`, and the part the link's session reads its requests
-    /// from.
-    pub fn new(peer: &str) -> (Self, LinkPart) {
+    /// from. `notices`: the other host takes `functions_changed` notices from the start.
+    pub fn new(peer: &str, notices: bool) -> (Self, LinkPart) {
         static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
         let id = LinkId { id: NEXT_LINK.fetch_add(1, Ordering::Relaxed), peer: peer.into() };
         let (requests, receiver) = mpsc::unbounded_channel();
-        (Self { id: id.clone(), requests }, LinkPart { id, requests: receiver })
+        let relist = Arc::new(Notify::new());
+        let part = LinkPart { id: id.clone(), requests: receiver, relist: relist.clone(), notices };
+        (Self { id, requests, relist }, part)
+    }
+
+    /// Waits until the other host's functions are due to be listed again: it announced a
+    /// change, or [`RELIST_INTERVAL`] passed (hosts that announce nothing, like Python's).
+    async fn relist_due(&self) {
+        tokio::select! {
+            _ = tokio::time::sleep(RELIST_INTERVAL) => {}
+            _ = self.relist.notified() => {}
+        }
     }
 
     pub fn id(&self) -> &LinkId {

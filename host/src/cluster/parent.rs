@@ -1,7 +1,8 @@
 //! The child side of a link: this host dials its parent for one namespace (`[[link]]` in the
 //! config, `--link` on the command line) and keeps the link up while it runs. Over the link
 //! the parent's requests are answered like any client's; this host lists the parent's
-//! functions at once and every [`RELIST_INTERVAL`] and offers them in the namespace. A link
+//! functions at once, whenever the parent announces a change (our hosts do), and every
+//! [`RELIST_INTERVAL`](super::RELIST_INTERVAL), and offers them in the namespace. A link
 //! that drops takes the parent's functions away at once; it is dialed again with capped,
 //! jittered backoff, and the functions come back with it.
 
@@ -16,8 +17,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::MaybeTlsStream;
-
-pub use super::children::RELIST_INTERVAL;
 
 /// The first wait before dialing a parent again; it doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -85,7 +84,8 @@ async fn dial(config: &LinkConfig, id: &str) -> Result<Accepted<MaybeTlsStream<t
         id: id.to_owned(),
         namespace: config.namespace.clone(),
         serialization: Serialization::Json,
-        notify: false,
+        // Our parents then announce their changes (a Python parent ignores the claim).
+        notify: true,
     };
     let setup = Value::Dict(vec![("setup".to_owned(), Value::Str(auth::sign_setup(&claims, &config.secret)))]);
     ws.send(WsMessage::text(setup.to_json())).await.map_err(|e| e.to_string())?;
@@ -120,7 +120,7 @@ async fn serve_parent(
     shutdown: watch::Receiver<bool>,
 ) {
     let peer = format!("parent {}", config.url);
-    let (link, part) = LinkHandle::new(&peer);
+    let (link, part) = LinkHandle::new(&peer, false);
     let registry = shared.registry.clone();
     tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link up");
     let learning = tokio::spawn(learn_functions(link.clone(), registry.clone(), config.namespace.clone(), id.into()));
@@ -130,8 +130,8 @@ async fn serve_parent(
     tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link down; its functions are gone");
 }
 
-/// Lists the parent's functions now and every [`RELIST_INTERVAL`], offering them in
-/// `namespace`.
+/// Lists the parent's functions now, on each change it announces, and every
+/// [`RELIST_INTERVAL`](super::RELIST_INTERVAL), offering them in `namespace`.
 async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: String, id: String) {
     loop {
         let answer = match link.request(listing_request(&namespace, true, Some(&id))).await {
@@ -145,6 +145,6 @@ async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: S
             }
             Err(reason) => tracing::info!(link = link.id().id, %reason, "the parent's listing cannot be read"),
         }
-        tokio::time::sleep(RELIST_INTERVAL).await;
+        link.relist_due().await;
     }
 }

@@ -247,6 +247,12 @@ pub async fn accept<S: Transport>(
 pub struct LinkPart {
     pub id: crate::registry::LinkId,
     pub requests: mpsc::UnboundedReceiver<Outgoing>,
+    /// Poked when the other host announces that its functions changed: list them again.
+    pub relist: Arc<Notify>,
+    /// Whether the other host takes `functions_changed` notices from the start (a child of
+    /// ours that asked in its setup). A parent is sent none until it sends one itself, which
+    /// only our hosts do: a Python parent would not understand them.
+    pub notices: bool,
 }
 
 /// A request this host sends over a link, and where its answer goes.
@@ -274,9 +280,9 @@ pub async fn run<S: Transport>(
 ) {
     let limits = shared.limits;
     let Accepted { ws, peer, path, setup: auth::Setup { claims, admin, secret } } = accepted;
-    let (link_id, mut link_requests) = match link {
-        Some(LinkPart { id, requests }) => (Some(id), Some(requests)),
-        None => (None, None),
+    let (link_id, mut link_requests, relist, link_notices) = match link {
+        Some(LinkPart { id, requests, relist, notices }) => (Some(id), Some(requests), Some(relist), notices),
+        None => (None, None, None, false),
     };
     let session = Arc::new(Session {
         serialization: claims.serialization,
@@ -321,12 +327,22 @@ pub async fn run<S: Transport>(
         slow_actions: SlowActions::default(),
         requests: 0,
         pending: HashMap::new(),
+        notices: false,
+        relist: None,
     };
     let mut changes = shared.registry.subscribe();
-    let notify = claims.notify;
+    connection.notices = if connection.session.link.is_some() { link_notices } else { claims.notify };
+    connection.relist = relist;
     // What the connection's namespace listed when it last looked: a change elsewhere on the
     // host (another tenant's deploy) is none of this client's business.
-    let mut listed = if notify { listing_fingerprint(&shared.registry, &claims.namespace) } else { 0 };
+    let mut listed = listing_fingerprint(&connection.session);
+    if connection.session.link.is_some() && connection.notices {
+        // Tells a child of ours that this parent sends notices, and so takes them too.
+        let notice = to_ws(wire::functions_changed(connection.session.serialization));
+        if let Flow::Close = connection.write(notice).await {
+            return;
+        }
+    }
     let mut sweep = tokio::time::interval(GENERATOR_SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Frames handled since the last flush (their answers, if any, are still in the buffer).
@@ -385,8 +401,8 @@ pub async fn run<S: Transport>(
                         }
                         continue;
                     }
-                    Ok(()) = changes.changed(), if notify => {
-                        let now_listed = listing_fingerprint(&shared.registry, &claims.namespace);
+                    Ok(()) = changes.changed(), if connection.notices => {
+                        let now_listed = listing_fingerprint(&connection.session);
                         if now_listed == listed {
                             continue;
                         }
@@ -454,11 +470,15 @@ const FLUSH_EVERY: usize = 32;
 
 /// A digest of what `namespace` lists now (names, parameters, types, docs), to tell whether a
 /// change of the host's functions changed it.
-fn listing_fingerprint(registry: &Registry, namespace: &str) -> u64 {
+fn listing_fingerprint(session: &Session) -> u64 {
     use std::hash::{Hash, Hasher};
-    let snapshot = registry.snapshot();
+    let snapshot = session.registry.snapshot();
+    let listed = match &session.link {
+        Some(link) => snapshot.listing_for_link(&session.namespace, link),
+        None => snapshot.listing(&session.namespace),
+    };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for descriptor in snapshot.listing(namespace) {
+    for descriptor in listed {
         serde_json::to_string(descriptor).unwrap_or_default().hash(&mut hasher);
     }
     hasher.finish()
@@ -515,6 +535,10 @@ struct Connection<S> {
     /// Requests this host sent over the connection (a link), by request id, until answered.
     /// Dropped with the connection, which fails their callers.
     pending: HashMap<String, tokio::sync::oneshot::Sender<Answer>>,
+    /// Whether the other end is sent `functions_changed` notices.
+    notices: bool,
+    /// For a link: poked when the other host's functions changed.
+    relist: Option<Arc<Notify>>,
 }
 
 impl<S: Transport> Connection<S> {
@@ -569,6 +593,15 @@ impl<S: Transport> Connection<S> {
         };
         let request = match message {
             Message::Request(r) => r,
+            Message::Notice(_) => {
+                // The other host of a link changed its functions, and is one of ours: it
+                // takes notices too.
+                if let Some(relist) = &self.relist {
+                    relist.notify_one();
+                    self.notices = true;
+                }
+                return Flow::Continue;
+            }
             Message::Response { request_id, response, is_error } => {
                 // The other host's answer to one of our requests over a link; an answer
                 // nobody waits for (its caller gave up) is dropped.
