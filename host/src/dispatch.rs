@@ -8,7 +8,7 @@
 //! [`CallContext`] says who calls. It does not decode frames or write answers (`session`), and
 //! it does not know how a function runs (`registry::Callable`).
 
-use crate::registry::{Callable, Namespace, NamespacePolicy, RegistrySnapshot, ValueStream};
+use crate::registry::{Callable, Namespace, NamespacePolicy, Origin, RegistrySnapshot, Relay, ValueStream};
 use crate::runtime::CallError;
 use crate::signature::FunctionKind;
 use crate::value::Value;
@@ -21,14 +21,21 @@ pub const GENERATOR_START: &str = "GENERATOR_START";
 /// Marker that ends a generator; an item must not be it.
 pub const GENERATOR_END: &str = "GENERATOR_END";
 
-/// Who calls: the namespace (or group) the caller reached, and the request it answers.
+/// Who calls: the namespace (or group) the caller reached, the request it answers, and what
+/// the call carries from the hosts that passed it on.
 #[derive(Clone, Copy, Debug)]
 pub struct CallContext<'a> {
     /// The namespace or group name the caller is connected to.
     pub namespace: &'a str,
     /// The caller's request id, for logs.
     pub request_id: &'a str,
+    pub relay: Relay,
 }
+
+/// Hosts a call may pass through over cluster links. A chain longer than this is not a
+/// cluster anyone draws; a call that gets this far is going round a loop of links whose
+/// listings have not caught up with a change, and is refused instead of circulating.
+pub const MAX_HOPS: u8 = 16;
 
 /// Why a call got no result. Callers turn it into their own kind of answer.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,12 @@ pub enum DispatchError {
     /// The function returned something the Python client would take for a protocol marker.
     #[error("{0}")]
     Reserved(&'static str),
+    /// The call passed through [`MAX_HOPS`] hosts and would go on over another link.
+    #[error("{function} was passed on through {hops} hosts without reaching a host that runs it: the links of the cluster form a loop")]
+    Loop { function: String, hops: u8 },
+    /// The caller's deadline passed before the call could start.
+    #[error("the caller stopped waiting for {function} before it could start")]
+    DeadlinePassed { function: String },
 }
 
 /// A function found for a call, with the namespace that holds it; borrowed from the snapshot
@@ -82,11 +95,12 @@ impl Resolved<'_> {
     /// or the generator its answer started where its listing did not say it was one.
     pub async fn call(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Called, DispatchError> {
         let Resolved { context, function_name, member, namespace, function } = self;
+        check_relay(context, function_name, function)?;
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         let policy = &namespace.policy;
         let result = match policy.admit(member).await {
-            Ok(_running) => policy.in_turns(function.call(args, kwargs)).await,
+            Ok(_running) => policy.in_turns(function.call(args, kwargs, context.relay)).await,
             Err(busy) => Err(busy),
         };
         match result {
@@ -119,9 +133,10 @@ impl Resolved<'_> {
     /// until the generator is dropped.
     pub async fn open(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Generator, DispatchError> {
         let Resolved { context, function_name, member, namespace, function } = self;
+        check_relay(context, function_name, function)?;
         let policy = namespace.policy.clone();
         let slot = policy.admit_generator(member)?;
-        match policy.in_turns(function.open(args, kwargs)).await {
+        match policy.in_turns(function.open(args, kwargs, context.relay)).await {
             Ok(stream) => Ok(Generator { stream: Some(stream), _slot: Some(slot), policy }),
             Err(error) => {
                 tracing::info!(
@@ -178,6 +193,26 @@ impl Generator {
         self.stream = None;
         self._slot = None;
     }
+}
+
+/// Refuses a call whose caller no longer waits, and one that would pass over yet another link
+/// after [`MAX_HOPS`].
+fn check_relay(
+    context: CallContext<'_>,
+    function_name: &str,
+    function: &Arc<dyn Callable>,
+) -> Result<(), DispatchError> {
+    if context.relay.deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+        return Err(DispatchError::DeadlinePassed { function: function_name.to_owned() });
+    }
+    if context.relay.hops >= MAX_HOPS && matches!(function.origin(), Origin::Link(_)) {
+        tracing::info!(
+            namespace = %context.namespace, function = %function_name, hops = context.relay.hops,
+            "call refused: it went round a loop of links"
+        );
+        return Err(DispatchError::Loop { function: function_name.to_owned(), hops: context.relay.hops });
+    }
+    Ok(())
 }
 
 /// Results the Python client would misread as generator markers (quirk Q8).

@@ -61,14 +61,27 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// What a call carries from host to host over cluster links: how many hosts passed it on, and
+/// when its first caller stops waiting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Relay {
+    pub hops: u8,
+    pub deadline: Option<std::time::Instant>,
+}
+
 /// Something a namespace lists and calls.
 #[async_trait::async_trait]
 pub trait Callable: Send + Sync {
     fn descriptor(&self) -> &FunctionDescriptor;
     fn origin(&self) -> &Origin;
-    async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError>;
+    async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Result<Value, CallError>;
     /// Opens a generator (descriptor kind `generator`): a stream of values pulled one by one.
-    async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError>;
+    async fn open(
+        &self,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+        relay: Relay,
+    ) -> Result<Box<dyn ValueStream>, CallError>;
     /// The generator a call's answer started although the descriptor did not say so (a
     /// Python host lists its generators as plain functions), if this function can pull it.
     fn adopt_generator(&self, _started: &Value) -> Option<Box<dyn ValueStream>> {
@@ -133,13 +146,28 @@ impl Callable for LocalFunction {
     fn origin(&self) -> &Origin {
         &self.origin
     }
-    async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError> {
-        self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, self.limits).await
+    async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Result<Value, CallError> {
+        let limits = within(self.limits, relay);
+        self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, limits).await
     }
-    async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
-        let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, self.limits).await?;
+    async fn open(
+        &self,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+        relay: Relay,
+    ) -> Result<Box<dyn ValueStream>, CallError> {
+        let limits = within(self.limits, relay);
+        let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, limits).await?;
         Ok(Box::new(stream))
     }
+}
+
+/// `limits` with a deadline no later than the one the call carries from another host.
+fn within(mut limits: CallLimits, relay: Relay) -> CallLimits {
+    if let Some(deadline) = relay.deadline {
+        limits.deadline = limits.deadline.min(deadline.saturating_duration_since(std::time::Instant::now()));
+    }
+    limits
 }
 
 /// A tenant's settings for one namespace (or the secret of a group).
@@ -655,10 +683,15 @@ mod tests {
         fn origin(&self) -> &Origin {
             &self.origin
         }
-        async fn call(&self, _: Vec<Value>, _: Vec<(String, Value)>) -> Result<Value, CallError> {
+        async fn call(&self, _: Vec<Value>, _: Vec<(String, Value)>, _: Relay) -> Result<Value, CallError> {
             Ok(Value::Str(self.origin.to_string()))
         }
-        async fn open(&self, _: Vec<Value>, _: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
+        async fn open(
+            &self,
+            _: Vec<Value>,
+            _: Vec<(String, Value)>,
+            _: Relay,
+        ) -> Result<Box<dyn ValueStream>, CallError> {
             Err(CallError::Busy { reason: "fakes open no generators".into() })
         }
     }
@@ -754,7 +787,10 @@ mod tests {
     async fn a_call_reaches_the_resolved_function() {
         let snapshot = two_namespaces_and_a_group();
         let (_, _, function) = snapshot.resolve("ab", "h").expect("resolves");
-        assert_eq!(function.call(Vec::new(), Vec::new()).await.expect("answers"), Value::Str("module mb".into()));
+        assert_eq!(
+            function.call(Vec::new(), Vec::new(), Relay::default()).await.expect("answers"),
+            Value::Str("module mb".into())
+        );
     }
 
     #[tokio::test]

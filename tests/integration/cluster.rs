@@ -25,6 +25,8 @@ struct Down {
     action: String,
     args: Vec<Value>,
     kwargs: Vec<(String, Value)>,
+    /// Hosts that passed the call on (our host counts itself).
+    hops: u8,
 }
 
 impl Child {
@@ -63,6 +65,7 @@ impl Child {
                 action: call.action.unwrap_or_default(),
                 args: call.args,
                 kwargs: call.kwargs,
+                hops: call.hops,
             };
         }
     }
@@ -127,6 +130,7 @@ async fn a_child_host_s_functions_are_offered_relayed_and_taken_away_with_its_li
     });
     let down = child.next_request().await;
     assert_eq!((down.action.as_str(), down.args.as_slice()), ("remote_add", &[Value::Int(40)][..]));
+    assert_eq!(down.hops, 1, "the host counts itself when it passes a call on");
     child.answer(&down.request_id, &Value::Int(42)).await;
     assert_eq!(call.await.expect("joins").expect("the relayed call answers"), Value::Int(42));
 
@@ -368,4 +372,27 @@ async fn a_chain_of_four_hosts_calls_end_to_end_and_pushes_changes_three_hops() 
     for host in [d, c, b, a] {
         host.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_call_that_went_round_too_many_hosts_or_outlived_its_caller_is_refused() {
+    let parent = host("peer", None).await;
+    let child = host("math", Some(&parent)).await;
+    let on_child = EasyRpcProxy::connect(&child.url(), SECRET, "peer").await.expect("connects");
+    until_listed(&on_child, "echo", true).await;
+    let mut raw = easyrpc_tests::RawClient::connect(&child, "peer").await;
+    // A call that says it already passed through 16 hosts is not passed on again.
+    let looped = raw.request("r-1", r#"{"action": "echo", "args": ["x"], "easyrpc_hops": 16}"#).await;
+    let text = looped.as_str().unwrap_or_default();
+    assert!(text.starts_with("LoopRefused('echo was passed on through 16 hosts"), "{looped:?}");
+    // The child's own functions still run for it: only passing it on is refused.
+    let own = raw.request("r-2", r#"{"action": "mul", "args": [2.0, 3.0], "easyrpc_hops": 16}"#).await;
+    assert_eq!(own, Value::Float(6.0));
+    // A caller that no longer waits is not served.
+    let late = raw.request("r-3", r#"{"action": "echo", "args": ["x"], "easyrpc_deadline_ms": 0}"#).await;
+    assert!(late.as_str().unwrap_or_default().starts_with("Timeout('the caller stopped waiting for echo"), "{late:?}");
+    let in_time = raw.request("r-4", r#"{"action": "echo", "args": ["y"], "easyrpc_deadline_ms": 5000}"#).await;
+    assert_eq!(in_time, Value::Str("y".into()));
+    child.stop().await;
+    parent.stop().await;
 }

@@ -2,7 +2,7 @@
 //! link and answered from there.
 
 use super::LinkHandle;
-use crate::registry::{Callable, Origin, ValueStream};
+use crate::registry::{Callable, Origin, Relay, ValueStream};
 use crate::runtime::CallError;
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
@@ -51,12 +51,17 @@ impl Callable for LinkFunction {
         &self.origin
     }
 
-    async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value, CallError> {
-        self.ask(wire::call_object(&self.descriptor.name, args, kwargs)).await
+    async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Result<Value, CallError> {
+        self.ask(relayed(&self.descriptor.name, args, kwargs, relay)).await
     }
 
-    async fn open(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Box<dyn ValueStream>, CallError> {
-        let started = self.ask(wire::call_object(&self.descriptor.name, args, kwargs)).await?;
+    async fn open(
+        &self,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+        relay: Relay,
+    ) -> Result<Box<dyn ValueStream>, CallError> {
+        let started = self.ask(relayed(&self.descriptor.name, args, kwargs, relay)).await?;
         self.adopt_generator(&started).ok_or_else(|| {
             let answer = Value::Str(format!("{} did not start a generator: {}", self.descriptor.name, started.brief()));
             let link = self.link.id().peer.to_string();
@@ -73,6 +78,20 @@ impl Callable for LinkFunction {
             Box::new(stream) as Box<dyn ValueStream>
         })
     }
+}
+
+/// The request object of a call passed on to the other host: one hop more, and the time its
+/// caller still waits.
+fn relayed(function: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Value {
+    let mut request = wire::call_object(function, args, kwargs);
+    if let Value::Dict(fields) = &mut request {
+        fields.push((wire::HOPS_KEY.to_owned(), Value::Int(i128::from(relay.hops.saturating_add(1)))));
+        if let Some(deadline) = relay.deadline {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            fields.push((wire::DEADLINE_KEY.to_owned(), Value::Int(left.as_millis() as i128)));
+        }
+    }
+    request
 }
 
 /// A generator running on the other host, pulled step by step over the link.

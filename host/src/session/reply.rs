@@ -64,6 +64,8 @@ impl Reply {
             }
             DispatchError::Call(error) => Self::failed(&error),
             DispatchError::Reserved(why) => Self::exception("ValueError", why),
+            error @ DispatchError::Loop { .. } => Self::exception("LoopRefused", &error.to_string()),
+            error @ DispatchError::DeadlinePassed { .. } => Self::exception("Timeout", &error.to_string()),
         }
     }
 

@@ -404,16 +404,43 @@ fn read_call(cursor: &mut json::Cursor<'_>) -> Result<Call, Unusual> {
         },
         _ => Err(Unusual),
     })?;
-    Ok(Call { action, args: args.unwrap_or_default(), kwargs: kwargs.unwrap_or_default(), generator_id })
+    let (hops, deadline_ms) = (0, None);
+    Ok(Call {
+        action,
+        args: args.unwrap_or_default(),
+        kwargs: kwargs.unwrap_or_default(),
+        generator_id,
+        hops,
+        deadline_ms,
+    })
 }
 
-/// The parts of a request object: `{"action":..., "args":[...], "kwargs":{...}, "generator_id":...}`.
+/// The parts of a request object: `{"action":..., "args":[...], "kwargs":{...}, "generator_id":...}`,
+/// and the relay keys our hosts add to a call they pass on over a cluster link.
 #[derive(Debug, PartialEq)]
 pub struct Call {
     pub action: Option<String>,
     pub args: Vec<Value>,
     pub kwargs: Vec<(String, Value)>,
     pub generator_id: Option<String>,
+    /// [`HOPS_KEY`]: how many hosts passed the call on before this one (0 from a client).
+    pub hops: u8,
+    /// [`DEADLINE_KEY`]: milliseconds the caller still waits, if it said so.
+    pub deadline_ms: Option<u64>,
+}
+
+/// The request key of a relayed call that counts the hosts it passed through. Python hosts
+/// read only the keys they know, so a Python host in a chain passes the call on without it.
+pub const HOPS_KEY: &str = "easyrpc_hops";
+/// The request key of a relayed call that says how many milliseconds its caller still waits.
+pub const DEADLINE_KEY: &str = "easyrpc_deadline_ms";
+
+/// A relay key's number: a non-negative int (anything else reads as absent).
+fn relay_number(value: Option<Value>) -> Option<u64> {
+    match value {
+        Some(Value::Int(n)) => u64::try_from(n).ok(),
+        _ => None,
+    }
 }
 
 /// Splits a request object; missing `args`/`kwargs` mean none (as in Python).
@@ -438,7 +465,9 @@ pub fn parse_call(request: Value) -> Result<Call, String> {
         Some(Value::Str(id)) => Some(id),
         _ => None,
     };
-    Ok(Call { action, args, kwargs, generator_id })
+    let hops = relay_number(take(&mut fields, HOPS_KEY)).map_or(0, |h| u8::try_from(h).unwrap_or(u8::MAX));
+    let deadline_ms = relay_number(take(&mut fields, DEADLINE_KEY));
+    Ok(Call { action, args, kwargs, generator_id, hops, deadline_ms })
 }
 
 /// Encodes a response envelope. `is_error` adds `"error": true` inside `ws_action`, which the

@@ -2,6 +2,7 @@
 //! function, opened and kept by the session, answered with `{"GENERATOR_START": id}` (quirk Q3).
 
 use crate::dispatch::{self, CallContext, Called, GENERATOR_START};
+use crate::registry::Relay;
 use crate::session::reply::Reply;
 use crate::session::{OpenGenerator, Session};
 use crate::signature::FunctionKind;
@@ -17,19 +18,24 @@ pub struct Call {
     function: String,
     args: Vec<Value>,
     kwargs: Vec<(String, Value)>,
+    /// What the call carries from the hosts that passed it on (nothing from a client).
+    relay: Relay,
     /// A pickled Python object found in the arguments, by name.
     unsupported: Option<String>,
 }
 
 impl Call {
     pub fn parse(call: wire::Call, unsupported: Option<String>) -> Self {
-        Self { function: call.action.unwrap_or_default(), args: call.args, kwargs: call.kwargs, unsupported }
+        // A deadline past the clock's range is none.
+        let deadline = call.deadline_ms.and_then(|ms| Instant::now().checked_add(std::time::Duration::from_millis(ms)));
+        let relay = Relay { hops: call.hops, deadline };
+        Self { function: call.action.unwrap_or_default(), args: call.args, kwargs: call.kwargs, relay, unsupported }
     }
 
     pub async fn apply(self, session: &Session, request_id: &str) -> Reply {
-        let Call { function, args, kwargs, unsupported } = self;
+        let Call { function, args, kwargs, relay, unsupported } = self;
         let snapshot = session.registry.snapshot();
-        let context = CallContext { namespace: &session.namespace, request_id };
+        let context = CallContext { namespace: &session.namespace, request_id, relay };
         let resolved = match dispatch::resolve(&snapshot, context, &function) {
             Ok(resolved) => resolved,
             Err(unknown) => return Reply::from_dispatch(unknown),
