@@ -396,3 +396,67 @@ async fn a_relayed_call_that_went_round_too_many_hosts_or_outlived_its_caller_is
     child.stop().await;
     parent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_reaches_only_the_namespace_its_secret_opens() {
+    use easyrpc::registry::{NamespacePolicy, PolicyConfig, RegistrySnapshot};
+    let tenant =
+        |secret: &str| NamespacePolicy::new(PolicyConfig { secret: Some(secret.into()), ..Default::default() });
+    let mut snapshot = RegistrySnapshot::default();
+    snapshot.set_policy("alpha", tenant("alpha-secret"));
+    snapshot.set_policy("beta", tenant("beta-secret"));
+    snapshot.add_module("alpha", &easyrpc_tests::load("peer"));
+    snapshot.add_module("beta", &easyrpc_tests::load("swap_v1"));
+    let parent =
+        TestServer::with_config(snapshot, easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET)).await;
+    // The child links its `alpha` with alpha's own secret.
+    let mut child_snapshot = RegistrySnapshot::default();
+    child_snapshot.add_module("alpha", &easyrpc_tests::load("math"));
+    let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    config.links.push(easyrpc::cluster::parent::LinkConfig {
+        url: parent.url(),
+        secret: "alpha-secret".into(),
+        namespace: "alpha".into(),
+    });
+    let child = TestServer::with_config(child_snapshot, config).await;
+    let started = Instant::now();
+    while child.registry.snapshot().resolve("alpha", "echo").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the link never came up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while parent.registry.snapshot().resolve("alpha", "mul").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the child's functions never reached alpha");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let names = |host: &TestServer, ns: &str| -> Vec<String> {
+        host.registry.snapshot().listing(ns).iter().map(|d| d.name.clone()).collect()
+    };
+    assert!(
+        !names(&child, "alpha").contains(&"version".to_owned()),
+        "beta's functions crossed: {:?}",
+        names(&child, "alpha")
+    );
+    assert!(
+        !names(&parent, "beta").contains(&"mul".to_owned()),
+        "the child reached beta: {:?}",
+        names(&parent, "beta")
+    );
+    assert!(child.registry.snapshot().namespace("beta").is_none(), "nothing of beta on the child");
+
+    // A link signed with another tenant's secret gets nowhere.
+    let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    config.links.push(easyrpc::cluster::parent::LinkConfig {
+        url: parent.url(),
+        secret: "beta-secret".into(),
+        namespace: "alpha".into(),
+    });
+    let mut intruder_snapshot = RegistrySnapshot::default();
+    intruder_snapshot.add_module("alpha", &easyrpc_tests::load("hostile"));
+    let intruder = TestServer::with_config(intruder_snapshot, config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(intruder.registry.snapshot().resolve("alpha", "echo").is_none(), "alpha opened to beta's secret");
+    assert!(parent.registry.snapshot().resolve("alpha", "spin").is_none(), "the intruder's functions reached alpha");
+    for host in [intruder, child, parent] {
+        host.stop().await;
+    }
+}

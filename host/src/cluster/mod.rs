@@ -1,9 +1,9 @@
 //! Cluster links: hosts that share their namespaces' functions (easyrpc's server chaining).
 //!
 //! Owns what makes a connection a link: the requests this host sends over it ([`LinkHandle`]),
-//! the other host's functions as [`LinkFunction`]s in the registry while the link is up, and
-//! the parent side of a link (a child host that connected with `type: SERVER`, in
-//! [`children`]). A link carries requests both ways on one websocket: the other host's requests
+//! the other host's functions as [`LinkFunction`]s in the registry while the link is up, the
+//! parent side of a link (a child host that connected with `type: SERVER`, in [`children`])
+//! and the child side (dialing a parent and keeping the link up, in [`parent`]). A link carries requests both ways on one websocket: the other host's requests
 //! are answered by the same session code as any client's (`session::run`), and a listing for
 //! a link leaves out what the other host offered over it. It does not accept connections
 //! (`server`) or decide where a call goes (`dispatch`).
