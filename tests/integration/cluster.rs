@@ -488,3 +488,81 @@ async fn a_mixed_chain_ours_python_ours_calls_end_to_end() {
     c.stop().await;
     a.stop().await;
 }
+
+/// A <- B <- C under load from a client on C calling A's function; B stops and comes back
+/// on its port. Calls fail fast while B is away (none hangs) and succeed again once the links
+/// are back, with no operator action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_middle_host_of_a_chain_stops_and_restarts_under_load() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let a = host("peer", None).await;
+    let b = host("math", Some(&a)).await;
+    let c = host("swap_v1", Some(&b)).await;
+    let on_c = Arc::new(EasyRpcProxy::connect(&c.url(), SECRET, "peer").await.expect("connects"));
+    until_listed(&on_c, "echo", true).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let slowest_failure = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (on_c, stop, ok, failed, slowest) =
+            (on_c.clone(), stop.clone(), ok.clone(), failed.clone(), slowest_failure.clone());
+        load.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                match on_c.call("echo", vec!["x".into()], vec![]).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => {
+                        let took = started.elapsed();
+                        let mut slowest = slowest.lock().unwrap();
+                        *slowest = (*slowest).max(took);
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = ok.load(Ordering::Relaxed);
+    assert!(before > 0, "calls went through before the stop");
+
+    let b_addr = b.addr;
+    b.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let failed_while_away = failed.load(Ordering::Relaxed);
+    // B back on its port: A accepts its link again, C dials it again by itself.
+    let listener = tokio::net::TcpListener::bind(b_addr).await.expect("B's port again");
+    let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
+    snapshot.add_module("peer", &easyrpc_tests::load("math"));
+    let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    config.links.push(easyrpc::cluster::parent::LinkConfig {
+        url: a.url(),
+        secret: SECRET.into(),
+        namespace: "peer".into(),
+    });
+    let restarted = Instant::now();
+    let b =
+        TestServer::serve_on(listener, std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot)), None, config);
+    let ok_at_restart = ok.load(Ordering::Relaxed);
+    while ok.load(Ordering::Relaxed) == ok_at_restart {
+        assert!(restarted.elapsed() < Duration::from_secs(10), "calls never succeeded again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let recovered = restarted.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    while load.join_next().await.is_some() {}
+    let slowest = *slowest_failure.lock().unwrap();
+    println!(
+        "calls: {} ok, {} failed while B was away (slowest failure {slowest:?}); calls succeeded again {recovered:?} after B restarted",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    assert!(failed_while_away > 0, "B's absence was seen");
+    assert!(slowest < Duration::from_secs(1), "a failing call waited {slowest:?}");
+    for host in [c, b, a] {
+        host.stop().await;
+    }
+}
