@@ -566,3 +566,45 @@ async fn the_middle_host_of_a_chain_stops_and_restarts_under_load() {
         host.stop().await;
     }
 }
+
+/// A relayed generator given up mid-way is closed at every hop at once, not at each host's
+/// idle timeout: A allows one open generator in all, and a client of A opens one as soon as
+/// the client of C that held A's only generator (two hops away) goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_generator_given_up_is_closed_at_every_hop() {
+    let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
+    snapshot.add_module("peer", &easyrpc_tests::load("peer"));
+    let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+    config.limits.max_open_generators = 1;
+    let a = TestServer::with_config(snapshot, config).await;
+    let b = host("math", Some(&a)).await;
+    let c = host("swap_v1", Some(&b)).await;
+    let on_c = EasyRpcProxy::connect(&c.url(), SECRET, "peer").await.expect("connects");
+    until_listed(&on_c, "count", true).await;
+    let mut stream = on_c.stream("count", vec![Value::Int(1000)], vec![]).await.expect("opens two hops away");
+    assert_eq!(stream.next().await.expect("an item").expect("an item"), Value::Int(0));
+    assert_eq!(stream.next().await.expect("an item").expect("an item"), Value::Int(1));
+    let on_a = EasyRpcProxy::connect(&a.url(), SECRET, "peer").await.expect("connects");
+    match on_a.stream("count", vec![Value::Int(1)], vec![]).await {
+        Err(ClientError::Remote(text)) => assert!(text.starts_with("Busy("), "{text}"),
+        other => panic!("A's one generator is taken, yet: {:?}", other.map(|_| ())),
+    }
+    drop(stream);
+    drop(on_c);
+    let given_up = Instant::now();
+    loop {
+        match on_a.stream("count", vec![Value::Int(1)], vec![]).await {
+            Ok(stream) => {
+                let items: Vec<_> = stream.collect().await;
+                assert_eq!(items.len(), 1);
+                break;
+            }
+            Err(e) => assert!(given_up.elapsed() < Duration::from_secs(2), "still taken: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("A's generator was free {:?} after the client two hops away gave up", given_up.elapsed());
+    for host in [c, b, a] {
+        host.stop().await;
+    }
+}

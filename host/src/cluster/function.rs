@@ -102,6 +102,19 @@ struct LinkStream {
     id: Option<String>,
 }
 
+/// A generator given up before its end (its puller went away or stopped pulling) is closed on
+/// the other host too, when that host is one of ours; a Python host keeps its generators.
+impl Drop for LinkStream {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take().filter(|_| self.link.is_ours()) {
+            self.link.tell(Value::Dict(vec![
+                ("action".to_owned(), Value::Str(wire::GENERATOR_CLOSE.to_owned())),
+                ("generator_id".to_owned(), Value::Str(id)),
+            ]));
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl ValueStream for LinkStream {
     async fn next(&mut self) -> Result<Option<Value>, CallError> {

@@ -17,7 +17,7 @@ pub use function::LinkFunction;
 use crate::registry::LinkId;
 use crate::session::{Answer, LinkPart, Outgoing};
 use crate::value::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -33,6 +33,8 @@ pub struct LinkHandle {
     requests: mpsc::UnboundedSender<Outgoing>,
     /// Poked by the link's session when the other host announces a change of its functions.
     relist: Arc<Notify>,
+    /// Whether the other host is one of ours (see `session::LinkPart::ours`).
+    ours: Arc<AtomicBool>,
 }
 
 /// The link went down (or was never up) before the other host answered.
@@ -42,14 +44,25 @@ pub struct LinkDown(pub String);
 
 impl LinkHandle {
     /// A handle for a new link to `peer`, and the part the link's session reads its requests
-    /// from. `notices`: the other host takes `functions_changed` notices from the start.
-    pub fn new(peer: &str, notices: bool) -> (Self, LinkPart) {
+    /// from. `ours`: the other host is known to be one of ours from the start.
+    pub fn new(peer: &str, ours: bool) -> (Self, LinkPart) {
         static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
         let id = LinkId { id: NEXT_LINK.fetch_add(1, Ordering::Relaxed), peer: peer.into() };
         let (requests, receiver) = mpsc::unbounded_channel();
         let relist = Arc::new(Notify::new());
-        let part = LinkPart { id: id.clone(), requests: receiver, relist: relist.clone(), notices };
-        (Self { id, requests, relist }, part)
+        let ours = Arc::new(AtomicBool::new(ours));
+        let part = LinkPart { id: id.clone(), requests: receiver, relist: relist.clone(), ours: ours.clone() };
+        (Self { id, requests, relist, ours }, part)
+    }
+
+    /// Whether the other host is one of ours, which takes EasyRpc's extension actions.
+    pub fn is_ours(&self) -> bool {
+        self.ours.load(Ordering::Relaxed)
+    }
+
+    /// Sends `request` to the other host without waiting for, or asking for, an answer.
+    pub fn tell(&self, request: Value) {
+        let _ = self.requests.send(Outgoing { request, answer: None });
     }
 
     /// Waits until the other host's functions are due to be listed again: it announced a
@@ -69,7 +82,7 @@ impl LinkHandle {
     pub async fn request(&self, request: Value) -> Result<Answer, LinkDown> {
         let (answer, answered) = oneshot::channel();
         let down = || LinkDown(self.id.peer.to_string());
-        self.requests.send(Outgoing { request, answer }).map_err(|_| down())?;
+        self.requests.send(Outgoing { request, answer: Some(answer) }).map_err(|_| down())?;
         answered.await.map_err(|_| down())
     }
 }

@@ -249,17 +249,19 @@ pub struct LinkPart {
     pub requests: mpsc::UnboundedReceiver<Outgoing>,
     /// Poked when the other host announces that its functions changed: list them again.
     pub relist: Arc<Notify>,
-    /// Whether the other host takes `functions_changed` notices from the start (a child of
-    /// ours that asked in its setup). A parent is sent none until it sends one itself, which
-    /// only our hosts do: a Python parent would not understand them.
-    pub notices: bool,
+    /// Whether the other host is one of ours, which takes `functions_changed` notices and
+    /// EasyRpc's extension actions: known from the start for a child of ours (it asked for
+    /// notices in its setup); a parent is sent none until it sends a notice itself, which only
+    /// our hosts do (a Python host would not understand them). Shared with the link's handle.
+    pub ours: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// A request this host sends over a link, and where its answer goes.
+/// A request this host sends over a link, and where its answer goes (none: no answer is
+/// wanted, and the request says so).
 pub struct Outgoing {
     /// The request object (`{"action": ..., "args": ..., "kwargs": ...}`).
     pub request: Value,
-    pub answer: tokio::sync::oneshot::Sender<Answer>,
+    pub answer: Option<tokio::sync::oneshot::Sender<Answer>>,
 }
 
 /// The other host's answer to an [`Outgoing`] request: the response value and whether our
@@ -280,9 +282,9 @@ pub async fn run<S: Transport>(
 ) {
     let limits = shared.limits;
     let Accepted { ws, peer, path, setup: auth::Setup { claims, admin, secret } } = accepted;
-    let (link_id, mut link_requests, relist, link_notices) = match link {
-        Some(LinkPart { id, requests, relist, notices }) => (Some(id), Some(requests), Some(relist), notices),
-        None => (None, None, None, false),
+    let (link_id, mut link_requests, relist, ours) = match link {
+        Some(LinkPart { id, requests, relist, ours }) => (Some(id), Some(requests), Some(relist), Some(ours)),
+        None => (None, None, None, None),
     };
     let session = Arc::new(Session {
         serialization: claims.serialization,
@@ -329,10 +331,15 @@ pub async fn run<S: Transport>(
         pending: HashMap::new(),
         notices: false,
         relist: None,
+        ours: None,
     };
     let mut changes = shared.registry.subscribe();
-    connection.notices = if connection.session.link.is_some() { link_notices } else { claims.notify };
+    connection.notices = match &ours {
+        Some(ours) => ours.load(Ordering::Relaxed),
+        None => claims.notify,
+    };
     connection.relist = relist;
+    connection.ours = ours;
     // What the connection's namespace listed when it last looked: a change elsewhere on the
     // host (another tenant's deploy) is none of this client's business.
     let mut listed = listing_fingerprint(&connection.session);
@@ -539,6 +546,8 @@ struct Connection<S> {
     notices: bool,
     /// For a link: poked when the other host's functions changed.
     relist: Option<Arc<Notify>>,
+    /// For a link: whether the other host is one of ours (see [`LinkPart::ours`]).
+    ours: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<S: Transport> Connection<S> {
@@ -599,6 +608,9 @@ impl<S: Transport> Connection<S> {
                 if let Some(relist) = &self.relist {
                     relist.notify_one();
                     self.notices = true;
+                }
+                if let Some(ours) = &self.ours {
+                    ours.store(true, Ordering::Relaxed);
                 }
                 return Flow::Continue;
             }
@@ -666,13 +678,15 @@ impl<S: Transport> Connection<S> {
     /// Sends one of this host's requests over the link, under a request id of its own.
     async fn send_request(&mut self, outgoing: Outgoing) -> Flow {
         let Outgoing { request, answer } = outgoing;
-        if answer.is_closed() {
+        if answer.as_ref().is_some_and(|answer| answer.is_closed()) {
             return Flow::Continue;
         }
         self.pending.retain(|_, waiting| !waiting.is_closed());
         let id = uuid::Uuid::new_v4().to_string();
-        let frame = wire::request(self.session.serialization, &id, &request, true);
-        self.pending.insert(id, answer);
+        let frame = wire::request(self.session.serialization, &id, &request, answer.is_some());
+        if let Some(answer) = answer {
+            self.pending.insert(id, answer);
+        }
         self.write(to_ws(frame)).await
     }
 

@@ -49,6 +49,10 @@ pub enum Frame {
 /// these never shadow a function.
 pub const DEPLOY: &str = "__easyrpc_deploy__";
 pub const REMOVE: &str = "__easyrpc_remove__";
+/// Action of EasyRpc's extension between our hosts (kwarg-less, with `generator_id`): close a
+/// generator of this connection before its end. Never sent to Python hosts, which would drop
+/// the link on an action they do not know.
+pub const GENERATOR_CLOSE: &str = "__easyrpc_generator_close__";
 
 /// Error text the Python server sends for a setup it cannot verify; clients match on it.
 pub const AUTH_ERROR: &str = "unable to decode auth, server_secret may not match with server";

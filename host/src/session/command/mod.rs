@@ -1,4 +1,5 @@
-//! The requests a session understands, one file each: each is parsed from a request and
+//! The requests a session understands (list, call, generator next and close, deploy, remove,
+//! and the ping beside them), one file each: each is parsed from a request and
 //! applied to the session, giving a [`Reply`].
 //!
 //! [`Command::parse`] reads what every request shares (the encryption envelope, the action)
@@ -8,6 +9,7 @@
 
 mod call;
 mod deploy;
+mod generator_close;
 mod generator_next;
 mod list;
 pub mod ping;
@@ -19,6 +21,7 @@ use crate::wire::{self, auth, RequestBody};
 
 pub use call::Call;
 pub use deploy::Deploy;
+pub use generator_close::GeneratorClose;
 pub use generator_next::GeneratorNext;
 pub use list::List;
 pub use remove::Remove;
@@ -31,6 +34,8 @@ pub enum Command {
     Call(Call),
     /// `GENERATOR_NEXT`: the next item of an open generator.
     GeneratorNext(GeneratorNext),
+    /// `__easyrpc_generator_close__`: a generator given up before its end (between our hosts).
+    GeneratorClose(GeneratorClose),
     /// `__easyrpc_deploy__`: an admin deploys a module.
     Deploy(Deploy),
     /// `__easyrpc_remove__`: an admin removes a module.
@@ -67,6 +72,7 @@ impl Command {
         Ok(match action {
             list::ACTION => Command::List(List),
             generator_next::ACTION => Command::GeneratorNext(GeneratorNext::parse(call)?),
+            wire::GENERATOR_CLOSE => Command::GeneratorClose(GeneratorClose::parse(call)),
             wire::DEPLOY => Command::Deploy(Deploy::parse(call)),
             wire::REMOVE => Command::Remove(Remove::parse(call)),
             _ => Command::Call(Call::parse(call, unsupported)),
@@ -79,6 +85,7 @@ impl Command {
             Command::List(list) => list.apply(session),
             Command::Call(call) => call.apply(session, request_id).await,
             Command::GeneratorNext(next) => next.apply(session).await,
+            Command::GeneratorClose(close) => close.apply(session),
             Command::Deploy(deploy) => deploy.apply(session).await,
             Command::Remove(remove) => remove.apply(session).await,
         }
