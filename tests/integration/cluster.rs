@@ -608,3 +608,96 @@ async fn a_relayed_generator_given_up_is_closed_at_every_hop() {
         host.stop().await;
     }
 }
+
+/// A ring of three hosts with namespace groups, as the Python original's ring: on each host
+/// group `ring` = [left, right] holds the host's module; B links to A and C to B on `left`, A
+/// to C on `right`. A client on A's `ring` reaches every function; when B goes away, C's
+/// functions are still reached through `right`, with no failed call once A has seen the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_of_groups_fails_over_when_a_link_drops() {
+    use easyrpc::cluster::parent::LinkConfig;
+    use easyrpc::registry::{Group, RegistrySnapshot};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    async fn ring_host(module: &str, listener: tokio::net::TcpListener, links: Vec<LinkConfig>) -> TestServer {
+        let mut snapshot = RegistrySnapshot::default();
+        snapshot.add_group("ring", Group { members: vec!["left".into(), "right".into()], secret: None });
+        snapshot.add_module("ring", &easyrpc_tests::load(module));
+        let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+        config.links = links;
+        TestServer::serve_on(listener, Arc::new(easyrpc::registry::Registry::new(snapshot)), None, config)
+    }
+    let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind") };
+    let (la, lb, lc) = (bind().await, bind().await, bind().await);
+    let url = |l: &tokio::net::TcpListener| format!("ws://{}{}", l.local_addr().unwrap(), easyrpc_tests::PATH);
+    let link = |to: &tokio::net::TcpListener, namespace: &str| LinkConfig {
+        url: url(to),
+        secret: SECRET.into(),
+        namespace: namespace.into(),
+    };
+    let (to_a_left, to_b_left, to_c_right) = (link(&la, "left"), link(&lb, "left"), link(&lc, "right"));
+    let a = ring_host("peer", la, vec![to_c_right]).await;
+    let b = ring_host("math", lb, vec![to_a_left]).await;
+    let c = ring_host("swap_v1", lc, vec![to_b_left]).await;
+
+    let on_a = Arc::new(EasyRpcProxy::connect(&a.url(), SECRET, "ring").await.expect("connects"));
+    until_listed(&on_a, "mul", true).await;
+    until_listed(&on_a, "version", true).await;
+    assert_eq!(on_a.call("version", vec![], vec![]).await.expect("C's, on A"), "v1".into());
+    assert_eq!(
+        on_a.call("mul", vec![Value::Float(2.0), Value::Float(5.0)], vec![]).await.expect("B's"),
+        Value::Float(10.0)
+    );
+
+    // Load on A for C's function while B goes away.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let last_failure = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (on_a, stop, ok, failed, last_failure) =
+            (on_a.clone(), stop.clone(), ok.clone(), failed.clone(), last_failure.clone());
+        load.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match on_a.call("version", vec![], vec![]).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => {
+                        *last_failure.lock().unwrap() = Some(Instant::now());
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.stop().await;
+    // A sees the drop once B's own function leaves its namespaces.
+    until_offered_in(&a, "left", "mul", false).await;
+    let seen = Instant::now();
+    let ok_at_seen = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    while load.join_next().await.is_some() {}
+    let failed_after_seen = last_failure.lock().unwrap().is_some_and(|t| t > seen);
+    println!(
+        "ring failover: {} calls failed before A saw the drop, {} succeeded after it",
+        failed.load(Ordering::Relaxed),
+        ok.load(Ordering::Relaxed) - ok_at_seen
+    );
+    assert!(!failed_after_seen, "a call failed after A had seen the drop");
+    assert!(ok.load(Ordering::Relaxed) > ok_at_seen, "calls went on through `right`");
+    assert_eq!(on_a.call("version", vec![], vec![]).await.expect("through right"), "v1".into());
+    for host in [c, a] {
+        host.stop().await;
+    }
+}
+
+/// Waits until `host` offers `function` in `namespace` (or no longer does).
+async fn until_offered_in(host: &TestServer, namespace: &str, function: &str, offered: bool) {
+    let started = Instant::now();
+    while host.registry.snapshot().resolve(namespace, function).is_some() != offered {
+        assert!(started.elapsed() < Duration::from_secs(5), "{function} in {namespace}: wanted {offered}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
