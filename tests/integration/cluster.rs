@@ -701,3 +701,31 @@ async fn until_offered_in(host: &TestServer, namespace: &str, function: &str, of
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// A fork: B, C and D are children of A. Every host reaches every function: a child reaches
+/// its siblings' through the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_of_one_parent_and_three_children_reaches_every_function() {
+    let a = host("peer", None).await;
+    let b = host("math", Some(&a)).await;
+    let c = host("swap_v1", Some(&a)).await;
+    let d = host("hostile", Some(&a)).await;
+    let on_b = EasyRpcProxy::connect(&b.url(), SECRET, "peer").await.expect("connects");
+    for function in ["echo", "version", "bump"] {
+        until_listed(&on_b, function, true).await;
+    }
+    assert_eq!(on_b.call("version", vec![], vec![]).await.expect("B -> A -> C"), "v1".into());
+    assert_eq!(on_b.call("ok", vec![], vec![]).await.expect("B -> A -> D"), "ok".into());
+    assert_eq!(on_b.call("echo", vec!["parent".into()], vec![]).await.expect("B -> A"), "parent".into());
+    let on_a = EasyRpcProxy::connect(&a.url(), SECRET, "peer").await.expect("connects");
+    for function in ["mul", "version", "ok"] {
+        until_listed(&on_a, function, true).await;
+    }
+    assert_eq!(
+        on_a.call("mul", vec![Value::Float(1.5), Value::Float(2.0)], vec![]).await.expect("A -> B"),
+        Value::Float(3.0)
+    );
+    for host in [d, c, b, a] {
+        host.stop().await;
+    }
+}
