@@ -61,25 +61,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 /// (tungstenite zero-fills the free part of its read buffer before every read, which at the
 /// default 128 KiB would slow the echo down for a reason our host does not share).
 async fn echo_server() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-                config.read_buffer_size = easyrpc::server::READ_BUFFER;
-                let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
-                let (mut sink, mut source) = ws.split();
-                while let Some(Ok(msg)) = source.next().await {
-                    if (msg.is_text() || msg.is_binary()) && sink.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
+    easyrpc_tests::websocket_echo_server().await
 }
 
 fn add_frame(i: usize) -> String {

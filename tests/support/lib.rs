@@ -344,3 +344,28 @@ macro_rules! alone_in_process {
         }
     };
 }
+
+/// A bare websocket echo server on 127.0.0.1 (the transport's limit, for the benchmarks): it
+/// reads with the host's read buffer and sends every text or binary frame back.
+pub async fn websocket_echo_server() -> std::net::SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+                config.read_buffer_size = easyrpc::server::READ_BUFFER;
+                let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
+                let (mut sink, mut source) = ws.split();
+                while let Some(Ok(msg)) = source.next().await {
+                    if (msg.is_text() || msg.is_binary()) && sink.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
