@@ -107,3 +107,93 @@ async fn tenants() {
     );
     server.stop().await;
 }
+
+/// The hosts of a cluster example (examples/cluster/TOPOLOGY/*.toml), each started from its own
+/// config on a free port, the links' URLs pointed at those ports; by host name.
+async fn serve_cluster(topology: &str) -> Vec<(String, TestServer)> {
+    xtask::build_modules().expect("bundled modules build");
+    let dir = xtask::project_root().join("examples/cluster").join(topology);
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir).expect("topology dir").map(|e| e.unwrap().path()).collect();
+    configs.sort();
+    let mut hosts = Vec::new();
+    let mut ports = Vec::new();
+    for path in &configs {
+        let file = ConfigFile::read(path).expect("config reads");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        ports.push((file.port.expect("a port"), listener.local_addr().unwrap().port()));
+        hosts.push((path.file_stem().unwrap().to_string_lossy().into_owned(), file, listener));
+    }
+    let mut servers = Vec::new();
+    for (name, file, listener) in hosts {
+        let secret = file.secret.clone().expect("a secret");
+        let snapshot = file.prepare_snapshot(&PolicyConfig::default()).expect("groups");
+        let (snapshot, failures) = load_registry(&runtime(), &file.module_sources(), snapshot).expect("modules load");
+        assert!(failures.is_empty(), "{failures:?}");
+        let mut links = easyrpc::config::link_configs(&file.links, &[], &secret).expect("links");
+        for link in &mut links {
+            for (written, free) in &ports {
+                link.url = link.url.replace(&format!(":{written}/"), &format!(":{free}/"));
+            }
+        }
+        let config = ServerConfig {
+            paths: file.path_configs(&secret),
+            limits: ConnectionLimits::default(),
+            server_id: name.clone(),
+            links,
+        };
+        let paths = if config.paths.is_empty() {
+            ServerConfig::single(easyrpc_tests::PATH, &secret).paths
+        } else {
+            config.paths
+        };
+        let config = ServerConfig { paths, ..config };
+        let registry = std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot));
+        servers.push((name, TestServer::serve_on(listener, registry, None, config)));
+    }
+    servers
+}
+
+/// Calls `function` on `host`'s `namespace` until it answers (the links come up meanwhile).
+async fn call_across(
+    host: &TestServer,
+    namespace: &str,
+    function: &str,
+    args: Vec<easyrpc::value::Value>,
+) -> easyrpc::value::Value {
+    let client =
+        easyrpc::client::EasyRpcProxy::connect(&host.url(), "cluster-secret", namespace).await.expect("connects");
+    let started = std::time::Instant::now();
+    loop {
+        let _ = client.refresh().await;
+        if client.function(function).is_some() {
+            return client.call(function, args, vec![]).await.expect("answers across the cluster");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{function} never reached {}", host.url());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_examples() {
+    use easyrpc::value::Value;
+    let chain = serve_cluster("chain").await;
+    assert_eq!(call_across(&chain[2].1, "public", "echo", vec!["from c".into()]).await, "from c".into());
+    assert_eq!(call_across(&chain[0].1, "public", "version", vec![]).await, "v1".into());
+    for (_, host) in chain {
+        host.stop().await;
+    }
+    let fork = serve_cluster("fork").await;
+    assert_eq!(call_across(&fork[1].1, "public", "ok", vec![]).await, "ok".into(), "b reaches its sibling d");
+    assert_eq!(call_across(&fork[0].1, "public", "version", vec![]).await, "v1".into());
+    for (_, host) in fork {
+        host.stop().await;
+    }
+    let ring = serve_cluster("ring").await;
+    assert_eq!(call_across(&ring[0].1, "ring", "version", vec![]).await, "v1".into());
+    let product = call_across(&ring[0].1, "ring", "mul", vec![Value::Float(2.0), Value::Float(4.0)]).await;
+    assert_eq!(product, Value::Float(8.0));
+    assert_eq!(call_across(&ring[2].1, "ring", "echo", vec!["round".into()]).await, "round".into());
+    for (_, host) in ring {
+        host.stop().await;
+    }
+}
