@@ -489,11 +489,11 @@ async fn a_mixed_chain_ours_python_ours_calls_end_to_end() {
     a.stop().await;
 }
 
-/// A <- B <- C under load from a client on C calling A's function; B stops and comes back
-/// on its port. Calls fail fast while B is away (none hangs) and succeed again once the links
+/// A <- B <- C under load from a client on C calling A's function; B is killed (its sockets
+/// drop without a close) and comes back on its port. Calls fail fast while B is away (none hangs) and succeed again once the links
 /// are back, with no operator action.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_middle_host_of_a_chain_stops_and_restarts_under_load() {
+async fn the_middle_host_of_a_chain_is_killed_and_restarted_under_load() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     let a = host("peer", None).await;
@@ -530,7 +530,7 @@ async fn the_middle_host_of_a_chain_stops_and_restarts_under_load() {
     assert!(before > 0, "calls went through before the stop");
 
     let b_addr = b.addr;
-    b.stop().await;
+    b.kill().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let failed_while_away = failed.load(Ordering::Relaxed);
     // B back on its port: A accepts its link again, C dials it again by itself.
@@ -728,4 +728,55 @@ async fn a_fork_of_one_parent_and_three_children_reaches_every_function() {
     for host in [d, c, b, a] {
         host.stop().await;
     }
+}
+
+/// Two hosts each the other's parent for one namespace (A -> B -> A): every function is
+/// reached once, no host learns its own functions back, and a call of a function that is
+/// nowhere fails at once instead of going round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_linked_to_each_other_call_without_circulating() {
+    use easyrpc::cluster::parent::LinkConfig;
+    let (la, lb) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let url = |l: &tokio::net::TcpListener| format!("ws://{}{}", l.local_addr().unwrap(), easyrpc_tests::PATH);
+    let serve = |module: &str, listener: tokio::net::TcpListener, parent: String| {
+        let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
+        snapshot.add_module("peer", &easyrpc_tests::load(module));
+        let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
+        config.links.push(LinkConfig { url: parent, secret: SECRET.into(), namespace: "peer".into() });
+        TestServer::serve_on(listener, std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot)), None, config)
+    };
+    let (url_a, url_b) = (url(&la), url(&lb));
+    let a = serve("peer", la, url_b);
+    let b = serve("math", lb, url_a);
+    let on_a = EasyRpcProxy::connect(&a.url(), SECRET, "peer").await.expect("connects");
+    until_listed(&on_a, "mul", true).await;
+    assert_eq!(
+        on_a.call("mul", vec![Value::Float(3.0), Value::Float(3.0)], vec![]).await.expect("A -> B"),
+        Value::Float(9.0)
+    );
+    assert_eq!(on_a.call("echo", vec!["own".into()], vec![]).await.expect("A's own"), "own".into());
+    // Each host lists each function once: its own, and the other's once, over one link.
+    let names: Vec<String> = a.registry.snapshot().listing("peer").iter().map(|d| d.name.clone()).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "{names:?}");
+    let origins: Vec<String> = ["echo", "mul"]
+        .iter()
+        .map(|f| a.registry.snapshot().resolve("peer", f).expect("offered").2.origin().to_string())
+        .collect();
+    assert!(origins[0].starts_with("module"), "A's echo is A's own: {origins:?}");
+    let started = Instant::now();
+    let mut raw = easyrpc_tests::RawClient::connect(&a, "peer").await;
+    let nowhere = raw.request("n-1", r#"{"action": "nowhere", "args": []}"#).await;
+    assert!(
+        nowhere.get("error").and_then(Value::as_str).unwrap_or_default().starts_with("no action nowhere"),
+        "{nowhere:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    a.stop().await;
+    b.stop().await;
 }

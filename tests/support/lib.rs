@@ -120,6 +120,15 @@ impl TestServer {
             task.await.expect("server task").expect("server ran cleanly");
         }
     }
+
+    /// Ends the server at once, as a killed process would: its connections drop without a
+    /// close frame, and calls running on it are abandoned.
+    pub async fn kill(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
 }
 
 /// A Python virtualenv (under target/) with the real `easyrpc==0.251` client, created on first

@@ -83,7 +83,8 @@ async fn dial(config: &LinkConfig, id: &str) -> Result<Accepted<MaybeTlsStream<t
         kind: auth::SERVER.to_owned(),
         id: id.to_owned(),
         namespace: config.namespace.clone(),
-        serialization: Serialization::Json,
+        // Pickle, as the Python original's server links are (both ends of our links speak it).
+        serialization: Serialization::Pickle,
         // Our parents then announce their changes (a Python parent ignores the claim).
         notify: true,
     };
