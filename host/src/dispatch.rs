@@ -94,8 +94,9 @@ impl Resolved<'_> {
     /// Calls the function once the namespace admits it, in the namespace's turns: its value,
     /// or the generator its answer started where its listing did not say it was one.
     pub async fn call(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Called, DispatchError> {
-        let Resolved { context, function_name, member, namespace, function } = self;
+        let Resolved { mut context, function_name, member, namespace, function } = self;
         check_relay(context, function_name, function)?;
+        bound_relay(&mut context, namespace, function);
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         let policy = &namespace.policy;
@@ -132,8 +133,9 @@ impl Resolved<'_> {
     /// Opens the function as a generator, holding one of the namespace's open-generator slots
     /// until the generator is dropped.
     pub async fn open(self, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Generator, DispatchError> {
-        let Resolved { context, function_name, member, namespace, function } = self;
+        let Resolved { mut context, function_name, member, namespace, function } = self;
         check_relay(context, function_name, function)?;
+        bound_relay(&mut context, namespace, function);
         let policy = namespace.policy.clone();
         let slot = policy.admit_generator(member)?;
         match policy.in_turns(function.open(args, kwargs, context.relay)).await {
@@ -213,6 +215,15 @@ fn check_relay(
         return Err(DispatchError::Loop { function: function_name.to_owned(), hops: context.relay.hops });
     }
     Ok(())
+}
+
+/// A call passed on over a link that carries no deadline from another host gets its
+/// namespace's call deadline, so that it waits no longer than one run here would: another host
+/// that never answers does not hold the caller forever. (A local call keeps its own limits.)
+fn bound_relay(context: &mut CallContext<'_>, namespace: &Namespace, function: &Arc<dyn Callable>) {
+    if context.relay.deadline.is_none() && matches!(function.origin(), Origin::Link(_)) {
+        context.relay.deadline = Instant::now().checked_add(namespace.policy.config.limits.deadline);
+    }
 }
 
 /// Results the Python client would misread as generator markers (quirk Q8).

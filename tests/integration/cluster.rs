@@ -780,3 +780,29 @@ async fn two_hosts_linked_to_each_other_call_without_circulating() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A child that never answers holds no caller past the namespace's call deadline (300 ms here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_a_link_that_is_never_answered_times_out() {
+    let limits = easyrpc::runtime::CallLimits { deadline: Duration::from_millis(300), ..Default::default() };
+    let policy = easyrpc::registry::PolicyConfig { limits, ..Default::default() };
+    let mut snapshot = easyrpc::registry::RegistrySnapshot::with_default_policy(policy);
+    snapshot.add_module("peer", &easyrpc_tests::load("peer"));
+    let server =
+        TestServer::with_config(snapshot, easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET)).await;
+    let listing = child_listing(&server).await;
+    let mut child = Child::connect(&server).await;
+    child.answer_listing(&listing).await;
+    let client = EasyRpcProxy::connect(&server.url(), SECRET, "peer").await.expect("connects");
+    until_listed(&client, "remote_add", true).await;
+    let started = Instant::now();
+    let call = client.call("remote_add", vec![Value::Int(1)], vec![]);
+    let (answer, down) = tokio::join!(call, child.next_request());
+    assert_eq!(down.action, "remote_add", "the call went down and was never answered");
+    match answer {
+        Err(ClientError::Remote(text)) => assert!(text.starts_with("Timeout('remote_add on child child-1"), "{text}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    server.stop().await;
+}

@@ -28,12 +28,26 @@ impl LinkFunction {
             .collect()
     }
 
-    /// Sends `request` and reads the answer: an error answer is relayed as it came.
-    async fn ask(&self, request: Value) -> Result<Value, CallError> {
+    /// Sends `request` and reads the answer, waiting at most until `deadline`: an error answer
+    /// is relayed as it came.
+    async fn ask(&self, request: Value, deadline: Option<std::time::Instant>) -> Result<Value, CallError> {
         let function = || self.descriptor.name.clone();
         let link = || self.link.id().peer.to_string();
-        let answer =
-            self.link.request(request).await.map_err(|_| CallError::LinkLost { function: function(), link: link() })?;
+        let asked = self.link.request(request);
+        let answered = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), asked).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    let waited = deadline.saturating_duration_since(std::time::Instant::now());
+                    return Err(CallError::Timeout {
+                        function: format!("{} on {}", function(), link()),
+                        deadline: waited,
+                    });
+                }
+            },
+            None => asked.await,
+        };
+        let answer = answered.map_err(|_| CallError::LinkLost { function: function(), link: link() })?;
         if answer.is_error {
             return Err(CallError::Relayed { function: function(), link: link(), answer: answer.response });
         }
@@ -52,7 +66,7 @@ impl Callable for LinkFunction {
     }
 
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Result<Value, CallError> {
-        self.ask(relayed(&self.descriptor.name, args, kwargs, relay)).await
+        self.ask(relayed(&self.descriptor.name, args, kwargs, relay), relay.deadline).await
     }
 
     async fn open(
@@ -61,7 +75,7 @@ impl Callable for LinkFunction {
         kwargs: Vec<(String, Value)>,
         relay: Relay,
     ) -> Result<Box<dyn ValueStream>, CallError> {
-        let started = self.ask(relayed(&self.descriptor.name, args, kwargs, relay)).await?;
+        let started = self.ask(relayed(&self.descriptor.name, args, kwargs, relay), relay.deadline).await?;
         self.adopt_generator(&started).ok_or_else(|| {
             let answer = Value::Str(format!("{} did not start a generator: {}", self.descriptor.name, started.brief()));
             let link = self.link.id().peer.to_string();
