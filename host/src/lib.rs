@@ -17,8 +17,8 @@
 //! * [`cli`]: the `easyrpc` command line (thin: parses flags, calls the library).
 //! * [`config`]: the TOML config file and flags: paths, tenants, groups, limits, module sources.
 //! * [`server`]: listening, path routing, connection limits, graceful shutdown.
-//! * [`cluster`]: links between hosts: the other host's functions as callables while a link
-//!   is up, the requests this host sends over a link, the parent side of a child's link.
+//! * [`cluster`]: links between hosts: dialing a parent and accepting children, the other
+//!   host's functions as callables while a link is up, the requests sent over a link.
 //! * [`session`]: one connection: setup and auth, the loop that reads requests and writes
 //!   answers (backpressure, slow readers), generators, close; each request kind is a
 //!   [`session::command`] parsed from the request and applied, answering a [`session::Reply`].
@@ -42,8 +42,8 @@
 //! * [`client`]: the Rust client proxy, the same wire seen from outside: it uses `wire`,
 //!   `signature` and `value` only.
 //!
-//! Coming next: the child side of cluster links (dialing a parent) and guest capabilities
-//! (calling other functions, key-value state, logging).
+//! Coming next: guest capabilities (calling other functions, key-value state, logging,
+//! config), beside `cluster` as units of their own.
 
 pub mod cli;
 pub mod client;
