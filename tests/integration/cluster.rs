@@ -652,6 +652,8 @@ async fn a_ring_of_groups_fails_over_when_a_link_drops() {
     // Load on A for C's function while B goes away.
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // When the last call that failed was made: calls made before A saw the drop may fail (they
+    // were on their way over the dropped link); none made after it may.
     let last_failure = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let mut load = tokio::task::JoinSet::new();
     for _ in 0..4 {
@@ -659,10 +661,11 @@ async fn a_ring_of_groups_fails_over_when_a_link_drops() {
             (on_a.clone(), stop.clone(), ok.clone(), failed.clone(), last_failure.clone());
         load.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                let made = Instant::now();
                 match on_a.call("version", vec![], vec![]).await {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => {
-                        *last_failure.lock().unwrap() = Some(Instant::now());
+                        *last_failure.lock().unwrap() = Some(made);
                         failed.fetch_add(1, Ordering::Relaxed)
                     }
                 };
@@ -681,11 +684,11 @@ async fn a_ring_of_groups_fails_over_when_a_link_drops() {
     while load.join_next().await.is_some() {}
     let failed_after_seen = last_failure.lock().unwrap().is_some_and(|t| t > seen);
     println!(
-        "ring failover: {} calls failed before A saw the drop, {} succeeded after it",
+        "ring failover: {} calls made before A saw the drop failed, {} succeeded after it",
         failed.load(Ordering::Relaxed),
         ok.load(Ordering::Relaxed) - ok_at_seen
     );
-    assert!(!failed_after_seen, "a call failed after A had seen the drop");
+    assert!(!failed_after_seen, "a call made after A had seen the drop failed");
     assert!(ok.load(Ordering::Relaxed) > ok_at_seen, "calls went on through `right`");
     assert_eq!(on_a.call("version", vec![], vec![]).await.expect("through right"), "v1".into());
     for host in [c, a] {

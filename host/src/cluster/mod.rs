@@ -14,9 +14,10 @@ pub mod parent;
 
 pub use function::LinkFunction;
 
-use crate::registry::LinkId;
+use crate::registry::{LinkId, Registry};
 use crate::session::{Answer, LinkPart, Outgoing};
 use crate::value::Value;
+use crate::wire;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,5 +96,26 @@ fn listing_request(namespace: &str, upstream: bool, trigger: Option<&str>) -> Va
         ("all_functions".to_owned(), Value::Bool(false)),
         ("trigger".to_owned(), trigger.map_or(Value::None, |t| Value::Str(t.to_owned()))),
     ];
-    crate::wire::call_object("get_registered_functions", vec![Value::Str(namespace.to_owned())], kwargs)
+    wire::call_object("get_registered_functions", vec![Value::Str(namespace.to_owned())], kwargs)
+}
+
+/// Lists the other host's functions now, whenever it announces a change (our hosts do), and
+/// every [`RELIST_INTERVAL`], offering them in `namespace` until the link is down. `trigger`:
+/// this host's id when it asks its parent (`upstream`), none when it asks a child.
+async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: String, trigger: Option<String>) {
+    loop {
+        let request = listing_request(&namespace, trigger.is_some(), trigger.as_deref());
+        let answer = match link.request(request).await {
+            Ok(answer) => answer,
+            Err(_) => return,
+        };
+        match wire::listing::parse_listing(&answer.response) {
+            Ok(descriptors) => {
+                tracing::debug!(link = link.id().id, functions = descriptors.len(), "linked functions listed");
+                registry.set_linked(link.id().clone(), &namespace, LinkFunction::all(&link, descriptors));
+            }
+            Err(reason) => tracing::info!(link = link.id().id, %reason, "the other host's listing cannot be read"),
+        }
+        link.relist_due().await;
+    }
 }

@@ -1,16 +1,14 @@
 //! The child side of a link: this host dials its parent for one namespace (`[[link]]` in the
 //! config, `--link` on the command line) and keeps the link up while it runs. Over the link
-//! the parent's requests are answered like any client's; this host lists the parent's
-//! functions at once, whenever the parent announces a change (our hosts do), and every
-//! [`RELIST_INTERVAL`](super::RELIST_INTERVAL), and offers them in the namespace. A link
+//! the parent's requests are answered like any client's; this host learns the parent's
+//! functions (`learn_functions`) and offers them in the namespace. A link
 //! that drops takes the parent's functions away at once; it is dialed again with capped,
 //! jittered backoff, and the functions come back with it.
 
-use super::{listing_request, LinkFunction, LinkHandle};
-use crate::registry::Registry;
+use super::{learn_functions, LinkHandle};
 use crate::session::{self, Accepted, PathConfig, Shared, Transport};
 use crate::value::Value;
-use crate::wire::{self, auth, Serialization};
+use crate::wire::{auth, Serialization};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,28 +122,10 @@ async fn serve_parent(
     let (link, part) = LinkHandle::new(&peer, false);
     let registry = shared.registry.clone();
     tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link up");
-    let learning = tokio::spawn(learn_functions(link.clone(), registry.clone(), config.namespace.clone(), id.into()));
+    let learning =
+        tokio::spawn(learn_functions(link.clone(), registry.clone(), config.namespace.clone(), Some(id.to_owned())));
     session::run(accepted, shared, shutdown, Some(part)).await;
     learning.abort();
     registry.remove_linked(link.id());
     tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link down; its functions are gone");
-}
-
-/// Lists the parent's functions now, on each change it announces, and every
-/// [`RELIST_INTERVAL`](super::RELIST_INTERVAL), offering them in `namespace`.
-async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: String, id: String) {
-    loop {
-        let answer = match link.request(listing_request(&namespace, true, Some(&id))).await {
-            Ok(answer) => answer,
-            Err(_) => return,
-        };
-        match wire::listing::parse_listing(&answer.response) {
-            Ok(descriptors) => {
-                tracing::debug!(link = link.id().id, functions = descriptors.len(), "parent functions listed");
-                registry.set_linked(link.id().clone(), &namespace, LinkFunction::all(&link, descriptors));
-            }
-            Err(reason) => tracing::info!(link = link.id().id, %reason, "the parent's listing cannot be read"),
-        }
-        link.relist_due().await;
-    }
 }

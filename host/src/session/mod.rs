@@ -166,19 +166,6 @@ impl Session {
     }
 }
 
-/// Serves one accepted websocket until it closes or the host shuts down.
-pub async fn serve<S: Transport>(
-    ws: WebSocketStream<S>,
-    peer: SocketAddr,
-    path: Arc<PathConfig>,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-) {
-    if let Some(accepted) = accept(ws, peer, path, &shared).await {
-        run(accepted, shared, shutdown, None).await;
-    }
-}
-
 /// A connection past its setup: the peer, what its token said, and the secret that verified it.
 pub struct Accepted<S> {
     ws: WebSocketStream<S>,
