@@ -809,3 +809,31 @@ async fn a_call_over_a_link_that_is_never_answered_times_out() {
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     server.stop().await;
 }
+
+/// A child that announces changes without end (a notice after every listing) gets at most one
+/// listing per MIN_RELIST_GAP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_change_notices_costs_one_listing_per_gap() {
+    let server = TestServer::start(&[("peer", &["peer"])]).await;
+    let listing = child_listing(&server).await;
+    let mut child = Child::connect(&server).await;
+    child.answer_listing(&listing).await;
+    let wire::Frame::Text(notice) = wire::functions_changed(Serialization::Json) else { panic!("json is text") };
+    let window = Duration::from_millis(400);
+    let started = Instant::now();
+    let mut listings = 0;
+    while started.elapsed() < window {
+        child.ws.send(WsMessage::text(notice.clone())).await.expect("sent");
+        let Ok(down) = tokio::time::timeout(window.saturating_sub(started.elapsed()), child.next_request()).await
+        else {
+            break;
+        };
+        assert_eq!(down.action, "get_registered_functions");
+        child.answer(&down.request_id, &listing).await;
+        listings += 1;
+    }
+    let most = (window.as_millis() / easyrpc::cluster::MIN_RELIST_GAP.as_millis()) as usize + 2;
+    println!("a notice after every listing: {listings} listings in {window:?}");
+    assert!(listings >= 2 && listings <= most, "{listings} listings, between 2 and {most} expected");
+    server.stop().await;
+}

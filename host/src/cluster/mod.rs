@@ -26,6 +26,10 @@ use tokio::sync::{mpsc, oneshot, Notify};
 /// How often the other host's functions are listed again when it announces nothing: the
 /// Python original's refresh, which its hosts expect. Our hosts announce each change at once.
 pub const RELIST_INTERVAL: Duration = Duration::from_secs(30);
+/// The shortest time between two listings of one link's functions: a host that announces
+/// changes without end costs this host one listing (and one new snapshot) per gap at most,
+/// while a single change still travels at once.
+pub const MIN_RELIST_GAP: Duration = Duration::from_millis(20);
 
 /// The requests this host sends over one link.
 #[derive(Clone)]
@@ -116,6 +120,7 @@ async fn learn_functions(link: LinkHandle, registry: Arc<Registry>, namespace: S
             }
             Err(reason) => tracing::info!(link = link.id().id, %reason, "the other host's listing cannot be read"),
         }
+        tokio::time::sleep(MIN_RELIST_GAP).await;
         link.relist_due().await;
     }
 }
