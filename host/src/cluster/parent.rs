@@ -40,7 +40,7 @@ pub async fn keep_link(config: LinkConfig, shared: Arc<Shared>, mut shutdown: wa
     let id = uuid::Uuid::new_v4().to_string();
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match dial(&config, &id).await {
+        match dial(&config, &id, shared.limits.max_frame).await {
             Ok(accepted) => {
                 backoff = FIRST_BACKOFF;
                 serve_parent(accepted, &config, &id, shared.clone(), shutdown.clone()).await;
@@ -68,11 +68,19 @@ fn jittered(wait: Duration) -> Duration {
     wait.mul_f64(0.75 + random / 2.0)
 }
 
-/// Connects to the parent and passes its setup: a connection ready for the session loop.
-async fn dial(config: &LinkConfig, id: &str) -> Result<Accepted<MaybeTlsStream<tokio::net::TcpStream>>, String> {
+/// Connects to the parent and passes its setup: a connection ready for the session loop,
+/// reading frames of at most `max_frame` bytes, as the host's own connections do.
+async fn dial(
+    config: &LinkConfig,
+    id: &str,
+    max_frame: usize,
+) -> Result<Accepted<MaybeTlsStream<tokio::net::TcpStream>>, String> {
     let url: tokio_tungstenite::tungstenite::http::Uri =
         config.url.parse().map_err(|e| format!("bad parent url {}: {e}", config.url))?;
-    let connect = tokio_tungstenite::connect_async(config.url.as_str());
+    let mut ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    ws_config.max_message_size = Some(max_frame);
+    ws_config.max_frame_size = Some(max_frame);
+    let connect = tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true);
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), connect)
         .await
         .map_err(|_| "no answer within 10 s".to_owned())?
