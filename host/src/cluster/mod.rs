@@ -15,13 +15,13 @@ pub mod parent;
 pub use function::LinkFunction;
 
 use crate::registry::{LinkId, Registry};
-use crate::session::{Answer, LinkPart, Outgoing};
+use crate::session::{self, Accepted, Answer, LinkPart, Outgoing, Shared, Transport};
 use crate::value::Value;
 use crate::wire;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 /// How often the other host's functions are listed again when it announces nothing: the
 /// Python original's refresh, which its hosts expect. Our hosts announce each change at once.
@@ -101,6 +101,28 @@ fn listing_request(namespace: &str, upstream: bool, trigger: Option<&str>) -> Va
         ("trigger".to_owned(), trigger.map_or(Value::None, |t| Value::Str(t.to_owned()))),
     ];
     wire::call_object("get_registered_functions", vec![Value::Str(namespace.to_owned())], kwargs)
+}
+
+/// Serves one link until it closes: the session loop answers the other host and sends this
+/// host's requests, while `learn_functions` offers the other host's functions in `namespace`;
+/// then they are taken away. `ours`: the other host is known to be one of ours from the start.
+async fn serve_link<S: Transport>(
+    accepted: Accepted<S>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    peer: &str,
+    ours: bool,
+    trigger: Option<String>,
+) {
+    let namespace = accepted.claims().namespace.clone();
+    let (link, part) = LinkHandle::new(peer, ours);
+    let registry = shared.registry.clone();
+    tracing::info!(link = link.id().id, %peer, %namespace, "link up");
+    let learning = tokio::spawn(learn_functions(link.clone(), registry.clone(), namespace.clone(), trigger));
+    session::run(accepted, shared, shutdown, Some(part)).await;
+    learning.abort();
+    registry.remove_linked(link.id());
+    tracing::info!(link = link.id().id, %peer, %namespace, "link down; its functions are gone");
 }
 
 /// Lists the other host's functions now, whenever it announces a change (our hosts do), and

@@ -1,12 +1,12 @@
 //! The child side of a link: this host dials its parent for one namespace (`[[link]]` in the
 //! config, `--link` on the command line) and keeps the link up while it runs. Over the link
 //! the parent's requests are answered like any client's; this host learns the parent's
-//! functions (`learn_functions`) and offers them in the namespace. A link
-//! that drops takes the parent's functions away at once; it is dialed again with capped,
-//! jittered backoff, and the functions come back with it.
+//! functions and offers them in the namespace. A link that drops takes the parent's functions
+//! away at once; it is dialed again with capped, jittered backoff, and the functions come back
+//! with it.
 
-use super::{learn_functions, LinkHandle};
-use crate::session::{self, Accepted, PathConfig, Shared, Transport};
+use super::serve_link;
+use crate::session::{Accepted, PathConfig, Shared, Transport};
 use crate::value::Value;
 use crate::wire::{auth, Serialization};
 use futures_util::{SinkExt, StreamExt};
@@ -43,7 +43,8 @@ pub async fn keep_link(config: LinkConfig, shared: Arc<Shared>, mut shutdown: wa
         match dial(&config, &id, shared.limits.max_frame).await {
             Ok(accepted) => {
                 backoff = FIRST_BACKOFF;
-                serve_parent(accepted, &config, &id, shared.clone(), shutdown.clone()).await;
+                let peer = format!("parent {}", config.url);
+                serve_link(accepted, shared.clone(), shutdown.clone(), &peer, false, Some(id.clone())).await;
             }
             Err(reason) => {
                 tracing::info!(url = %config.url, namespace = %config.namespace, %reason, "parent link failed");
@@ -116,24 +117,4 @@ async fn dial(
     let path = Arc::new(PathConfig { path: url.path().to_owned(), secret: config.secret.clone(), encryption: false });
     let setup = auth::Setup { claims, admin: false, secret: config.secret.clone() };
     Ok(Accepted::dialed(ws, peer, path, setup))
-}
-
-/// Serves a parent link until it drops, then takes the parent's functions away.
-async fn serve_parent(
-    accepted: Accepted<MaybeTlsStream<tokio::net::TcpStream>>,
-    config: &LinkConfig,
-    id: &str,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let peer = format!("parent {}", config.url);
-    let (link, part) = LinkHandle::new(&peer, false);
-    let registry = shared.registry.clone();
-    tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link up");
-    let learning =
-        tokio::spawn(learn_functions(link.clone(), registry.clone(), config.namespace.clone(), Some(id.to_owned())));
-    session::run(accepted, shared, shutdown, Some(part)).await;
-    learning.abort();
-    registry.remove_linked(link.id());
-    tracing::info!(link = link.id().id, %peer, namespace = %config.namespace, "parent link down; its functions are gone");
 }

@@ -108,6 +108,18 @@ struct ExpiredGenerator {
 }
 
 impl Session {
+    /// What this connection lists from `snapshot`: its namespace's functions, without those the
+    /// other host offered over it when it is a link.
+    fn listing<'a>(
+        &self,
+        snapshot: &'a crate::registry::RegistrySnapshot,
+    ) -> Vec<&'a crate::signature::FunctionDescriptor> {
+        match &self.link {
+            Some(link) => snapshot.listing_for_link(&self.namespace, link),
+            None => snapshot.listing(&self.namespace),
+        }
+    }
+
     /// Answers one request.
     async fn handle(&self, request_id: &str, body: RequestBody, unsupported: Option<String>) -> Reply {
         match Command::parse(body, self.path.encryption, &self.secret, unsupported) {
@@ -467,12 +479,8 @@ const FLUSH_EVERY: usize = 32;
 fn listing_fingerprint(session: &Session) -> u64 {
     use std::hash::{Hash, Hasher};
     let snapshot = session.registry.snapshot();
-    let listed = match &session.link {
-        Some(link) => snapshot.listing_for_link(&session.namespace, link),
-        None => snapshot.listing(&session.namespace),
-    };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for descriptor in listed {
+    for descriptor in session.listing(&snapshot) {
         serde_json::to_string(descriptor).unwrap_or_default().hash(&mut hasher);
     }
     hasher.finish()

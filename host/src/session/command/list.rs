@@ -15,10 +15,6 @@ pub struct List;
 impl List {
     pub fn apply(self, session: &Session) -> Reply {
         let snapshot = session.registry.snapshot();
-        let listed = match &session.link {
-            Some(link) => snapshot.listing_for_link(&session.namespace, link),
-            None => snapshot.listing(&session.namespace),
-        };
-        Reply::Value(wire::listing::listing(listed))
+        Reply::Value(wire::listing::listing(session.listing(&snapshot)))
     }
 }
