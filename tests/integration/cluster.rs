@@ -193,6 +193,11 @@ async fn a_child_host_s_functions_are_offered_relayed_and_taken_away_with_its_li
     server.stop().await;
 }
 
+/// A link of namespace `peer` to the `peer` of the host at `url`, signed with the tests' secret.
+fn peer_link(url: String) -> easyrpc::cluster::parent::LinkConfig {
+    easyrpc::cluster::parent::LinkConfig { url, secret: SECRET.into(), namespace: "peer".into() }
+}
+
 /// A host serving `module` in namespace `peer`, linked (when `parent` is given) to the
 /// parent's `peer`.
 async fn host(module: &str, parent: Option<&TestServer>) -> TestServer {
@@ -200,11 +205,7 @@ async fn host(module: &str, parent: Option<&TestServer>) -> TestServer {
     snapshot.add_module("peer", &easyrpc_tests::load(module));
     let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
     if let Some(parent) = parent {
-        config.links.push(easyrpc::cluster::parent::LinkConfig {
-            url: parent.url(),
-            secret: SECRET.into(),
-            namespace: "peer".into(),
-        });
+        config.links.push(peer_link(parent.url()));
     }
     TestServer::with_config(snapshot, config).await
 }
@@ -312,11 +313,7 @@ async fn our_host_joins_a_python_server_as_a_child() {
     let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
     snapshot.add_module("peer", &easyrpc_tests::load("peer"));
     let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
-    config.links.push(easyrpc::cluster::parent::LinkConfig {
-        url: python.url.clone(),
-        secret: SECRET.into(),
-        namespace: "peer".into(),
-    });
+    config.links.push(peer_link(python.url.clone()));
     let host = TestServer::with_config(snapshot, config).await;
     // Up: our client on our host calls the Python parent's function.
     let on_host = EasyRpcProxy::connect(&host.url(), SECRET, "peer").await.expect("connects");
@@ -469,11 +466,7 @@ async fn a_mixed_chain_ours_python_ours_calls_end_to_end() {
     let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
     snapshot.add_module("peer", &easyrpc_tests::load("math"));
     let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
-    config.links.push(easyrpc::cluster::parent::LinkConfig {
-        url: python.url.clone(),
-        secret: SECRET.into(),
-        namespace: "peer".into(),
-    });
+    config.links.push(peer_link(python.url.clone()));
     let c = TestServer::with_config(snapshot, config).await;
     let on_c = EasyRpcProxy::connect(&c.url(), SECRET, "peer").await.expect("connects");
     let on_a = EasyRpcProxy::connect(&a.url(), SECRET, "peer").await.expect("connects");
@@ -538,11 +531,7 @@ async fn the_middle_host_of_a_chain_is_killed_and_restarted_under_load() {
     let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
     snapshot.add_module("peer", &easyrpc_tests::load("math"));
     let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
-    config.links.push(easyrpc::cluster::parent::LinkConfig {
-        url: a.url(),
-        secret: SECRET.into(),
-        namespace: "peer".into(),
-    });
+    config.links.push(peer_link(a.url()));
     let restarted = Instant::now();
     let b =
         TestServer::serve_on(listener, std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot)), None, config);
@@ -738,7 +727,6 @@ async fn a_fork_of_one_parent_and_three_children_reaches_every_function() {
 /// nowhere fails at once instead of going round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_linked_to_each_other_call_without_circulating() {
-    use easyrpc::cluster::parent::LinkConfig;
     let (la, lb) = (
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -748,7 +736,7 @@ async fn two_hosts_linked_to_each_other_call_without_circulating() {
         let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
         snapshot.add_module("peer", &easyrpc_tests::load(module));
         let mut config = easyrpc::server::ServerConfig::single(easyrpc_tests::PATH, SECRET);
-        config.links.push(LinkConfig { url: parent, secret: SECRET.into(), namespace: "peer".into() });
+        config.links.push(peer_link(parent));
         TestServer::serve_on(listener, std::sync::Arc::new(easyrpc::registry::Registry::new(snapshot)), None, config)
     };
     let (url_a, url_b) = (url(&la), url(&lb));
