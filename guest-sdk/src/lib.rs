@@ -73,6 +73,60 @@
 //! interfaces, so put the generator in an exported interface and give it a top-level name with
 //! `/// @name`. [`Generator`] turns any iterator into the resource's state.
 //!
+//! ## State, logs, settings and other functions
+//! A guest reaches beyond its call only through what its namespace's config grants (see
+//! wit/README.md, "Capabilities"); each module below re-exports the standard bindings, so code
+//! written for Spin or wasmCloud ports as it is. Nothing passes from one call to the next except
+//! through these: every call runs in a fresh instance.
+//!
+//! **A counter** (grant `wasi:keyvalue`): `increment` is atomic, so concurrent callers never
+//! lose a count.
+//! ```ignore
+//! use easyrpc_guest::keyvalue::{atomics, store};
+//! fn hit(page: String) -> Result<i64, String> {
+//!     let bucket = store::open("default").map_err(|e| format!("{e:?}"))?;
+//!     atomics::increment(&bucket, &page, 1).map_err(|e| format!("{e:?}"))
+//! }
+//! ```
+//!
+//! **A shared work queue served by a pool of workers**: producers number each item with
+//! `increment` on a `tail` counter and store it under its number; a worker claims the next
+//! number by moving a `head` counter with a compare-and-swap, which exactly one of the workers
+//! that read the same head wins, so no item is taken twice and none is lost. The whole guest is
+//! `modules/stateful` (`push`, `pop`); the heart of `pop`:
+//! ```ignore
+//! use easyrpc_guest::keyvalue::atomics::{self, Cas, CasError};
+//! let mut cas = Cas::new(&bucket, "head").map_err(|e| format!("{e:?}"))?;
+//! let claimed = loop {
+//!     let head = number(cas.current().map_err(|e| format!("{e:?}"))?);
+//!     if head >= number(bucket.get("tail").map_err(|e| format!("{e:?}"))?) {
+//!         return Ok(None); // empty
+//!     }
+//!     match atomics::swap(cas, (head + 1).to_string().as_bytes()) {
+//!         Ok(()) => break head + 1,
+//!         Err(CasError::CasFailed(fresh)) => cas = fresh, // another worker won: try again
+//!         Err(CasError::StoreError(e)) => return Err(format!("{e:?}")),
+//!     }
+//! };
+//! ```
+//! Any number of workers call `pop` at once from any connection or host (with the Redis
+//! backend, hosts share the queue).
+//!
+//! **A chain of functions** (grant `easyrpc:call`, and `call_namespaces` for namespaces other
+//! than its own): arguments and result are JSON; the nested call ends by the caller's
+//! deadline and nests at most 8 deep. `modules/chain` is the whole guest.
+//! ```ignore
+//! let total = easyrpc_guest::call::call("billing", "total", r#"["order-17"]"#, "{}")
+//!     .map_err(|e| e.to_string())?;
+//! ```
+//!
+//! **Logs and settings** (grants `wasi:logging`, `wasi:config`):
+//! ```ignore
+//! use easyrpc_guest::logging::{log, Level};
+//! let greeting = easyrpc_guest::config::get("greeting").ok().flatten().unwrap_or_default();
+//! log(Level::Info, "greeter", &format!("greeting with {greeting:?}"));
+//! ```
+//!
 //! ## Any-JSON values
 //! A `json` parameter arrives as its JSON text (a `String`); [`from_json`] turns it into any serde
 //! type and [`to_json`] back. Echoing needs no parsing at all: return the string you were given.
@@ -83,12 +137,13 @@ pub use wit_bindgen;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod tail_first;
 
-/// The SDK's bindings of `easyrpc:guest/host` (wit/guest/host.wit), wrapped below. A module
-/// imports a host function only if it calls its wrapper.
+/// The SDK's bindings of everything the host offers (wit/guest/host.wit, world
+/// `capabilities`), re-exported below. A module imports an interface only if it calls it.
 mod host_bindings {
     wit_bindgen::generate!({
         world: "easyrpc:guest/capabilities",
         path: "../wit/guest",
+        generate_all,
     });
 }
 
@@ -97,6 +152,58 @@ mod host_bindings {
 /// The call's deadline still applies: sleeping past it ends the call with a timeout.
 pub fn sleep(duration: std::time::Duration) {
     host_bindings::easyrpc::guest::host::sleep(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+}
+
+/// Key-value state: the standard `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`),
+/// the same bindings a Spin or wasmCloud guest uses. Needs the `wasi:keyvalue` grant.
+///
+/// Buckets belong to the namespace the function serves in: `store::open("default")` in two
+/// namespaces opens two buckets. Values are bytes; `atomics::increment` keeps a counter as
+/// its decimal text, so `get` of a counter gives e.g. `b"42"`.
+///
+/// ```ignore
+/// use easyrpc_guest::keyvalue::{atomics, store};
+/// let bucket = store::open("default").map_err(|e| format!("{e:?}"))?;
+/// let hits = atomics::increment(&bucket, "hits", 1).map_err(|e| format!("{e:?}"))?;
+/// ```
+pub mod keyvalue {
+    pub use crate::host_bindings::wasi::keyvalue::{atomics, batch, store};
+}
+
+/// Writing to the host's log: the standard `wasi:logging@0.1.0-draft`. Needs the
+/// `wasi:logging` grant. Lines carry the namespace, module, function and request id on the
+/// host, and a namespace logs at most so many lines per second (the rest are counted and
+/// dropped).
+///
+/// ```ignore
+/// use easyrpc_guest::logging::{log, Level};
+/// log(Level::Info, "orders", "order 17 accepted");
+/// ```
+pub mod logging {
+    pub use crate::host_bindings::wasi::logging::logging::{log, Level};
+}
+
+/// The namespace's settings (`[namespace.config]` in the host's config): the standard
+/// `wasi:config/store@0.2.0-draft`. Needs the `wasi:config` grant.
+///
+/// ```ignore
+/// let greeting = easyrpc_guest::config::get("greeting").ok().flatten().unwrap_or_default();
+/// ```
+pub mod config {
+    pub use crate::host_bindings::wasi::config::store::{get, get_all, Error};
+}
+
+/// Calling other functions, local or on linked hosts, with JSON arguments and result
+/// (`easyrpc:guest/call`). Needs the `easyrpc:call` grant; besides its own namespace a
+/// function may call those its namespace's `call_namespaces` lists.
+///
+/// ```ignore
+/// let sum = easyrpc_guest::call::call("math", "add", "[1, 2]", "{}").map_err(|e| format!("{e:?}"))?;
+/// assert_eq!(sum, "3");
+/// ```
+pub mod call {
+    pub use crate::host_bindings::easyrpc::guest::call::{call, CallError};
+
 }
 
 /// Name of the custom section that carries the module's WIT source (docs and `@` annotations).

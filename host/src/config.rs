@@ -13,6 +13,8 @@
 //! port = 8220
 //! secret = "change-me"          # or --secret, or the EASYRPC_SECRET environment variable
 //! cache_dir = "cache"           # compiled components (optional)
+//! data_dir = "state"            # the host's state: the embedded key-value store (optional;
+//!                               # default $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc)
 //! modules_dirs = ["modules"]    # scanned as with --modules (optional)
 //!
 //! [[path]]                      # optional; default: /ws/easy with the top-level secret
@@ -36,6 +38,16 @@
 //! max_calls_per_instance = 10000  # "reused": a call may run in one an earlier call of this
 //!                               # namespace finished in cleanly (globals carry over), each
 //!                               # instance serving at most this many calls
+//! grants = ["wasi:keyvalue", "wasi:logging", "wasi:config", "easyrpc:call"]  # none by default
+//! call_namespaces = ["beta"]    # namespaces alpha's guests may call (their own always)
+//! log_lines_per_second = 100    # wasi:logging lines per second, the namespace's guests together
+//! [namespace.keyvalue]          # its buckets (scoped to alpha) and quotas
+//! backend = "embedded"          # under data_dir; or "redis" with url = "redis://127.0.0.1:6379"
+//! max_keys = 100000             # quotas across its buckets
+//! max_bytes = 67108864          # keys and values together
+//! max_value_bytes = 1048576
+//! [namespace.config]            # what wasi:config/store returns to alpha's guests
+//! greeting = "hello"
 //!
 //! [[link]]                      # this host's `public` joins `public` on a parent host (ours
 //! url = "ws://10.0.0.5:8220/ws/easy"  # or a Python EasyRpcServer); one parent per namespace,
@@ -68,6 +80,7 @@
 //!                               # default; a [[namespace]] may choose otherwise
 //! ```
 
+use crate::capabilities::{CapabilitySources, GrantConfig, KeyValueConfig};
 use crate::cluster::parent::LinkConfig;
 use crate::deploy::{Deployer, ModuleSource};
 use crate::registry::{Group, NamespacePolicy, PolicyConfig, Registry, RegistrySnapshot};
@@ -75,6 +88,7 @@ use crate::runtime::{CallLimits, InstanceReuse, Runtime};
 use crate::server::{ConnectionLimits, PathConfig};
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -86,6 +100,8 @@ pub struct ConfigFile {
     pub port: Option<u16>,
     pub secret: Option<String>,
     pub cache_dir: Option<PathBuf>,
+    /// The host's own state: the embedded key-value store (see `capabilities`).
+    pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub modules_dirs: Vec<PathBuf>,
     #[serde(default, rename = "path")]
@@ -160,6 +176,49 @@ pub struct NamespaceEntry {
     pub max_frame_bytes: Option<usize>,
     pub instances: Option<InstancesEntry>,
     pub max_calls_per_instance: Option<u32>,
+    /// Capabilities its guests may import; none unless listed (see `capabilities`).
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Namespaces its guests may call besides their own (with `easyrpc:call`).
+    #[serde(default)]
+    pub call_namespaces: Vec<String>,
+    pub keyvalue: Option<KeyValueConfig>,
+    /// What `wasi:config/store` returns to its guests: strings, numbers or booleans.
+    pub config: Option<BTreeMap<String, toml::Value>>,
+    pub log_lines_per_second: Option<u32>,
+}
+
+impl NamespaceEntry {
+    /// Its capability settings as `capabilities` takes them.
+    fn grant_config(&self) -> anyhow::Result<GrantConfig> {
+        let config = match &self.config {
+            None => None,
+            Some(table) => Some(
+                table
+                    .iter()
+                    .map(|(key, value)| {
+                        let text = match value {
+                            toml::Value::String(s) => s.clone(),
+                            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
+                            other => bail!(
+                                "namespace {}: [namespace.config] {key} is a {}; values are strings, numbers or booleans",
+                                self.name,
+                                other.type_str()
+                            ),
+                        };
+                        Ok((key.clone(), text))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+        };
+        Ok(GrantConfig {
+            grants: self.grants.clone(),
+            call_namespaces: self.call_namespaces.clone(),
+            keyvalue: self.keyvalue.clone(),
+            config,
+            log_lines_per_second: self.log_lines_per_second,
+        })
+    }
 }
 
 /// `instances = "fresh" | "reused"` of a `[[namespace]]`.
@@ -285,6 +344,7 @@ impl ConfigFile {
             }
         };
         config.cache_dir.iter_mut().for_each(rebase);
+        config.data_dir.iter_mut().for_each(rebase);
         config.modules_dirs.iter_mut().for_each(rebase);
         config.modules.iter_mut().for_each(|m| rebase(&mut m.file));
         Ok(config)
@@ -304,9 +364,14 @@ impl ConfigFile {
             .collect()
     }
 
-    /// An empty snapshot with the configured tenants (policies) and groups; unconfigured
-    /// namespaces get `base`'s policy, with the instance policy of `[limits]` if it sets one.
-    pub fn prepare_snapshot(&self, base: &PolicyConfig) -> anyhow::Result<RegistrySnapshot> {
+    /// An empty snapshot with the configured tenants (policies, with the capabilities their
+    /// grants draw from `sources`) and groups; unconfigured namespaces get `base`'s policy,
+    /// with the instance policy of `[limits]` if it sets one.
+    pub fn prepare_snapshot(
+        &self,
+        base: &PolicyConfig,
+        sources: &CapabilitySources,
+    ) -> anyhow::Result<RegistrySnapshot> {
         let mut default = base.clone();
         let limits = &self.limits;
         default.instances =
@@ -330,6 +395,7 @@ impl ConfigFile {
             policy.max_frame = ns.max_frame_bytes.or(policy.max_frame);
             let scope = format!("namespace {}", ns.name);
             policy.instances = instance_reuse(&scope, ns.instances, ns.max_calls_per_instance, default.instances)?;
+            policy.capabilities = sources.for_namespace(&ns.name, &ns.grant_config()?)?;
             snapshot.set_policy(&ns.name, NamespacePolicy::new(policy));
         }
         for g in &self.groups {
@@ -372,6 +438,11 @@ pub fn load_registry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Capability sources for parsing tests: nothing is opened unless a namespace grants it.
+    fn unit_sources() -> CapabilitySources {
+        CapabilitySources::new(&std::env::temp_dir().join("easyrpc-config-tests"), &Arc::new(Registry::default()))
+    }
 
     #[test]
     fn links_read_from_the_file_and_flags_with_one_parent_per_namespace() {
@@ -436,7 +507,7 @@ max_open_generators = 7
     fn instance_reuse_is_chosen_per_namespace() {
         let parse = |text: &str| -> anyhow::Result<Vec<PolicyConfig>> {
             let file: ConfigFile = toml::from_str(text)?;
-            let snapshot = file.prepare_snapshot(&PolicyConfig::default())?;
+            let snapshot = file.prepare_snapshot(&PolicyConfig::default(), &unit_sources())?;
             Ok(file.namespaces.iter().map(|ns| snapshot.policy(&ns.name).expect("policy").config.clone()).collect())
         };
         let policies = parse(
@@ -489,7 +560,7 @@ instances = "fresh"
             vec![InstanceReuse::Reused { max_calls: 50 }, InstanceReuse::Reused { max_calls: 7 }, InstanceReuse::Fresh,]
         );
         let file: ConfigFile = toml::from_str("[limits]\ninstances = \"reused\"").unwrap();
-        let snapshot = file.prepare_snapshot(&PolicyConfig::default()).unwrap();
+        let snapshot = file.prepare_snapshot(&PolicyConfig::default(), &unit_sources()).unwrap();
         let unlisted = snapshot.default_policy().instances;
         assert_eq!(unlisted, InstanceReuse::reused(), "namespaces without an entry follow [limits]");
         let error = |text: &str| parse(text).unwrap_err().to_string();

@@ -127,12 +127,12 @@ impl Deployer {
     pub fn load_all(&self) -> anyhow::Result<Vec<String>> {
         let mut failures = Vec::new();
         let mut state = self.state();
-        for (path, _) in placements(&self.sources)? {
+        for (path, namespace) in placements(&self.sources)? {
             if state.files.contains_key(&path) {
                 continue;
             }
             let Some(now) = stamp(&path) else { continue };
-            let module = match self.load(&mut state, &path) {
+            let module = match self.load_for(&mut state, &path, &namespace) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e, "module not loaded");
@@ -144,6 +144,13 @@ impl Deployer {
         }
         self.publish(&state)?;
         Ok(failures)
+    }
+
+    /// Loads the file at `path` to serve in `namespace`, which must grant what it imports.
+    fn load_for(&self, state: &mut State, path: &PathBuf, namespace: &str) -> Result<Arc<Module>, LoadError> {
+        let module = self.load(state, path)?;
+        self.base.check_grants(namespace, &module).map_err(|message| LoadError::NotGranted { message })?;
+        Ok(module)
     }
 
     fn load(&self, state: &mut State, path: &PathBuf) -> Result<Arc<Module>, LoadError> {
@@ -167,7 +174,8 @@ impl Deployer {
     /// are dropped. Publishes a new snapshot when anything changed; returns whether it did.
     pub fn rescan(&self) -> anyhow::Result<bool> {
         let mut state = self.state();
-        let placed: Vec<PathBuf> = placements(&self.sources)?.into_iter().map(|(p, _)| p).collect();
+        let placements = placements(&self.sources)?;
+        let placed: Vec<&PathBuf> = placements.iter().map(|(p, _)| p).collect();
         let mut changed = false;
         let gone: Vec<PathBuf> = state.files.keys().filter(|p| !placed.contains(p)).cloned().collect();
         for path in gone {
@@ -175,7 +183,7 @@ impl Deployer {
             state.files.remove(&path);
             changed = true;
         }
-        for path in placed {
+        for (path, namespace) in placements {
             let Some(now) = stamp(&path) else { continue };
             if state.files.get(&path).is_some_and(|(loaded_at, _)| *loaded_at == now) {
                 state.pending.remove(&path);
@@ -186,7 +194,7 @@ impl Deployer {
                 continue;
             }
             state.pending.remove(&path);
-            match self.load(&mut state, &path) {
+            match self.load_for(&mut state, &path, &namespace) {
                 Ok(module) => {
                     tracing::info!(file = %path.display(), hash = %module.hash(), "module file changed; swapping in the new version");
                     state.files.insert(path, (now, Some(module)));
@@ -210,6 +218,7 @@ impl Deployer {
     pub fn deploy(&self, namespace: &str, name: &str, bytes: &[u8]) -> Result<Deployed, LoadError> {
         let mut state = self.state();
         let module = self.load_bytes(&mut state, name, bytes)?;
+        self.base.check_grants(namespace, &module).map_err(|message| LoadError::NotGranted { message })?;
         state.deployed.retain(|(ns, m)| !(ns == namespace && m.name() == name));
         state.deployed.push((namespace.to_owned(), module.clone()));
         self.publish(&state).map_err(|e| LoadError::Describe { name: name.to_owned(), message: e.to_string() })?;

@@ -1,7 +1,7 @@
 //! The path of one call, from a function's name to its answer: resolve, admit, call.
 //!
 //! Owns what every caller of a function goes through, whoever it is (a client's session today;
-//! a cluster link relaying a call and a guest calling a function next): the function is looked
+//! a cluster link relaying a call, a guest calling a function): the function is looked
 //! up in one registry snapshot (a group's first member that has it), the namespace admits the
 //! call (its concurrency and queue limits, its open generators), the call runs only in the
 //! namespace's turns, and a result the Python client would misread is refused. A
@@ -15,6 +15,7 @@ use crate::value::Value;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 /// Marker of the generator protocol that results must not carry (quirks Q3, Q8).
 pub const GENERATOR_START: &str = "GENERATOR_START";
@@ -100,9 +101,22 @@ impl Resolved<'_> {
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         let policy = &namespace.policy;
-        let result = match policy.admit(member).await {
-            Ok(_running) => policy.in_turns(function.call(args, kwargs, context.relay)).await,
-            Err(busy) => Err(busy),
+        let result = if context.relay.depth > 0 {
+            // A guest's nested call is part of its outermost call: it runs under that call's
+            // admission and turns, so it never waits for a slot or turn its own caller holds.
+            function.call(args, kwargs, context.relay).await
+        } else {
+            match policy.admit(member).await {
+                Ok(_running) => {
+                    let call = policy.in_turns(function.call(args, kwargs, context.relay));
+                    if logs_guests(policy) {
+                        call.instrument(call_span(context, function_name)).await
+                    } else {
+                        call.await
+                    }
+                }
+                Err(busy) => Err(busy),
+            }
         };
         match result {
             Ok(value) => {
@@ -138,7 +152,13 @@ impl Resolved<'_> {
         bound_relay(&mut context, namespace, function);
         let policy = namespace.policy.clone();
         let slot = policy.admit_generator(member)?;
-        match policy.in_turns(function.open(args, kwargs, context.relay)).await {
+        let opening = policy.in_turns(function.open(args, kwargs, context.relay));
+        let opened = if logs_guests(&policy) {
+            opening.instrument(call_span(context, function_name)).await
+        } else {
+            opening.await
+        };
+        match opened {
             Ok(stream) => Ok(Generator { stream: Some(stream), _slot: Some(slot), policy }),
             Err(error) => {
                 tracing::info!(
@@ -224,6 +244,16 @@ fn bound_relay(context: &mut CallContext<'_>, namespace: &Namespace, function: &
     if context.relay.deadline.is_none() && matches!(function.origin(), Origin::Link(_)) {
         context.relay.deadline = Instant::now().checked_add(namespace.policy.config.limits.deadline);
     }
+}
+
+/// Whether the namespace's guests write to the host's log (`wasi:logging`): their calls then
+/// run in a span that gives each line the request id. Other calls skip the span's cost.
+fn logs_guests(policy: &NamespacePolicy) -> bool {
+    policy.config.capabilities.as_ref().is_some_and(|c| c.logging.is_some())
+}
+
+fn call_span(context: CallContext<'_>, function: &str) -> tracing::Span {
+    tracing::info_span!("call", namespace = %context.namespace, function = %function, request = %context.request_id)
 }
 
 /// Results the Python client would misread as generator markers (quirk Q8).

@@ -11,12 +11,16 @@
 //!
 //! ```text
 //! cli -> config -> server -> cluster -> session -> dispatch -> registry -> runtime -> signature -> value
-//!                                                `-> deploy --'                        wire --'
+//!          |                               `-> deploy --'                        wire --'
+//!          `-> capabilities -> dispatch
 //! ```
 //!
 //! * [`cli`]: the `easyrpc` command line (thin: parses flags, calls the library).
 //! * [`config`]: the TOML config file and flags: paths, tenants, groups, limits, module sources.
 //! * [`server`]: listening, path routing, connection limits, graceful shutdown.
+//! * [`capabilities`]: what a namespace grants its guests (key-value state, logging, config,
+//!   calling other functions) and the backends behind it: the embedded and Redis key-value
+//!   stores, the caller that takes a guest's call back through `dispatch`.
 //! * [`cluster`]: links between hosts: dialing a parent and accepting children, the other
 //!   host's functions as callables while a link is up, the requests sent over a link.
 //! * [`session`]: one connection: setup and auth, the loop that reads requests and writes
@@ -30,8 +34,9 @@
 //!   a [`registry::Origin`] (a local module now, a cluster link later), in snapshots swapped
 //!   atomically.
 //! * [`runtime`]: wasmtime: load components, describe them from their types and embedded WIT
-//!   docs, build guest values, run each call in a sandbox, the host functions guests import
-//!   (`easyrpc:guest/host`), cache compiled components.
+//!   docs, build guest values, run each call in a sandbox, the interfaces guests import
+//!   (`runtime::imports`: `easyrpc:guest`, `wasi:keyvalue`, `wasi:logging`, `wasi:config`, each
+//!   acting through the capabilities its call carries), cache compiled components.
 //! * [`wire`]: easyrpc's frames in json and pickle, the setup JWT, `sig` listings (beside the
 //!   path: the session and the client both speak it).
 //! * [`signature`]: what a function looks like to callers: descriptors, WIT types, the naming
@@ -41,10 +46,8 @@
 //!   JSON text codec (Python's dialect: NaN, big integers).
 //! * [`client`]: the Rust client proxy, the same wire seen from outside: it uses `wire`,
 //!   `signature` and `value` only.
-//!
-//! Coming next: guest capabilities (calling other functions, key-value state, logging,
-//! config), beside `cluster` as units of their own.
 
+pub mod capabilities;
 pub mod cli;
 pub mod client;
 pub mod cluster;

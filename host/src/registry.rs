@@ -12,7 +12,9 @@
 //! and so are the instances namespaces keep of modules a swap did not replace. It does not
 //! parse frames or run wasm itself.
 
-use crate::runtime::{CallError, CallLimits, GeneratorStream, InstanceReuse, Module, WarmInstances};
+use crate::runtime::{
+    CallEnv, CallError, CallLimits, GeneratorStream, Grant, GuestCapabilities, InstanceReuse, Module, WarmInstances,
+};
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -67,6 +69,9 @@ impl std::fmt::Display for Origin {
 pub struct Relay {
     pub hops: u8,
     pub deadline: Option<std::time::Instant>,
+    /// How many calls this one is nested in on this host (a guest calling a function); 0 for
+    /// a caller's own call. Nested calls run under their outermost call's admission.
+    pub depth: u8,
 }
 
 /// Something a namespace lists and calls.
@@ -114,12 +119,19 @@ pub struct LocalFunction {
     limits: CallLimits,
     /// The namespace's idle instances of this module, shared by the module's functions there.
     warm: Option<Arc<WarmInstances>>,
+    /// What the namespace grants its guests.
+    capabilities: Option<Arc<GuestCapabilities>>,
 }
 
 impl LocalFunction {
     /// Every function of `module` for one namespace, called with `limits`, in fresh instances
     /// or (with `warm`) in the namespace's kept ones.
-    pub fn all(module: &Arc<Module>, limits: CallLimits, warm: Option<Arc<WarmInstances>>) -> Vec<Arc<dyn Callable>> {
+    pub fn all(
+        module: &Arc<Module>,
+        limits: CallLimits,
+        warm: Option<Arc<WarmInstances>>,
+        capabilities: Option<Arc<GuestCapabilities>>,
+    ) -> Vec<Arc<dyn Callable>> {
         module
             .descriptors()
             .enumerate()
@@ -131,6 +143,7 @@ impl LocalFunction {
                     origin: Origin::Module(module.name().to_owned()),
                     limits,
                     warm: warm.clone(),
+                    capabilities: capabilities.clone(),
                 };
                 Arc::new(f) as Arc<dyn Callable>
             })
@@ -148,7 +161,8 @@ impl Callable for LocalFunction {
     }
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Result<Value, CallError> {
         let limits = within(self.limits, relay);
-        self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, limits).await
+        let env = self.env(relay);
+        self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, limits, &env).await
     }
     async fn open(
         &self,
@@ -157,8 +171,16 @@ impl Callable for LocalFunction {
         relay: Relay,
     ) -> Result<Box<dyn ValueStream>, CallError> {
         let limits = within(self.limits, relay);
-        let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, limits).await?;
+        let env = self.env(relay);
+        let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, limits, &env).await?;
         Ok(Box::new(stream))
+    }
+}
+
+impl LocalFunction {
+    /// What one call may reach: the namespace's capabilities, and the call's place in a chain.
+    fn env(&self, relay: Relay) -> CallEnv {
+        CallEnv { capabilities: self.capabilities.clone(), depth: relay.depth, hops: relay.hops }
     }
 }
 
@@ -183,6 +205,8 @@ pub struct PolicyConfig {
     pub max_open_generators: usize,
     /// Largest frame a connection of this namespace may send (none: the server's limit).
     pub max_frame: Option<usize>,
+    /// What its guests may reach beyond their instance (none: nothing).
+    pub capabilities: Option<Arc<GuestCapabilities>>,
 }
 
 impl Default for PolicyConfig {
@@ -195,6 +219,7 @@ impl Default for PolicyConfig {
             max_queued_calls: DEFAULT_MAX_QUEUED_CALLS,
             max_open_generators: DEFAULT_NAMESPACE_MAX_OPEN_GENERATORS,
             max_frame: None,
+            capabilities: None,
         }
     }
 }
@@ -543,16 +568,45 @@ impl RegistrySnapshot {
             let ns = self.namespace_mut(&target);
             let config = &ns.policy.config;
             let warm = carried.kept_set(&target, module, config.instances);
-            for f in LocalFunction::all(module, config.limits, warm) {
+            for f in LocalFunction::all(module, config.limits, warm, config.capabilities.clone()) {
                 ns.insert(f);
             }
         }
     }
 
+    /// Whether `module` may serve in `namespace` (every member, for a group): each capability
+    /// it imports must be granted there. The error names the module, the namespace, the
+    /// imports and the grant to add.
+    pub fn check_grants(&self, namespace: &str, module: &Module) -> Result<(), String> {
+        let imports = module.imports();
+        for target in self.members(namespace) {
+            let capabilities = self.policy(target).and_then(|p| p.config.capabilities.as_deref());
+            let granted = |g: Grant| capabilities.is_some_and(|c| c.grants(g));
+            let missing: Vec<(&str, Grant)> = imports
+                .iter()
+                .filter_map(|i| Grant::needed_by(i).map(|g| (i.as_str(), g)))
+                .filter(|(_, g)| !granted(*g))
+                .collect();
+            if !missing.is_empty() {
+                let mut grants: Vec<&str> = missing.iter().map(|(_, g)| g.name()).collect();
+                grants.sort_unstable();
+                grants.dedup();
+                let imported: Vec<&str> = missing.iter().map(|(i, _)| *i).collect();
+                return Err(format!(
+                    "module {} imports {}, which namespace {target} does not grant; add {} to the grants of its                      [[namespace]] in the config",
+                    module.name(),
+                    imported.join(", "),
+                    grants.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Adds `module` to `namespace` with explicit call limits (tests and tools).
     pub fn add_module_with_limits(&mut self, namespace: &str, module: &Arc<Module>, limits: CallLimits) {
         let ns = self.namespace_mut(namespace);
-        for f in LocalFunction::all(module, limits, None) {
+        for f in LocalFunction::all(module, limits, None, None) {
             ns.insert(f);
         }
     }

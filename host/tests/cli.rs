@@ -215,3 +215,149 @@ fn serve_links_a_namespace_to_a_parent_host() {
     }
     let _ = std::fs::remove_dir_all(&child_dir);
 }
+
+/// Starts `easyrpc serve --config FILE` (with `extra` flags) and returns it, its URL and the
+/// log lines it writes (collected as they come).
+fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let mut child = Command::new(EASYRPC)
+        .args(["serve", "--secret", "cli-secret", "--port", "0", "--config"])
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("easyrpc serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        assert!(Instant::now() < deadline, "server did not report its address");
+        let line = lines.next().expect("server still running").unwrap();
+        assert!(!line.contains("ERROR"), "the server logged an error at start: {line}");
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| kept.lock().unwrap().push(line)));
+    (child, format!("ws://{address}/ws/easy"), log)
+}
+
+/// `easyrpc call -n NS ARGS...` against `url`; stdout on success, else the error text.
+fn call_at(url: &str, namespace: &str, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["--url", url, "--secret", "cli-secret", "-n", namespace];
+    all.extend_from_slice(args);
+    let out = easyrpc_owned("call", all.iter().map(|s| s.to_string()).collect());
+    if out.status.success() {
+        Ok(text(&out.stdout).trim().to_owned())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// A config serving the stateful module in namespace `kv`, granted key-value state, logging
+/// and config, with its state in `data_dir`.
+fn stateful_config(tag: &str, data_dir: &Path) -> PathBuf {
+    let module = xtask::module_path("stateful").expect("modules build");
+    let dir = std::env::temp_dir().join(format!("easyrpc-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("easyrpc.toml");
+    let text = format!(
+        r#"
+data_dir = "{data}"
+
+[[namespace]]
+name = "kv"
+grants = ["wasi:keyvalue", "wasi:logging", "wasi:config"]
+log_lines_per_second = 20
+[namespace.config]
+greeting = "hello"
+
+[[module]]
+file = "{module}"
+namespaces = ["kv"]
+"#,
+        data = data_dir.display(),
+        module = module.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn embedded_state_survives_a_killed_host_and_guest_logs_reach_the_host_log() {
+    let data_dir = std::env::temp_dir().join(format!("easyrpc-cli-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let config = stateful_config("state", &data_dir);
+
+    let (mut server, url, log) = serve_config(&config, &[]);
+    for expected in ["1", "2", "3"] {
+        assert_eq!(call_at(&url, "kv", &["incr", "visits"]).as_deref(), Ok(expected));
+    }
+    assert_eq!(call_at(&url, "kv", &["set", "name", "\"ada\""]).as_deref(), Ok("true"));
+    assert_eq!(call_at(&url, "kv", &["setting", "greeting"]).as_deref(), Ok("\"hello\""));
+
+    // A guest's log line reaches the host's log with its namespace, module, function and
+    // request; a guest that floods is cut to the namespace's rate (20 lines per second).
+    assert_eq!(call_at(&url, "kv", &["log", "warn", "\"disk almost full\""]).as_deref(), Ok("true"));
+    assert_eq!(call_at(&url, "kv", &["log", "info", "\"flood\"", "--kw", "times=500"]).as_deref(), Ok("true"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (line, floods) = loop {
+        let lines = log.lock().unwrap().clone();
+        let line = lines.iter().find(|l| l.contains("disk almost full")).cloned();
+        let floods = lines.iter().filter(|l| l.contains("flood")).count();
+        if line.is_some() && floods > 0 || Instant::now() > deadline {
+            break (line.unwrap_or_default(), floods);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for field in ["WARN", "namespace=kv", "module=stateful", "function=log", "context=stateful", "request="] {
+        assert!(line.contains(field), "{field} missing from the guest's log line: {line}");
+    }
+    assert!((1..=40).contains(&floods), "500 lines logged at once, {floods} reached the log (20 per second allowed)");
+
+    // Killed, not stopped: every answered write is on disk.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (mut server, url, _) = serve_config(&config, &[]);
+    assert_eq!(call_at(&url, "kv", &["get", "visits"]).as_deref(), Ok("\"3\""));
+    assert_eq!(call_at(&url, "kv", &["get", "name"]).as_deref(), Ok("\"ada\""));
+    assert_eq!(call_at(&url, "kv", &["incr", "visits"]).as_deref(), Ok("4"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[test]
+fn a_module_that_imports_a_capability_its_namespace_lacks_is_not_served() {
+    let module = xtask::module_path("stateful").expect("modules build");
+    let dir = std::env::temp_dir().join(format!("easyrpc-cli-ungranted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("easyrpc.toml");
+    let toml = format!(
+        "[[namespace]]\nname = \"kv\"\ngrants = [\"wasi:keyvalue\"]\n\n[[module]]\nfile = \"{}\"\nnamespaces = [\"kv\"]\n",
+        module.display()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let out = Command::new(EASYRPC)
+        .args(["serve", "--secret", "cli-secret", "--port", "0", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("easyrpc serve runs");
+    assert!(!out.status.success(), "nothing else to serve: the host stops");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("module stateful imports wasi:logging/logging@0.1.0-draft, wasi:config/store@0.2.0-draft, which namespace kv does not grant")
+            && stderr.contains("\"wasi:config\", \"wasi:logging\""),
+        "{stderr}"
+    );
+    let out = easyrpc(&["inspect", module.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout)
+            .contains("capabilities: wasi:keyvalue, wasi:logging, wasi:config (its namespace must grant them)"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -14,7 +14,7 @@ async fn serve_example(name: &str) -> (TestServer, String) {
     let config_path = xtask::project_root().join("examples").join(name).join("easyrpc.toml");
     let file = ConfigFile::read(&config_path).expect("example config reads");
     let secret = file.secret.clone().expect("example config has its secret");
-    let snapshot = file.prepare_snapshot(&PolicyConfig::default()).expect("tenants and groups");
+    let snapshot = file.prepare_snapshot(&PolicyConfig::default(), &no_state()).expect("tenants and groups");
     let (snapshot, failures) = load_registry(&runtime(), &file.module_sources(), snapshot).expect("modules load");
     assert!(failures.is_empty(), "{failures:?}");
     let paths = file.path_configs(&secret);
@@ -126,7 +126,7 @@ async fn serve_cluster(topology: &str) -> Vec<(String, TestServer)> {
     let mut servers = Vec::new();
     for (name, file, listener) in hosts {
         let secret = file.secret.clone().expect("a secret");
-        let snapshot = file.prepare_snapshot(&PolicyConfig::default()).expect("groups");
+        let snapshot = file.prepare_snapshot(&PolicyConfig::default(), &no_state()).expect("groups");
         let (snapshot, failures) = load_registry(&runtime(), &file.module_sources(), snapshot).expect("modules load");
         assert!(failures.is_empty(), "{failures:?}");
         let mut links = easyrpc::config::link_configs(&file.links, &[], &secret).expect("links");
@@ -196,4 +196,10 @@ async fn cluster_examples() {
     for (_, host) in ring {
         host.stop().await;
     }
+}
+
+/// Capability sources for the examples, which grant none.
+fn no_state() -> easyrpc::capabilities::CapabilitySources {
+    let registry = std::sync::Arc::new(easyrpc::registry::Registry::default());
+    easyrpc::capabilities::CapabilitySources::new(&std::env::temp_dir().join("easyrpc-examples-state"), &registry)
 }

@@ -12,6 +12,7 @@ mod harness;
 static ALLOCATOR: harness::Counting = harness::Counting;
 
 mod attacks;
+mod capabilities;
 mod cluster;
 mod examples;
 mod formatting;

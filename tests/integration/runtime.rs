@@ -76,8 +76,8 @@ fn modules_import_wasi_only_when_they_use_it() {
     assert_eq!(wasi("swap_v1"), Vec::<String>::new());
     // peer sleeps in `slow` through the host's own interface, not WASI clocks.
     assert_eq!(wasi("peer"), Vec::<String>::new());
-    assert!(load("peer").imports().iter().any(|i| i == easyrpc::runtime::capabilities::HOST_INTERFACE));
-    assert!(!load("math").imports().iter().any(|i| i == easyrpc::runtime::capabilities::HOST_INTERFACE));
+    assert!(load("peer").imports().iter().any(|i| i == easyrpc::runtime::imports::HOST_INTERFACE));
+    assert!(!load("math").imports().iter().any(|i| i == easyrpc::runtime::imports::HOST_INTERFACE));
     // hostile prints.
     assert!(wasi("hostile").iter().any(|i| i.starts_with("wasi:cli/stdout")), "{:?}", wasi("hostile"));
 }

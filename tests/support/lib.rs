@@ -37,6 +37,8 @@ pub struct TestServer {
     pub registry: Arc<easyrpc::registry::Registry>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Removed when the server is dropped (its config and state, for [`serve_config`]).
+    scratch: Option<ScratchDir>,
 }
 
 /// The secret test servers use.
@@ -103,7 +105,7 @@ impl TestServer {
                 let _ = stopped.await;
             },
         ));
-        Self { addr, registry, stop: Some(stop), task: Some(task) }
+        Self { addr, registry, stop: Some(stop), task: Some(task), scratch: None }
     }
 
     /// `ws://127.0.0.1:port/ws/easy`
@@ -289,24 +291,75 @@ impl RawClient {
     }
 }
 
-/// A server configured from TOML text (tenants, groups, modules, limits) on [`PATH`] with the
-/// admin secret [`SECRET`]. `{peer}`, `{math}` and `{hostile}` in the text become the paths of
-/// the built modules. Returns the server and the modules that failed to load.
+/// A server configured from TOML text (tenants, groups, modules, limits, grants, links) on [`PATH`]
+/// with the admin secret [`SECRET`]. `{peer}`, `{math}`, `{hostile}`, `{stateful}` and `{chain}`
+/// in the text become the paths of the built modules. Without a `data_dir` in the text, the
+/// host keeps its state in a scratch directory removed with the server. Returns the server and
+/// the modules that failed to load. Admins may deploy and remove modules.
 pub async fn serve_config(toml_text: &str) -> (TestServer, Vec<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+    serve_config_on(listener, toml_text)
+}
+
+/// [`serve_config`] on a listener the caller bound (to restart a host on its port).
+pub fn serve_config_on(listener: tokio::net::TcpListener, toml_text: &str) -> (TestServer, Vec<String>) {
     let mut text = toml_text.to_owned();
-    for name in ["peer", "math", "hostile"] {
+    for name in ["peer", "math", "hostile", "stateful", "chain"] {
         text = text.replace(&format!("{{{name}}}"), &module_path(name).display().to_string());
     }
-    let dir = std::env::temp_dir().join(format!("easyrpc-config-{}-{}", std::process::id(), uuid_like()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("easyrpc.toml");
+    let scratch = ScratchDir::new("config");
+    let file = scratch.0.join("easyrpc.toml");
     std::fs::write(&file, text).expect("config written");
     let config = easyrpc::config::ConfigFile::read(&file).expect("config parses");
-    let snapshot = config.prepare_snapshot(&easyrpc::registry::PolicyConfig::default()).expect("tenants and groups");
-    let (snapshot, failures) =
-        easyrpc::config::load_registry(&runtime(), &config.module_sources(), snapshot).expect("modules load");
-    let _ = std::fs::remove_dir_all(&dir);
-    (TestServer::with_config(snapshot, easyrpc::server::ServerConfig::single(PATH, SECRET)).await, failures)
+    let registry = Arc::new(easyrpc::registry::Registry::default());
+    let data_dir = config.data_dir.clone().unwrap_or_else(|| scratch.0.join("state"));
+    let sources = easyrpc::capabilities::CapabilitySources::new(&data_dir, &registry);
+    let base =
+        config.prepare_snapshot(&easyrpc::registry::PolicyConfig::default(), &sources).expect("tenants and groups");
+    let deployer = Arc::new(easyrpc::deploy::Deployer::new(runtime(), registry.clone(), base, config.module_sources()));
+    let failures = deployer.load_all().expect("module sources readable");
+    let mut server_config = easyrpc::server::ServerConfig::single(PATH, SECRET);
+    server_config.links = easyrpc::config::link_configs(&config.links, &[], SECRET).expect("links");
+    let mut server = TestServer::serve_on(listener, registry, Some(deployer), server_config);
+    server.scratch = Some(scratch);
+    (server, failures)
+}
+
+/// The Redis server tests use: `EASYRPC_TEST_REDIS` (default `redis://127.0.0.1:6379`), or
+/// none when nothing answers there, after printing why the test is skipped. Under `CI=true` a
+/// missing server fails the test instead.
+pub fn test_redis(test: &str) -> Option<String> {
+    let url = std::env::var("EASYRPC_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let address = url.trim_start_matches("redis://").split(['/', '?']).next().unwrap_or_default().to_owned();
+    let address = address.rsplit('@').next().unwrap_or_default().to_owned();
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&address.as_str())
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok());
+    if reachable {
+        return Some(url);
+    }
+    let why = format!("{test}: no Redis server answers at {url} (set EASYRPC_TEST_REDIS)");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}; under CI=true that is a failure");
+    println!("skipped {why}");
+    None
+}
+
+/// A directory of its own under the system's temp directory, removed when dropped.
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    pub fn new(purpose: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("easyrpc-{purpose}-{}-{}", std::process::id(), uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn uuid_like() -> u64 {

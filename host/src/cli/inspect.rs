@@ -1,7 +1,7 @@
 //! `easyrpc inspect FILE.wasm...`: print what a component imports (WASI, EasyRpc's host
 //! functions) and each export as a readable signature with its docs, or the descriptors as JSON.
 
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{Grant, Runtime, RuntimeConfig};
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -29,6 +29,18 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         println!("# {} ({})", module.name(), file.display());
         let imports = module.imports();
         println!("imports: {}", if imports.is_empty() { "none".to_owned() } else { imports.join(", ") });
+        let mut grants: Vec<Grant> = imports.iter().filter_map(|i| Grant::needed_by(i)).collect();
+        grants.sort_unstable();
+        grants.dedup();
+        let needs: Vec<&str> = grants.into_iter().map(Grant::name).collect();
+        println!(
+            "capabilities: {}",
+            if needs.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{} (its namespace must grant them)", needs.join(", "))
+            }
+        );
         for d in module.descriptors() {
             println!("{d}");
             for line in d.doc.iter().flat_map(|doc| doc.lines()) {

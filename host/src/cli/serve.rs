@@ -1,6 +1,7 @@
 //! `easyrpc serve`: load modules into namespaces and serve them over easyrpc's websocket
 //! protocol until ctrl-c or SIGTERM.
 
+use crate::capabilities::{self, CapabilitySources};
 use crate::config::ConfigFile;
 use crate::deploy::ModuleSource;
 use crate::deploy::{self, Deployer};
@@ -48,6 +49,11 @@ pub struct ServeArgs {
     /// $XDG_CACHE_HOME/easyrpc or ~/.cache/easyrpc).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Directory for the host's state: the embedded key-value store of namespaces that grant
+    /// wasi:keyvalue (default: the config's data_dir, else $XDG_DATA_HOME/easyrpc or
+    /// ~/.local/share/easyrpc).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Compile every module at start instead of using the compile cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -134,7 +140,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let default_policy = PolicyConfig { limits, ..PolicyConfig::default() };
     let registry = Arc::new(Registry::default());
-    let deployer = Arc::new(Deployer::new(runtime, registry.clone(), file.prepare_snapshot(&default_policy)?, sources));
+    let data_dir = args.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(capabilities::default_data_dir);
+    let capability_sources = CapabilitySources::new(&data_dir, &registry);
+    let base = file.prepare_snapshot(&default_policy, &capability_sources)?;
+    let deployer = Arc::new(Deployer::new(runtime, registry.clone(), base, sources));
     let failures = deployer.load_all()?;
     if registry.snapshot().namespaces().next().is_none() && !failures.is_empty() {
         bail!("no module could be loaded ({} failed)", failures.len());

@@ -20,10 +20,13 @@ pub enum LoadError {
     CoreModule { name: String },
     #[error("{name} failed to compile: {source:#}")]
     Compile { name: String, source: anyhow::Error },
-    #[error("{name} needs imports this host does not provide (only WASI is available): {source:#}")]
+    #[error("{name} needs imports this host does not provide (it offers WASI with nothing granted and the interfaces of wit/guest: easyrpc:guest, wasi:keyvalue@0.2.0-draft2, wasi:logging@0.1.0-draft, wasi:config@0.2.0-draft): {source:#}")]
     Link { name: String, source: anyhow::Error },
     #[error("{name}: {message}")]
     Describe { name: String, message: String },
+    /// The module imports a capability the namespace it is placed in does not grant.
+    #[error("{message}")]
+    NotGranted { message: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,26 +3,27 @@
 //!
 //! Owns the one shared wasmtime [`Engine`] (pooling allocator, epoch interruption, async calls so
 //! sleeping or busy guests yield to tokio), the epoch ticker thread, the linker (WASI with
-//! nothing granted, and EasyRpc's own `easyrpc:guest/host` functions), loading and caching of
+//! nothing granted, EasyRpc's own host functions and the capabilities namespaces grant), loading and caching of
 //! components, the per-call limits, and each module's few sandboxes instantiated ahead of
 //! calls (never used before: a call gets an instance no call used before, unless its namespace
 //! opted into reusing instances, see `reuse`; under load, in the store of a used one, see
 //! `Sandbox::renew`). It must not know about namespaces, the wire protocol or sessions: the
-//! registry decides which module serves a name and hands in a namespace's [`WarmInstances`];
-//! the runtime only loads and runs.
+//! registry decides which module serves a name and hands in a namespace's [`WarmInstances`]
+//! and [`GuestCapabilities`] (backends behind traits); the runtime only loads and runs.
 //!
 //! Submodules: `describe` (component types -> descriptors), `witdoc` (embedded WIT docs),
 //! `convert` (values), `sandbox` (one instance and its calls), `budget` (guest memory
 //! host-wide), `reuse` (instances kept between
-//! one namespace's calls), `capabilities` (host functions guests import), `cache` (compiled
+//! one namespace's calls), `imports` (what guests import from the host: its functions and the
+//! capabilities a namespace grants), `cache` (compiled
 //! components on disk), `error` (typed errors).
 
 mod budget;
 mod cache;
-pub mod capabilities;
 pub mod convert;
 mod describe;
 mod error;
+pub mod imports;
 mod reuse;
 mod sandbox;
 pub mod witdoc;
@@ -30,6 +31,7 @@ pub mod witdoc;
 pub use budget::{MemoryBudget, DEFAULT_GUEST_MEMORY, GENERATOR_SHARE_OF_BUDGET};
 pub use cache::{content_hash, CacheOutcome};
 pub use error::{CallError, LoadError, ValueError};
+pub use imports::{CallEnv, Grant, GuestCapabilities};
 pub use reuse::{InstanceReuse, WarmInstances, DEFAULT_MAX_CALLS_PER_INSTANCE, MAX_WARM_MEMORY, WARM_PER_NAMESPACE};
 pub use sandbox::Sandbox;
 
@@ -220,7 +222,7 @@ impl Runtime {
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        capabilities::add_to_linker(&mut linker)?;
+        imports::add_to_linker(&mut linker)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(ComponentCache::new(&engine, dir)?),
             None => None,
@@ -331,6 +333,7 @@ impl Runtime {
             let next_index = next_index.map(|index| Export { index, slot: 2 * position + 1 });
             let result_count = usize::from(descriptor.result.is_some());
             functions.push(ExportedFunction {
+                name: descriptor.name.as_str().into(),
                 descriptor,
                 index,
                 next_index,
@@ -377,6 +380,8 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<
 /// One exported function: its descriptor and where to find it in an instance.
 pub struct ExportedFunction {
     pub descriptor: FunctionDescriptor,
+    /// The descriptor's name, shared with the log lines of calls that have capabilities.
+    name: Arc<str>,
     index: Export,
     /// A generator's `next` method.
     next_index: Option<Export>,
@@ -568,6 +573,7 @@ impl Module {
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
+        env: &CallEnv,
     ) -> Result<GeneratorStream, CallError> {
         let index = self.index_of(name)?;
         let function = &self.functions[index];
@@ -580,7 +586,7 @@ impl Module {
         let params = self.prepare_at(index, args, kwargs)?;
         let mut sandbox = self.ready_sandbox(limits);
         sandbox.hold_for_generator()?;
-        let stream = sandbox.open(self, function, &params).await?;
+        let stream = sandbox.open(self, function, &params, env).await?;
         Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream) })
     }
 
@@ -606,12 +612,12 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
     ) -> Result<Value, CallError> {
-        self.call_at(warm, self.index_of(name)?, args, kwargs, limits).await
+        self.call_at(warm, self.index_of(name)?, args, kwargs, limits, &CallEnv::default()).await
     }
 
     /// [`call_in`](Self::call_in) for the function at `index`, its position in
-    /// [`descriptors`](Self::descriptors): the registry's functions call this way, so that
-    /// their calls need no lookup by name.
+    /// [`descriptors`](Self::descriptors), with what the call may reach (`env`): the
+    /// registry's functions call this way, so that their calls need no lookup by name.
     pub async fn call_at(
         self: &Arc<Self>,
         warm: Option<&WarmInstances>,
@@ -619,6 +625,7 @@ impl Module {
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
+        env: &CallEnv,
     ) -> Result<Value, CallError> {
         if index >= self.functions.len() {
             return Err(CallError::UnknownFunction {
@@ -630,7 +637,7 @@ impl Module {
         let limits = self.capped(limits);
         let kept = warm.and_then(|w| w.take(self, limits));
         let mut sandbox = kept.unwrap_or_else(|| self.ready_sandbox(limits));
-        let result = sandbox.call(self, &self.functions[index], &params).await;
+        let result = sandbox.call(self, &self.functions[index], &params, env).await;
         let used = match warm {
             Some(warm) => warm.keep(self, sandbox),
             None => Some(sandbox),

@@ -11,6 +11,7 @@
 use super::budget::MemoryBudget;
 use super::convert::from_val;
 use super::error::{CallError, ValueError};
+use super::imports::CallEnv;
 use super::{CallLimits, Export, ExportedFunction, Module, RuntimeInner, INSTANCES_PER_STORE};
 use crate::signature::WitType;
 use crate::value::Value;
@@ -38,7 +39,8 @@ pub struct CallState {
     wasi: Option<WasiCtx>,
     stdout: OutputCapture,
     stderr: OutputCapture,
-    table: ResourceTable,
+    /// WASI's resources and those of EasyRpc's imports (buckets, compare-and-swap handles).
+    pub(super) table: ResourceTable,
     limiter: MemoryLimiter,
     /// When the running call must stop; checked on every epoch tick while the guest runs.
     deadline: Instant,
@@ -49,6 +51,12 @@ pub struct CallState {
 
     /// The runtime's long lane and its count of retired instances.
     runtime: Arc<RuntimeInner>,
+    /// What the running call may reach (its namespace's capabilities) and where it sits in a
+    /// chain of calls; set at each call.
+    env: CallEnv,
+    /// The running call's module and function, for the log lines of its capabilities (set only
+    /// when it has capabilities: cloning them costs every call otherwise).
+    label: Option<(Arc<str>, Arc<str>)>,
 }
 
 /// A call running longer than this is a long call: it runs only while it holds one of the
@@ -73,6 +81,26 @@ impl CallState {
     /// epoch tick).
     pub(super) fn leave_long_lane(&self) {
         drop(lock(&self.lane_slot).take());
+    }
+
+    pub(super) fn env(&self) -> &CallEnv {
+        &self.env
+    }
+
+    /// The running call's module and function names (empty outside a call with capabilities).
+    pub(super) fn call_label(&self) -> (&str, &str) {
+        self.label.as_ref().map_or(("", ""), |(m, f)| (&**m, &**f))
+    }
+
+    /// When the running call must stop.
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Sets what the next call on this instance may reach.
+    fn enter(&mut self, env: &CallEnv, module: &Module, function: &ExportedFunction) {
+        self.label = env.capabilities.as_ref().map(|_| (module.name.clone(), function.name.clone()));
+        self.env = env.clone();
     }
 }
 
@@ -270,6 +298,8 @@ impl Sandbox {
             started: now,
             lane_slot: Arc::new(Mutex::new(None)),
             runtime: module.runtime.clone(),
+            env: CallEnv::default(),
+            label: None,
         };
         let mut store = Store::new(module.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -332,6 +362,8 @@ impl Sandbox {
         self.retired += 1;
         let state = self.store.data_mut();
         state.wasi = None;
+        state.env = CallEnv::default();
+        state.label = None;
         state.limiter.exceeded = false;
         state.limiter.over_budget = false;
         self.instance = None;
@@ -347,7 +379,9 @@ impl Sandbox {
         module: &Module,
         function: &ExportedFunction,
         params: &[Val],
+        env: &CallEnv,
     ) -> Result<Value, CallError> {
+        self.store.data_mut().enter(env, module, function);
         let results =
             self.invoke_noted(module, function, function.export_index(), params, function.result_count).await?;
         self.convert_result(function, results)
@@ -360,7 +394,9 @@ impl Sandbox {
         module: &Module,
         function: &ExportedFunction,
         params: &[Val],
+        env: &CallEnv,
     ) -> Result<ResourceAny, CallError> {
+        self.store.data_mut().enter(env, module, function);
         let name = &function.descriptor.name;
         let mut results = self.invoke_noted(module, function, function.export_index(), params, 1).await?;
         match results.pop() {

@@ -266,7 +266,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn set_items(&mut self, target: usize, items: Vec<usize>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of dict items"));
         }
         match self.arena.get_mut(target) {
