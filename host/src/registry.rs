@@ -593,7 +593,7 @@ impl RegistrySnapshot {
                 grants.dedup();
                 let imported: Vec<&str> = missing.iter().map(|(i, _)| *i).collect();
                 return Err(format!(
-                    "module {} imports {}, which namespace {target} does not grant; add {} to the grants of its                      [[namespace]] in the config",
+                    "module {} imports {}, which namespace {target} does not grant; add {} to the grants of its [[namespace]] in the config",
                     module.name(),
                     imported.join(", "),
                     grants.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ")

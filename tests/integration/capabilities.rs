@@ -171,6 +171,8 @@ async fn quota_suite(keyvalue: &str, tag: &str) {
     let not_counter = client.call("incr", vec![s("k4")], vec![]).await.expect_err("not a number");
     assert!(not_counter.to_string().contains("not a decimal integer"), "{not_counter}");
     assert_eq!(client.call("get", vec![s("k1")], vec![]).await.unwrap(), s("small"));
+    let long = client.call("get", vec![s(&"k".repeat(1025))], vec![]).await.expect_err("key too long");
+    assert!(long.to_string().contains("keys are at most 1024 bytes"), "{long}");
     server.stop().await;
 }
 
@@ -194,6 +196,25 @@ async fn embedded_quotas_answer_the_guest_and_the_host_serves_on() {
 async fn redis_quotas_answer_the_guest_and_the_host_serves_on() {
     let Some(url) = test_redis("redis_quotas_answer_the_guest_and_the_host_serves_on") else { return };
     quota_suite(&format!("backend = \"redis\"\nurl = \"{url}\""), "redis-quota").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_does_not_answer_fails_the_guest_s_operation_not_the_host() {
+    // Port 1 on 127.0.0.1: nothing listens, the connection is refused at once.
+    let config = format!(
+        "{}\n[[module]]\nfile = \"{{math}}\"\nnamespaces = [\"m\"]\n",
+        stateful_in("down", "backend = \"redis\"\nurl = \"redis://127.0.0.1:1\"")
+    );
+    let (server, failures) = serve_config(&config).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let client = connect(&server, "down").await;
+    let started = Instant::now();
+    let e = client.call("incr", vec![s("n")], vec![]).await.expect_err("no Redis").to_string();
+    assert!(e.contains("the Redis key-value store at redis://127.0.0.1:1 failed"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(8), "failed within the connect timeout: {:?}", started.elapsed());
+    let math = connect(&server, "m").await;
+    assert_eq!(math.call("add", vec![Value::Int(1), Value::Int(2)], vec![]).await.unwrap(), Value::Int(3));
+    server.stop().await;
 }
 
 const TENANTS: &str = r#"
