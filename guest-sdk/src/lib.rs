@@ -76,8 +76,9 @@
 //! ## State, logs, settings and other functions
 //! A guest reaches beyond its call only through what its namespace's config grants (see
 //! wit/README.md, "Capabilities"); each module below re-exports the standard bindings, so code
-//! written for Spin or wasmCloud ports as it is. Nothing passes from one call to the next except
-//! through these: every call runs in a fresh instance.
+//! written against the same packages and versions for other hosts ports as it is. Nothing
+//! passes from one call to the next except through these: by default every call runs in a
+//! fresh instance.
 //!
 //! **A counter** (grant `wasi:keyvalue`): `increment` is atomic, so concurrent callers never
 //! lose a count.
@@ -92,7 +93,9 @@
 //! **A shared work queue served by a pool of workers**: producers number each item with
 //! `increment` on a `tail` counter and store it under its number; a worker claims the next
 //! number by moving a `head` counter with a compare-and-swap, which exactly one of the workers
-//! that read the same head wins, so no item is taken twice and none is lost. The whole guest is
+//! that read the same head wins, so no item is taken twice, and none is lost as long as the
+//! calls that push and pop it finish (a producer that fails between numbering its item and
+//! storing it leaves a gap, reported to the worker that claims it). The whole guest is
 //! `modules/stateful` (`push`, `pop`); the heart of `pop`:
 //! ```ignore
 //! use easyrpc_guest::keyvalue::atomics::{self, Cas, CasError};

@@ -101,10 +101,18 @@ impl Resolved<'_> {
         // The clock is read only for the debug log (the call path reads it enough already).
         let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         let policy = &namespace.policy;
-        let result = if context.relay.depth > 0 {
-            // A guest's nested call is part of its outermost call: it runs under that call's
-            // admission and turns, so it never waits for a slot or turn its own caller holds.
+        let result = if context.relay.depth > 0 && context.relay.callers.contains(member) {
+            // A guest's nested call into a namespace already on its chain of calls runs under
+            // the admission and turns of the call there: waiting for a slot its own caller
+            // holds would never end.
             function.call(args, kwargs, context.relay).await
+        } else if context.relay.depth > 0 {
+            // Into another namespace: a slot there if one is free now (never waiting while the
+            // caller holds its own), and that namespace's turns.
+            match policy.try_admit(member) {
+                Ok(_running) => policy.in_turns(function.call(args, kwargs, context.relay)).await,
+                Err(busy) => Err(busy),
+            }
         } else {
             match policy.admit(member).await {
                 Ok(_running) => {

@@ -13,7 +13,8 @@
 //! parse frames or run wasm itself.
 
 use crate::runtime::{
-    CallEnv, CallError, CallLimits, GeneratorStream, Grant, GuestCapabilities, InstanceReuse, Module, WarmInstances,
+    CallEnv, CallError, CallLimits, CallerChain, GeneratorStream, Grant, GuestCapabilities, InstanceReuse, Module,
+    WarmInstances,
 };
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
@@ -70,8 +71,10 @@ pub struct Relay {
     pub hops: u8,
     pub deadline: Option<std::time::Instant>,
     /// How many calls this one is nested in on this host (a guest calling a function); 0 for
-    /// a caller's own call. Nested calls run under their outermost call's admission.
+    /// a caller's own call.
     pub depth: u8,
+    /// The namespaces of the calls it is nested in (see [`CallerChain`]).
+    pub callers: CallerChain,
 }
 
 /// Something a namespace lists and calls.
@@ -180,7 +183,12 @@ impl Callable for LocalFunction {
 impl LocalFunction {
     /// What one call may reach: the namespace's capabilities, and the call's place in a chain.
     fn env(&self, relay: Relay) -> CallEnv {
-        CallEnv { capabilities: self.capabilities.clone(), depth: relay.depth, hops: relay.hops }
+        CallEnv {
+            capabilities: self.capabilities.clone(),
+            depth: relay.depth,
+            hops: relay.hops,
+            callers: relay.callers,
+        }
     }
 }
 
@@ -267,6 +275,17 @@ impl NamespacePolicy {
         let permit = self.running.clone().acquire_owned().await;
         self.queued.fetch_sub(1, Ordering::AcqRel);
         permit.map_err(|_| CallError::Busy { reason: format!("namespace {namespace} is closing") })
+    }
+
+    /// A call slot if one is free now, else `Busy` (for a nested call, which must not wait
+    /// while its caller holds a slot of its own).
+    pub fn try_admit(&self, namespace: &str) -> Result<OwnedSemaphorePermit, CallError> {
+        self.running.clone().try_acquire_owned().map_err(|_| CallError::Busy {
+            reason: format!(
+                "namespace {namespace} has {} calls running, its limit; a nested call does not wait for a slot",
+                self.config.max_concurrent_calls
+            ),
+        })
     }
 
     /// A slot for one open generator of this namespace, or `Busy`.

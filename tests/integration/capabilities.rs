@@ -145,6 +145,17 @@ async fn state_suite(keyvalue: &str, tag: &str) {
     client.call("delete", vec![s("a")], vec![("bucket".into(), s("batch"))]).await.unwrap();
     let keys = client.call("keys", vec![], vec![("bucket".into(), s("batch"))]).await.unwrap();
     assert_eq!(j(&keys), r#"["b"]"#);
+
+    // list-keys pages: 1,500 keys come back once each, in order, over two pages.
+    for half in 0..2 {
+        let pairs = (0..750).map(|i| (format!("key{:05}", half * 750 + i), s("v"))).collect();
+        client.call("set_many", vec![Value::Dict(pairs)], vec![("bucket".into(), s("many"))]).await.unwrap();
+    }
+    let Value::List(keys) = client.call("keys", vec![], vec![("bucket".into(), s("many"))]).await.unwrap() else {
+        panic!("keys is a list")
+    };
+    let expected: Vec<Value> = (0..1500).map(|i| s(&format!("key{i:05}"))).collect();
+    assert_eq!(keys, expected);
     server.stop().await;
 }
 
@@ -214,6 +225,31 @@ async fn a_redis_that_does_not_answer_fails_the_guest_s_operation_not_the_host()
     assert!(started.elapsed() < Duration::from_secs(8), "failed within the connect timeout: {:?}", started.elapsed());
     let math = connect(&server, "m").await;
     assert_eq!(math.call("add", vec![Value::Int(1), Value::Int(2)], vec![]).await.unwrap(), Value::Int(3));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_make_the_host_hold_unbounded_handles_or_batches() {
+    let (server, failures) = serve_config(&stateful_in("hoarder", "")).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let client = connect(&server, "hoarder").await;
+    let e = client.call("hoard", vec![Value::Int(1_000_000)], vec![]).await.expect_err("bounded").to_string();
+    assert!(e.contains("after 4096 handles") && e.contains("too many key-value handles open in this call"), "{e}");
+    assert_eq!(
+        client.call("hoard", vec![Value::Int(100)], vec![]).await.unwrap(),
+        Value::Int(100),
+        "the next call starts afresh"
+    );
+
+    // 17 values of 1 MiB: one get-many of all of them would read past its 16 MiB.
+    let keys: Vec<Value> = (0..17).map(|i| s(&format!("big{i}"))).collect();
+    for key in &keys {
+        client.call("fill", vec![key.clone(), Value::Int(1 << 20)], vec![]).await.expect("1 MiB fits the quotas");
+    }
+    let e = client.call("get_many", vec![Value::List(keys.clone())], vec![]).await.expect_err("too much").to_string();
+    assert!(e.contains("more than 16777216 bytes"), "{e}");
+    let some = client.call("get_many", vec![Value::List(keys[..3].to_vec())], vec![]).await.expect("3 MiB is fine");
+    assert!(j(&some).len() > 3 << 20);
     server.stop().await;
 }
 
@@ -307,6 +343,10 @@ grants = ["easyrpc:call"]
 call_namespaces = ["c", "slow"]
 call_deadline_ms = 400
 
+[[namespace]]
+name = "slow"
+max_concurrent_calls = 1
+
 [[module]]
 file = "{chain}"
 namespaces = ["a", "b"]
@@ -370,6 +410,17 @@ async fn functions_call_functions_within_their_grants_depth_and_deadline() {
     let e = b.call("forward", vec![s("slow"), s("slow"), slow], vec![]).await.expect_err("deadline");
     assert!(started.elapsed() < Duration::from_secs(3), "ended by the caller's deadline: {:?}", started.elapsed());
     assert!(e.to_string().contains("deadline") || e.to_string().contains("Timeout"), "{e}");
+
+    // Into another namespace a nested call takes a slot there, never waiting for one: with
+    // slow's one slot taken, b's call into it is busy at once; then it runs.
+    let direct = connect(&server, "slow").await;
+    let holder = tokio::spawn(async move { direct.call("slow", vec![Value::Float(1.0), s("hold")], vec![]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = b.call("forward", vec![s("slow"), s("echo"), args(&[Value::Int(1)])], vec![]).await.expect_err("busy");
+    assert!(e.to_string().contains("Busy") && e.to_string().contains("does not wait for a slot"), "{e}");
+    holder.await.expect("holder").expect("the direct call ran");
+    let r = b.call("forward", vec![s("slow"), s("echo"), args(&[Value::Int(1)])], vec![]).await;
+    assert_eq!(r.expect("a free slot"), Value::Int(1));
     server.stop().await;
 }
 

@@ -15,6 +15,9 @@ use std::sync::{Arc, Weak};
 
 /// The request id nested calls carry in logs; the outermost call's id is on its span.
 const NESTED_REQUEST: &str = "nested";
+/// Largest arguments (JSON text of `args` and `kwargs` together) a nested call may pass:
+/// decoded, arguments take several times their text, and each level of a chain holds its own.
+pub const MAX_NESTED_ARGUMENT_BYTES: usize = 4 << 20;
 
 /// The nested calls of one namespace's guests.
 pub struct RegistryCaller {
@@ -38,12 +41,19 @@ impl RegistryCaller {
 #[async_trait::async_trait]
 impl FunctionCaller for RegistryCaller {
     async fn call(&self, call: NestedCall) -> Result<String, NestedCallError> {
-        let NestedCall { namespace, function, args, kwargs, deadline, depth, hops } = call;
+        let NestedCall { namespace, function, args, kwargs, deadline, depth, hops, callers } = call;
         if !self.may_call(&namespace) {
             return Err(NestedCallError::NotGranted(format!(
                 "namespace {} may not call namespace {namespace} (its config's call_namespaces lists {})",
                 self.namespace,
                 if self.may_call.is_empty() { "none".to_owned() } else { self.may_call.join(", ") }
+            )));
+        }
+        if args.len() + kwargs.len() > MAX_NESTED_ARGUMENT_BYTES {
+            return Err(NestedCallError::BadArguments(format!(
+                "the arguments of {namespace}.{function} take {} bytes of JSON; a nested call passes at most \
+                 {MAX_NESTED_ARGUMENT_BYTES}",
+                args.len() + kwargs.len()
             )));
         }
         let args = match json::parse(&args) {
@@ -59,7 +69,7 @@ impl FunctionCaller for RegistryCaller {
         };
         let registry = self.registry.upgrade().ok_or_else(|| NestedCallError::Busy("the host is stopping".into()))?;
         let snapshot = registry.snapshot();
-        let relay = Relay { hops, deadline: Some(deadline), depth };
+        let relay = Relay { hops, deadline: Some(deadline), depth, callers };
         let context = CallContext { namespace: &namespace, request_id: NESTED_REQUEST, relay };
         let resolved = dispatch::resolve(&snapshot, context, &function).map_err(from_dispatch)?;
         if resolved.kind() == FunctionKind::Generator {

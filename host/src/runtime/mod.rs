@@ -31,7 +31,7 @@ pub mod witdoc;
 pub use budget::{MemoryBudget, DEFAULT_GUEST_MEMORY, GENERATOR_SHARE_OF_BUDGET};
 pub use cache::{content_hash, CacheOutcome};
 pub use error::{CallError, LoadError, ValueError};
-pub use imports::{CallEnv, Grant, GuestCapabilities};
+pub use imports::{CallEnv, CallerChain, Grant, GuestCapabilities};
 pub use reuse::{InstanceReuse, WarmInstances, DEFAULT_MAX_CALLS_PER_INSTANCE, MAX_WARM_MEMORY, WARM_PER_NAMESPACE};
 pub use sandbox::Sandbox;
 
@@ -97,6 +97,15 @@ pub struct CallLimits {
     pub deadline: Duration,
     pub memory: usize,
     pub output: usize,
+}
+
+impl CallLimits {
+    /// Whether an instance made for `other` serves a call with these limits: memory and
+    /// output are fixed when the store is made; the deadline is each call's own (a call
+    /// relayed from another host or nested in another call has what its caller has left).
+    pub fn same_instance(&self, other: &CallLimits) -> bool {
+        self.memory == other.memory && self.output == other.output
+    }
 }
 
 impl Default for CallLimits {
@@ -450,8 +459,10 @@ pub struct Module {
 /// Takes a sandbox made for `limits` out of `list` (a module's ready sandboxes or spare stores).
 fn take_with_limits(list: &std::sync::Mutex<Vec<Sandbox>>, limits: CallLimits) -> Option<Sandbox> {
     let mut list = sandbox::lock(list);
-    let i = list.iter().position(|s| s.limits() == limits)?;
-    Some(list.swap_remove(i))
+    let i = list.iter().position(|s| s.limits().same_instance(&limits))?;
+    let mut sandbox = list.swap_remove(i);
+    sandbox.set_deadline(limits.deadline);
+    Some(sandbox)
 }
 
 impl Drop for Module {
@@ -714,11 +725,16 @@ impl Module {
         if !share.claim() {
             return;
         }
+        // The used sandbox's deadline was its call's, perhaps what a caller had left: making an
+        // instance ahead gets the default time (each call sets its own deadline anyway).
+        let limits = CallLimits { deadline: limits.deadline.max(DEFAULT_CALL_DEADLINE), ..limits };
         let mut sandbox = renewed.unwrap_or_else(|| Sandbox::new(self, limits));
+        sandbox.set_deadline(limits.deadline);
         match sandbox.instantiate(self).await {
             Ok(()) => {}
-            // The pool is full right now: try again after a later call.
-            Err(CallError::Busy { .. }) => {
+            // The pool is full right now, or the machine too busy to instantiate in time: try
+            // again after a later call.
+            Err(CallError::Busy { .. } | CallError::Timeout { .. }) => {
                 share.release(1);
                 return;
             }

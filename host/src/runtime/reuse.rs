@@ -100,8 +100,11 @@ impl WarmInstances {
         let mut idle = lock(&self.idle);
         let sandbox = idle.pop()?;
         self.runtime.warm.release(1);
-        // One namespace calls with one set of limits; a change of limits starts afresh.
-        (sandbox.limits() == limits).then_some(sandbox)
+        // One namespace calls with one set of limits; a change of limits starts afresh. The
+        // deadline is the call's own.
+        let mut sandbox = sandbox.limits().same_instance(&limits).then_some(sandbox)?;
+        sandbox.set_deadline(limits.deadline);
+        Some(sandbox)
     }
 
     /// Keeps `used` for a later call if it may serve one; otherwise hands it back to be torn

@@ -41,6 +41,8 @@ pub struct CallState {
     stderr: OutputCapture,
     /// WASI's resources and those of EasyRpc's imports (buckets, compare-and-swap handles).
     pub(super) table: ResourceTable,
+    /// Host memory the key-value handles in `table` hold (see `imports::keyvalue`).
+    pub(super) handles: super::imports::HandleBudget,
     limiter: MemoryLimiter,
     /// When the running call must stop; checked on every epoch tick while the guest runs.
     deadline: Instant,
@@ -285,6 +287,7 @@ impl Sandbox {
             stdout: OutputCapture::new(limits.output),
             stderr: OutputCapture::new(limits.output),
             table: ResourceTable::new(),
+            handles: Default::default(),
             limiter: MemoryLimiter {
                 limit: limits.memory,
                 exceeded: false,
@@ -355,6 +358,8 @@ impl Sandbox {
             || self.instance.is_none()
             || self.retired + 1 >= INSTANCES_PER_STORE
             || state.limiter.peak > RENEW_MEMORY
+            // Key-value handles the guest never dropped stay in the store's table.
+            || !state.handles.is_empty()
             || !state.runtime.retired.claim()
         {
             return None;
@@ -564,6 +569,11 @@ impl Sandbox {
     /// The limits the sandbox was made with.
     pub(super) fn limits(&self) -> CallLimits {
         self.limits
+    }
+
+    /// The deadline of the sandbox's next calls (memory and output stay as made).
+    pub(super) fn set_deadline(&mut self, deadline: std::time::Duration) {
+        self.limits.deadline = deadline;
     }
 
     /// Calls made on this instance so far.

@@ -133,6 +133,17 @@ impl Guest for Stateful {
         Err(format!("item {position} of queue {queue} was numbered but never stored"))
     }
 
+    fn hoard(n: u32) -> Result<u32, String> {
+        let mut held = Vec::new();
+        for i in 0..n {
+            match store::open(&format!("bucket-{i:0>200}")) {
+                Ok(bucket) => held.push(bucket),
+                Err(e) => return Err(format!("after {i} handles: {e:?}")),
+            }
+        }
+        Ok(held.len() as u32)
+    }
+
     fn setting(key: String) -> Result<Option<String>, String> {
         easyrpc_guest::config::get(&key).map_err(|e| format!("{e:?}"))
     }

@@ -81,6 +81,23 @@ impl EmbeddedStore {
         answered.await.map_err(|_| KvError::Other("the key-value store stopped before the write".into()))?
     }
 
+    /// Queues every write at once, so that the writer applies them in as few commits as it
+    /// can, and waits for each. Each write is applied or refused on its own (a batch is not
+    /// atomic); the first refusal is the answer.
+    async fn write_all(&self, scope: &Scope, bucket: &str, writes: Vec<(String, WriteOp)>) -> Result<(), KvError> {
+        let mut answers = Vec::with_capacity(writes.len());
+        for (key, op) in writes {
+            let (answer, answered) = oneshot::channel();
+            let write = Write { scope: scope.clone(), bucket: bucket.to_owned(), key, op, answer };
+            self.writes.send(write).map_err(|_| KvError::Other("the key-value store has stopped".into()))?;
+            answers.push(answered);
+        }
+        for answered in answers {
+            answered.await.map_err(|_| KvError::Other("the key-value store stopped before the write".into()))??;
+        }
+        Ok(())
+    }
+
     fn read<T>(
         &self,
         read: impl FnOnce(&redb::ReadOnlyTable<(&str, &str, &str), &[u8]>) -> redb::Result<T>,
@@ -154,6 +171,14 @@ impl Backend for EmbeddedStore {
             Written::Swapped(swapped) => Ok(swapped),
             _ => Err(KvError::Other("the key-value store answered a swap with something else".into())),
         }
+    }
+
+    async fn set_many(&self, scope: &Scope, bucket: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+        self.write_all(scope, bucket, pairs.into_iter().map(|(k, v)| (k, WriteOp::Set(v))).collect()).await
+    }
+
+    async fn delete_many(&self, scope: &Scope, bucket: &str, keys: Vec<String>) -> Result<(), KvError> {
+        self.write_all(scope, bucket, keys.into_iter().map(|k| (k, WriteOp::Delete)).collect()).await
     }
 
     async fn get_many(&self, scope: &Scope, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {

@@ -10,7 +10,7 @@
 pub mod embedded;
 pub mod redis;
 
-use crate::runtime::imports::{KeyPage, KeyValue, KvError, Swapped};
+use crate::runtime::imports::{KeyPage, KeyValue, KvError, Swapped, MAX_BATCH_BYTES};
 use std::sync::Arc;
 
 /// Keys a namespace may hold across its buckets, unless its config says otherwise.
@@ -23,6 +23,9 @@ pub const DEFAULT_MAX_VALUE_BYTES: u64 = 1 << 20;
 pub const MAX_KEY_BYTES: usize = 1024;
 /// Keys one `list-keys` page holds at most.
 pub const PAGE_KEYS: usize = 1000;
+/// Keys `get-many` reads at a time at most, checking the bytes read after each chunk (fewer
+/// when values may be large: a chunk reads at most the batch's byte budget).
+const GET_MANY_CHUNK: usize = 16;
 
 /// A namespace's limits on what it stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,20 @@ pub trait Backend: Send + Sync {
         value: Vec<u8>,
     ) -> Result<Swapped, KvError>;
     async fn get_many(&self, scope: &Scope, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError>;
+    /// Stores every pair (checked already), in order; stops at the first failure.
+    async fn set_many(&self, scope: &Scope, bucket: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+        for (key, value) in pairs {
+            self.set(scope, bucket, &key, value).await?;
+        }
+        Ok(())
+    }
+    /// Removes every key (checked already); stops at the first failure.
+    async fn delete_many(&self, scope: &Scope, bucket: &str, keys: Vec<String>) -> Result<(), KvError> {
+        for key in keys {
+            self.delete(scope, bucket, &key).await?;
+        }
+        Ok(())
+    }
 }
 
 /// One namespace's store on a backend: what the runtime's guests see.
@@ -152,29 +169,49 @@ impl KeyValue for ScopedStore {
 
     async fn get_many(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         keys.iter().try_for_each(|k| Self::check_key(k))?;
-        let values = self.backend.get_many(&self.scope, bucket, &keys).await?;
+        // Read in small chunks and stop once past the budget: the values asked for may hold
+        // far more than one request should make the host read.
+        let mut values = Vec::with_capacity(keys.len());
+        let mut bytes = 0;
+        let max_value = usize::try_from(self.scope.quotas.max_value_bytes).unwrap_or(usize::MAX).max(1);
+        let chunk = (MAX_BATCH_BYTES / max_value).clamp(1, GET_MANY_CHUNK);
+        for chunk in keys.chunks(chunk) {
+            let read = self.backend.get_many(&self.scope, bucket, chunk).await?;
+            bytes += read.iter().flatten().map(Vec::len).sum::<usize>();
+            if bytes > MAX_BATCH_BYTES {
+                return Err(KvError::Other(format!(
+                    "the values asked for hold more than {MAX_BATCH_BYTES} bytes, what one get-many reads at most"
+                )));
+            }
+            values.extend(read);
+        }
         Ok(keys.into_iter().zip(values).map(|(k, v)| v.map(|v| (k, v))).collect())
     }
 
     async fn set_many(&self, bucket: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
-        for (key, value) in pairs {
-            self.set(bucket, &key, value).await?;
+        for (key, value) in &pairs {
+            Self::check_key(key)?;
+            self.check_value(value)?;
         }
-        Ok(())
+        self.backend.set_many(&self.scope, bucket, pairs).await
     }
 
     async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), KvError> {
-        for key in keys {
-            self.delete(bucket, &key).await?;
-        }
-        Ok(())
+        keys.iter().try_for_each(|k| Self::check_key(k))?;
+        self.backend.delete_many(&self.scope, bucket, keys).await
     }
 }
 
-/// The decimal integer a counter's value holds (absent: 0), as `increment` reads it.
+/// The decimal integer a counter's value holds (absent: 0), as `increment` reads it: exactly
+/// what Redis's `HINCRBY` takes (an optional `-`, digits, no leading zero, no spaces), so that
+/// both backends agree on what a counter is.
 fn counter_value(value: Option<&[u8]>, key: &str) -> Result<i64, KvError> {
     let Some(bytes) = value else { return Ok(0) };
-    std::str::from_utf8(bytes).ok().and_then(|text| text.trim().parse::<i64>().ok()).ok_or_else(|| {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || (digits.len() == 1 && digits.len() == bytes.len()));
+    canonical.then(|| std::str::from_utf8(bytes).ok()?.parse::<i64>().ok()).flatten().ok_or_else(|| {
         KvError::Other(format!("the value of {key} is not a decimal integer; increment cannot add to it"))
     })
 }
@@ -194,6 +231,10 @@ mod tests {
         assert_eq!(counter_value(Some(b"41"), "k"), Ok(41));
         assert_eq!(counter_value(Some(b"-7"), "k"), Ok(-7));
         assert!(counter_value(Some(b"4.5"), "k").is_err());
+        assert_eq!(counter_value(Some(b"0"), "k"), Ok(0));
+        for refused in [&b" 5"[..], b"+5", b"007", b"-0", b"-", b"", b"99999999999999999999"] {
+            assert!(counter_value(Some(refused), "k").is_err(), "{:?}", String::from_utf8_lossy(refused));
+        }
         assert!(counter_value(Some(&[0xff, 0]), "k").is_err());
         assert!(add_to_counter(i64::MAX, 1, "k").is_err());
         assert_eq!(add_to_counter(1, -3, "k"), Ok(-2));

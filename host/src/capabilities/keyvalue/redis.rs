@@ -1,8 +1,9 @@
 //! The Redis key-value backend: state shared by every host that names the same server.
 //!
 //! A bucket is one Redis hash, `easyrpc:kv:{namespace length}:{namespace}:{bucket}`; the
-//! length keeps any namespace and bucket names apart. A namespace's usage (keys, bytes) is a
-//! hash beside it. Every write runs as a Lua script that checks the quotas and changes the
+//! length keeps any namespace and bucket names apart. Its keys are also in a sorted set beside
+//! it (`easyrpc:kv-keys:...`), so that `list-keys` reads pages of keys in order, never values.
+//! A namespace's usage (keys, bytes) is a hash beside them. Every write runs as a Lua script that checks the quotas and changes the
 //! entry and the usage together, so that quotas hold across hosts; counters use Redis's own
 //! 64-bit `HINCRBY`.
 
@@ -22,8 +23,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const OVER_KEYS: i64 = -1;
 const OVER_BYTES: i64 = -2;
 
-/// Sets ARGV[1] to ARGV[2] in hash KEYS[1] within the quotas (ARGV[3] keys, ARGV[4] bytes)
-/// counted in hash KEYS[2].
+/// Sets ARGV[1] to ARGV[2] in hash KEYS[1] (its keys listed in sorted set KEYS[3]) within the
+/// quotas (ARGV[3] keys, ARGV[4] bytes) counted in hash KEYS[2].
 const SET: &str = r#"
 local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
 local old = redis.call('HSTRLEN', KEYS[1], ARGV[1])
@@ -34,6 +35,7 @@ if existed == 0 then add_keys, add_bytes = 1, add_bytes + #ARGV[1] end
 if add_keys > 0 and keys + add_keys > tonumber(ARGV[3]) then return {-1, keys + add_keys} end
 if add_bytes > 0 and bytes + add_bytes > tonumber(ARGV[4]) then return {-2, bytes + add_bytes} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if existed == 0 then redis.call('ZADD', KEYS[3], 0, ARGV[1]) end
 redis.call('HINCRBY', KEYS[2], 'keys', add_keys)
 redis.call('HINCRBY', KEYS[2], 'bytes', add_bytes)
 return {0, 0}
@@ -44,6 +46,7 @@ const DELETE: &str = r#"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 local old = redis.call('HSTRLEN', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'keys', -1)
 redis.call('HINCRBY', KEYS[2], 'bytes', -(old + #ARGV[1]))
 return 1
@@ -60,12 +63,15 @@ if existed == 0 then
   if keys + 1 > tonumber(ARGV[3]) then return {-1, keys + 1} end
   if bytes + #ARGV[1] + 20 > tonumber(ARGV[4]) then return {-2, bytes + #ARGV[1] + 20} end
 end
-local sum = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-local new = redis.call('HSTRLEN', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+-- The sum as text: a Lua number is a double and would round a sum past 2^53.
+local sum = redis.call('HGET', KEYS[1], ARGV[1])
+local new = #sum
 local add_bytes = new - old
 if existed == 0 then
   add_bytes = add_bytes + #ARGV[1]
   redis.call('HINCRBY', KEYS[2], 'keys', 1)
+  redis.call('ZADD', KEYS[3], 0, ARGV[1])
 end
 redis.call('HINCRBY', KEYS[2], 'bytes', add_bytes)
 return {0, sum}
@@ -91,6 +97,7 @@ if not current then add_keys, add_bytes = 1, add_bytes + #ARGV[1] end
 if add_keys > 0 and keys + add_keys > tonumber(ARGV[5]) then return {-1, keys + add_keys} end
 if add_bytes > 0 and bytes + add_bytes > tonumber(ARGV[6]) then return {-2, bytes + add_bytes} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+if not current then redis.call('ZADD', KEYS[3], 0, ARGV[1]) end
 redis.call('HINCRBY', KEYS[2], 'keys', add_keys)
 redis.call('HINCRBY', KEYS[2], 'bytes', add_bytes)
 return {0}
@@ -98,6 +105,7 @@ return {0}
 
 /// A Redis server, connected on first use and reconnected when the connection drops.
 pub struct RedisStore {
+    /// The server's URL without credentials, for error texts.
     url: String,
     client: redis::Client,
     connection: OnceCell<ConnectionManager>,
@@ -110,9 +118,10 @@ pub struct RedisStore {
 impl RedisStore {
     /// A store on the server at `url` (`redis://host:port[/db]`); nothing is connected yet.
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("Redis URL {url}: {e}"))?;
+        let shown = without_credentials(url);
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("Redis URL {shown}: {e}"))?;
         Ok(Self {
-            url: url.to_owned(),
+            url: shown,
             client,
             connection: OnceCell::new(),
             set: Script::new(SET),
@@ -149,10 +158,27 @@ impl RedisStore {
     }
 }
 
+/// `url` without a user name or password: what guests and logs may see of it.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// The Redis key of a namespace's bucket.
 fn bucket_key(scope: &Scope, bucket: &str) -> String {
     let ns = &scope.namespace;
     format!("easyrpc:kv:{}:{ns}:{bucket}", ns.len())
+}
+
+/// The Redis key of the sorted set of a bucket's keys.
+fn index_key(scope: &Scope, bucket: &str) -> String {
+    let ns = &scope.namespace;
+    format!("easyrpc:kv-keys:{}:{ns}:{bucket}", ns.len())
 }
 
 /// The Redis key of a namespace's usage counts.
@@ -174,6 +200,7 @@ impl Backend for RedisStore {
             .set
             .key(bucket_key(scope, bucket))
             .key(usage_key(scope))
+            .key(index_key(scope, bucket))
             .arg(key)
             .arg(value)
             .arg(scope.quotas.max_keys)
@@ -190,6 +217,7 @@ impl Backend for RedisStore {
             .delete
             .key(bucket_key(scope, bucket))
             .key(usage_key(scope))
+            .key(index_key(scope, bucket))
             .arg(key)
             .invoke_async(&mut con)
             .await
@@ -199,26 +227,32 @@ impl Backend for RedisStore {
 
     async fn list_keys(&self, scope: &Scope, bucket: &str, cursor: Option<String>) -> Result<KeyPage, KvError> {
         let mut con = self.connection().await?;
-        let from = cursor.as_deref().unwrap_or("0");
-        let (next, pairs): (String, Vec<Vec<u8>>) = redis::cmd("HSCAN")
-            .arg(bucket_key(scope, bucket))
+        // Keys after the cursor (the last key of the previous page), in byte order; one more
+        // than a page tells whether another page follows.
+        let from = cursor.map_or_else(|| "-".to_owned(), |last| format!("({last}"));
+        let mut keys: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(index_key(scope, bucket))
             .arg(from)
-            .arg("COUNT")
-            .arg(PAGE_KEYS)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(PAGE_KEYS + 1)
             .query_async(&mut con)
             .await
             .map_err(|e| self.failed(e))?;
-        // HSCAN answers field, value, field, value...
-        let keys = pairs.into_iter().step_by(2).map(|k| String::from_utf8_lossy(&k).into_owned()).collect();
-        Ok(KeyPage { keys, cursor: (next != "0").then_some(next) })
+        let more = keys.len() > PAGE_KEYS;
+        keys.truncate(PAGE_KEYS);
+        let cursor = if more { keys.last().cloned() } else { None };
+        Ok(KeyPage { keys, cursor })
     }
 
     async fn increment(&self, scope: &Scope, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         let mut con = self.connection().await?;
-        let answer: Result<(i64, i64), _> = self
+        let answer: Result<(i64, redis::Value), _> = self
             .increment
             .key(bucket_key(scope, bucket))
             .key(usage_key(scope))
+            .key(index_key(scope, bucket))
             .arg(key)
             .arg(delta)
             .arg(scope.quotas.max_keys)
@@ -226,9 +260,13 @@ impl Backend for RedisStore {
             .invoke_async(&mut con)
             .await;
         match answer {
-            Ok((0, sum)) => Ok(sum),
-            Ok((code, would)) => Err(Self::quota_error(scope, code, would)
+            Ok((0, redis::Value::BulkString(sum))) => std::str::from_utf8(&sum)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| KvError::Other(format!("Redis answered the increment of {key} with {sum:?}"))),
+            Ok((code, redis::Value::Int(would))) => Err(Self::quota_error(scope, code, would)
                 .unwrap_or_else(|| KvError::Other(format!("unexpected answer {code} from Redis")))),
+            Ok((code, other)) => Err(KvError::Other(format!("unexpected answer {code}, {other:?} from Redis"))),
             Err(e) if e.to_string().contains("not an integer") => {
                 Err(KvError::Other(format!("the value of {key} is not a decimal integer; increment cannot add to it")))
             }
@@ -253,6 +291,7 @@ impl Backend for RedisStore {
             .compare_and_swap
             .key(bucket_key(scope, bucket))
             .key(usage_key(scope))
+            .key(index_key(scope, bucket))
             .arg(key)
             .arg(present)
             .arg(expected.unwrap_or_default())
@@ -287,5 +326,15 @@ impl Backend for RedisStore {
             .query_async(&mut con)
             .await
             .map_err(|e| self.failed(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_never_reach_error_texts() {
+        assert_eq!(super::without_credentials("redis://:hunter2@10.0.0.5:6379/0"), "redis://10.0.0.5:6379/0");
+        assert_eq!(super::without_credentials("redis://user:pw@host"), "redis://host");
+        assert_eq!(super::without_credentials("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

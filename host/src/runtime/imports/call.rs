@@ -11,6 +11,41 @@ use std::time::Instant;
 /// long before the deadline.
 pub const MAX_CALL_DEPTH: u8 = 8;
 
+/// The namespaces of the calls a nested call is nested in, outermost first, as hashes of
+/// their names: a fixed size, so that it travels by copy with every call. A call into a
+/// namespace already on the chain runs under its caller's admission there (waiting for a slot
+/// its own caller holds would never end); a call into any other namespace takes a slot there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallerChain {
+    namespaces: [u64; MAX_CALL_DEPTH as usize],
+    len: u8,
+}
+
+impl CallerChain {
+    fn id(namespace: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        namespace.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The chain with `namespace` (the caller's) added; full chains stay as they are (a call
+    /// that deep is refused anyway).
+    pub fn with(mut self, namespace: &str) -> Self {
+        if let Some(slot) = self.namespaces.get_mut(usize::from(self.len)) {
+            *slot = Self::id(namespace);
+            self.len += 1;
+        }
+        self
+    }
+
+    /// Whether a call of `namespace` is already on the chain.
+    pub fn contains(&self, namespace: &str) -> bool {
+        let id = Self::id(namespace);
+        self.namespaces[..usize::from(self.len)].contains(&id)
+    }
+}
+
 /// One nested call as the guest asked for it.
 #[derive(Debug, Clone)]
 pub struct NestedCall {
@@ -26,6 +61,8 @@ pub struct NestedCall {
     pub depth: u8,
     /// Hosts the calling call passed through over cluster links.
     pub hops: u8,
+    /// The namespaces of the calls it is nested in, the calling one's last.
+    pub callers: CallerChain,
 }
 
 /// Why a nested call gave no result (the interface's `call-error` cases).
@@ -86,9 +123,24 @@ impl Host for CallState {
                  most {MAX_CALL_DEPTH} deep"
             ))));
         }
-        let call = NestedCall { namespace, function, args, kwargs, deadline: self.deadline(), depth, hops: env.hops };
+        let callers = env.callers.with(&caps.namespace);
+        let call =
+            NestedCall { namespace, function, args, kwargs, deadline: self.deadline(), depth, hops: env.hops, callers };
         // The nested call runs on its own instance; this one waits without a core.
         self.leave_long_lane();
         Ok(caller.call(call).await.map_err(CallError::from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallerChain;
+
+    #[test]
+    fn a_chain_knows_its_namespaces_and_stops_growing_when_full() {
+        let chain = CallerChain::default().with("a").with("b");
+        assert!(chain.contains("a") && chain.contains("b") && !chain.contains("c"));
+        let full = (0..20).fold(CallerChain::default(), |c, i| c.with(&format!("n{i}")));
+        assert!(full.contains("n0") && full.contains("n7") && !full.contains("n8"));
     }
 }

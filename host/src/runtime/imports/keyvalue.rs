@@ -2,9 +2,12 @@
 //! [`KeyValue`] backend.
 //!
 //! Bucket and compare-and-swap handles live in the call's resource table and die with the
-//! instance. The backend scopes every bucket to the namespace and enforces its quotas; this
-//! side bounds what one request may ask for, so that a guest's batch cannot make the host
-//! hold more than [`MAX_BATCH_KEYS`] keys or [`MAX_BATCH_BYTES`] bytes for it.
+//! instance (a store holding any is not renewed for another); what they hold in host memory (names, the values compare-and-swap handles
+//! remember) is counted against [`MAX_HANDLES`] and [`MAX_HANDLE_BYTES`] per instance, so that
+//! a guest opening handles in a loop meets an error, not the host's memory. The backend scopes
+//! every bucket to the namespace and enforces its quotas; this side bounds what one request
+//! may ask for: a batch names at most [`MAX_BATCH_KEYS`] keys (the store reads at most
+//! [`MAX_BATCH_BYTES`] for one).
 
 use super::wasi::keyvalue::atomics::{self, CasError};
 use super::wasi::keyvalue::batch;
@@ -17,8 +20,48 @@ use wasmtime::component::Resource;
 pub const MAX_BUCKET_NAME: usize = 256;
 /// Most keys one batch request may name.
 pub const MAX_BATCH_KEYS: usize = 1000;
-/// Most value bytes one batch request may read.
+/// Most value bytes one batch request may read (the store stops reading past it).
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Bucket and compare-and-swap handles one instance may hold open at once.
+pub const MAX_HANDLES: usize = 4096;
+/// Host memory those handles may hold, per instance.
+pub const MAX_HANDLE_BYTES: usize = 16 << 20;
+/// What a handle costs besides the bytes it keeps.
+const HANDLE_OVERHEAD: usize = 64;
+
+/// What one instance's key-value handles hold in host memory.
+#[derive(Debug, Default)]
+pub struct HandleBudget {
+    handles: usize,
+    bytes: usize,
+}
+
+impl HandleBudget {
+    /// Counts a handle of `bytes`, or refuses it past the bounds.
+    /// Whether no handle is open.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.handles == 0
+    }
+
+    fn hold(&mut self, bytes: usize) -> Result<(), Error> {
+        let bytes = bytes + HANDLE_OVERHEAD;
+        if self.handles + 1 > MAX_HANDLES || self.bytes + bytes > MAX_HANDLE_BYTES {
+            return Err(Error::Other(format!(
+                "too many key-value handles open in this call ({} holding {} bytes; at most {MAX_HANDLES} and \
+                 {MAX_HANDLE_BYTES} bytes): drop the ones no longer needed",
+                self.handles, self.bytes
+            )));
+        }
+        self.handles += 1;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.handles = self.handles.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes + HANDLE_OVERHEAD);
+    }
+}
 
 /// Why a key-value operation failed: the interface's own error cases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +110,8 @@ pub trait KeyValue: Send + Sync {
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
     ) -> Result<Swapped, KvError>;
+    /// The values of `keys` in their order; fails once the values read pass
+    /// [`MAX_BATCH_BYTES`], without reading much further.
     async fn get_many(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError>;
     async fn set_many(&self, bucket: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError>;
     async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), KvError>;
@@ -77,11 +122,23 @@ pub struct Bucket {
     name: String,
 }
 
+impl Bucket {
+    fn held(&self) -> usize {
+        self.name.len()
+    }
+}
+
 /// A compare-and-swap handle: the key and what it held when the handle was made.
 pub struct Cas {
     bucket: String,
     key: String,
     current: Option<Vec<u8>>,
+}
+
+impl Cas {
+    fn held(&self) -> usize {
+        self.bucket.len() + self.key.len() + self.current.as_ref().map_or(0, Vec::len)
+    }
 }
 
 impl From<KvError> for Error {
@@ -94,8 +151,10 @@ impl From<KvError> for Error {
     }
 }
 
-/// The namespace's store, or the trap for a namespace without the grant.
+/// The namespace's store, or the trap for a namespace without the grant. The call gives up its
+/// long-lane slot: it waits for the store without a core, as a sleep does.
 fn store(state: &CallState) -> wasmtime::Result<std::sync::Arc<dyn KeyValue>> {
+    state.leave_long_lane();
     let caps: &GuestCapabilities = state.env().granted(Grant::KeyValue)?;
     caps.keyvalue.clone().ok_or_else(|| wasmtime::format_err!("wasi:keyvalue has no backend"))
 }
@@ -112,7 +171,11 @@ impl store::Host for CallState {
         if identifier.len() > MAX_BUCKET_NAME {
             return Ok(Err(Error::Other(format!("bucket names are at most {MAX_BUCKET_NAME} bytes"))));
         }
-        Ok(Ok(self.table.push(Bucket { name: identifier })?))
+        let bucket = Bucket { name: identifier };
+        if let Err(e) = self.handles.hold(bucket.held()) {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.table.push(bucket)?))
     }
 }
 
@@ -156,7 +219,8 @@ impl store::HostBucket for CallState {
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(bucket)?;
+        let bucket = self.table.delete(bucket)?;
+        self.handles.release(bucket.held());
         Ok(())
     }
 }
@@ -174,12 +238,17 @@ impl atomics::Host for CallState {
 
     async fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> wasmtime::Result<Result<(), CasError>> {
         let kv = store(self)?;
-        let Cas { bucket, key, current } = self.table.delete(cas)?;
+        let cas = self.table.delete(cas)?;
+        self.handles.release(cas.held());
+        let Cas { bucket, key, current } = cas;
         match kv.compare_and_swap(&bucket, &key, current, value).await {
             Ok(Swapped::Done) => Ok(Ok(())),
             Ok(Swapped::Changed(now)) => {
-                let fresh = self.table.push(Cas { bucket, key, current: now })?;
-                Ok(Err(CasError::CasFailed(fresh)))
+                let fresh = Cas { bucket, key, current: now };
+                if let Err(e) = self.handles.hold(fresh.held()) {
+                    return Ok(Err(CasError::StoreError(e)));
+                }
+                Ok(Err(CasError::CasFailed(self.table.push(fresh)?)))
             }
             Err(e) => Ok(Err(CasError::StoreError(e.into()))),
         }
@@ -189,10 +258,15 @@ impl atomics::Host for CallState {
 impl atomics::HostCas for CallState {
     async fn new(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<Resource<Cas>, Error>> {
         let (kv, name) = (store(self)?, self.bucket_name(&bucket)?);
-        match kv.get(&name, &key).await {
-            Ok(current) => Ok(Ok(self.table.push(Cas { bucket: name, key, current })?)),
-            Err(e) => Ok(Err(e.into())),
+        let current = match kv.get(&name, &key).await {
+            Ok(current) => current,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let cas = Cas { bucket: name, key, current };
+        if let Err(e) = self.handles.hold(cas.held()) {
+            return Ok(Err(e));
         }
+        Ok(Ok(self.table.push(cas)?))
     }
 
     async fn current(&mut self, cas: Resource<Cas>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
@@ -200,7 +274,8 @@ impl atomics::HostCas for CallState {
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
-        self.table.delete(cas)?;
+        let cas = self.table.delete(cas)?;
+        self.handles.release(cas.held());
         Ok(())
     }
 }
@@ -215,17 +290,7 @@ impl batch::Host for CallState {
         if let Err(e) = batch_size(keys.len()) {
             return Ok(Err(e));
         }
-        let found = match kv.get_many(&name, keys).await {
-            Ok(found) => found,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        let bytes: usize = found.iter().flatten().map(|(_, v)| v.len()).sum();
-        if bytes > MAX_BATCH_BYTES {
-            return Ok(Err(Error::Other(format!(
-                "the values asked for hold {bytes} bytes; one get-many reads at most {MAX_BATCH_BYTES}"
-            ))));
-        }
-        Ok(Ok(found))
+        Ok(kv.get_many(&name, keys).await.map_err(Error::from))
     }
 
     async fn set_many(

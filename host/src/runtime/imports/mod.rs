@@ -16,8 +16,11 @@ mod host;
 mod keyvalue;
 mod logging;
 
-pub use call::{FunctionCaller, NestedCall, NestedCallError, MAX_CALL_DEPTH};
-pub use keyvalue::{Bucket, Cas, KeyPage, KeyValue, KvError, Swapped};
+pub use call::{CallerChain, FunctionCaller, NestedCall, NestedCallError, MAX_CALL_DEPTH};
+pub use keyvalue::{
+    Bucket, Cas, HandleBudget, KeyPage, KeyValue, KvError, Swapped, MAX_BATCH_BYTES, MAX_BATCH_KEYS, MAX_HANDLES,
+    MAX_HANDLE_BYTES,
+};
 pub use logging::{LogGate, DEFAULT_LOG_LINES_PER_SECOND};
 
 use super::sandbox::CallState;
@@ -139,6 +142,8 @@ pub struct CallEnv {
     pub depth: u8,
     /// Hosts the call passed through over cluster links before this one.
     pub hops: u8,
+    /// The namespaces of the calls this one is nested in.
+    pub callers: CallerChain,
 }
 
 impl CallEnv {

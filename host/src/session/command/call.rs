@@ -28,7 +28,7 @@ impl Call {
     pub fn parse(call: wire::Call, unsupported: Option<String>) -> Self {
         // A deadline past the clock's range is none.
         let deadline = call.deadline_ms.and_then(|ms| Instant::now().checked_add(std::time::Duration::from_millis(ms)));
-        let relay = Relay { hops: call.hops, deadline, depth: 0 };
+        let relay = Relay { hops: call.hops, deadline, ..Relay::default() };
         Self { function: call.action.unwrap_or_default(), args: call.args, kwargs: call.kwargs, relay, unsupported }
     }
 
