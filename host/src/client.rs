@@ -503,6 +503,22 @@ impl EasyRpcProxy {
         self.admin(wire::REMOVE, namespace, name, None).await
     }
 
+    /// The modules each namespace holds (or only `namespace`'s), admin secret required: a list
+    /// of objects with namespace, name, hash, size, since (seconds since the Unix epoch, or
+    /// None) and source (`deployed` or the file's path).
+    pub async fn modules(&self, namespace: Option<&str>) -> Result<Value, ClientError> {
+        let conn = self.connection().await?;
+        let kwargs = namespace.map(|ns| ("namespace".to_owned(), Value::Str(ns.to_owned()))).into_iter().collect();
+        let request = Outgoing::Value(wire::call_object(wire::MODULES, vec![], kwargs));
+        let (value, is_error) = self.request(&conn, request).await?;
+        if is_error {
+            return Err(ClientError::Remote(
+                value.get("error").and_then(Value::as_str).map_or_else(|| value.to_json(), str::to_owned),
+            ));
+        }
+        Ok(value)
+    }
+
     async fn admin(
         &self,
         action: &str,

@@ -13,8 +13,9 @@
 //! port = 8220
 //! secret = "change-me"          # or --secret, or the EASYRPC_SECRET environment variable
 //! cache_dir = "cache"           # compiled components (optional)
-//! data_dir = "state"            # the host's state: the embedded key-value store (optional;
-//!                               # default $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc)
+//! data_dir = "state"            # the host's state: deploys made over the wire (restored at
+//!                               # start) and the embedded key-value store (optional; default
+//!                               # $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc)
 //! modules_dirs = ["modules"]    # scanned as with --modules (optional)
 //!
 //! [[path]]                      # optional; default: /ws/easy with the top-level secret

@@ -361,3 +361,42 @@ fn a_module_that_imports_a_capability_its_namespace_lacks_is_not_served() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn modules_lists_what_each_namespace_holds_and_where_it_came_from() {
+    let dir = modules_dir("modules");
+    let data = std::env::temp_dir().join(format!("easyrpc-cli-modules-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (mut server, url) = serve_with(&dir, &["--data-dir", data.to_str().unwrap()]);
+    let admin = |extra: &[&str]| {
+        let mut args = vec!["--url".to_owned(), url.clone(), "--secret".to_owned(), "cli-secret".to_owned()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let wasm = dir.join("math.wasm");
+    let out = easyrpc_owned("deploy", admin(&["-n", "extra", wasm.to_str().unwrap(), "--name", "calc"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = easyrpc_owned("modules", admin(&[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert!(lines[0].starts_with("NAMESPACE") && lines[0].ends_with("SOURCE"), "{listing}");
+    let line = |ns: &str, name: &str| lines.iter().find(|l| l.starts_with(ns) && l.contains(name)).copied();
+    let math = line("DEFAULT", "math").unwrap_or_else(|| panic!("{listing}"));
+    assert!(
+        math.ends_with("math.wasm") && math.contains(&std::fs::metadata(&wasm).unwrap().len().to_string()),
+        "{math}"
+    );
+    assert!(line("peer", "peer").is_some_and(|l| l.ends_with("peer.wasm")), "{listing}");
+    assert!(line("extra", "calc").is_some_and(|l| l.ends_with("deployed")), "{listing}");
+
+    let out = easyrpc_owned("modules", admin(&["-n", "peer"]));
+    assert_eq!(text(&out.stdout).lines().count(), 2, "the header and peer's one module: {}", text(&out.stdout));
+    let out = easyrpc_owned("modules", admin(&["-n", "nowhere"]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("namespace nowhere holds no module"), "{}", text(&out.stderr));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}

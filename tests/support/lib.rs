@@ -316,7 +316,9 @@ pub fn serve_config_on(listener: tokio::net::TcpListener, toml_text: &str) -> (T
     let sources = easyrpc::capabilities::CapabilitySources::new(&data_dir, &registry);
     let base =
         config.prepare_snapshot(&easyrpc::registry::PolicyConfig::default(), &sources).expect("tenants and groups");
-    let deployer = Arc::new(easyrpc::deploy::Deployer::new(runtime(), registry.clone(), base, config.module_sources()));
+    let deployer = Arc::new(
+        easyrpc::deploy::Deployer::new(runtime(), registry.clone(), base, config.module_sources()).keep_in(&data_dir),
+    );
     let failures = deployer.load_all().expect("module sources readable");
     let mut server_config = easyrpc::server::ServerConfig::single(PATH, SECRET);
     server_config.links = easyrpc::config::link_configs(&config.links, &[], SECRET).expect("links");

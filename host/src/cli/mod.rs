@@ -24,6 +24,7 @@ pub enum Command {
     Call(remote::CallArgs),
     Deploy(remote::DeployArgs),
     Remove(remote::RemoveArgs),
+    Modules(remote::ModulesArgs),
 }
 
 /// Runs the parsed command line.
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call(args) => remote::call(args).await,
         Command::Deploy(args) => remote::deploy(args).await,
         Command::Remove(args) => remote::remove(args).await,
+        Command::Modules(args) => remote::modules(args).await,
     }
 }
 

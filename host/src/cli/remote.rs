@@ -156,3 +156,83 @@ pub async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
     println!("removed {} from {}", args.module, args.connect.namespace);
     Ok(())
 }
+
+/// List the modules each namespace of a running host holds: name, hash, size, when it came
+/// and where from (a file, or deployed over the wire). Needs the admin secret.
+#[derive(clap::Args, Debug)]
+pub struct ModulesArgs {
+    /// Websocket URL of the host.
+    #[arg(long, default_value = "ws://127.0.0.1:8220/ws/easy")]
+    pub url: String,
+    /// The host's admin secret (or the EASYRPC_SECRET environment variable).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Only this namespace's modules.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+pub async fn modules(args: ModulesArgs) -> anyhow::Result<()> {
+    let connect = ConnectArgs {
+        url: args.url,
+        secret: args.secret,
+        namespace: args.namespace.clone().unwrap_or_else(|| crate::registry::DEFAULT_NAMESPACE.to_owned()),
+        pickle: false,
+    };
+    let listing = connect.run(async |proxy| Ok(proxy.modules(args.namespace.as_deref()).await?)).await?;
+    let Value::List(modules) = listing else { bail!("the host answered {}", listing.to_json()) };
+    if modules.is_empty() {
+        match &args.namespace {
+            Some(ns) => bail!("namespace {ns} holds no module"),
+            None => bail!("the host holds no module"),
+        }
+    }
+    let text = |m: &Value, key: &str| m.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    println!("{:<16} {:<20} {:<12} {:>10}  {:<20} SOURCE", "NAMESPACE", "MODULE", "HASH", "BYTES", "SINCE (UTC)");
+    for m in &modules {
+        let hash = text(m, "hash");
+        let size = match m.get("size") {
+            Some(Value::Int(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let since = match m.get("since") {
+            Some(Value::Int(secs)) => utc(i64::try_from(*secs).unwrap_or(0)),
+            _ => "-".to_owned(),
+        };
+        println!(
+            "{:<16} {:<20} {:<12} {:>10}  {:<20} {}",
+            text(m, "namespace"),
+            text(m, "name"),
+            &hash[..hash.len().min(12)],
+            size,
+            since,
+            text(m, "source")
+        );
+    }
+    Ok(())
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC), by the civil-from-days rule.
+fn utc(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times_read_as_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(super::utc(1_796_601_600), "2026-12-07 00:00:00");
+    }
+}

@@ -49,9 +49,9 @@ pub struct ServeArgs {
     /// $XDG_CACHE_HOME/easyrpc or ~/.cache/easyrpc).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Directory for the host's state: the embedded key-value store of namespaces that grant
-    /// wasi:keyvalue (default: the config's data_dir, else $XDG_DATA_HOME/easyrpc or
-    /// ~/.local/share/easyrpc).
+    /// Directory for the host's state: modules deployed over the wire (and removals), restored
+    /// at start, and the embedded key-value store of namespaces that grant wasi:keyvalue
+    /// (default: the config's data_dir, else $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Compile every module at start instead of using the compile cache.
@@ -143,7 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(capabilities::default_data_dir);
     let capability_sources = CapabilitySources::new(&data_dir, &registry);
     let base = file.prepare_snapshot(&default_policy, &capability_sources)?;
-    let deployer = Arc::new(Deployer::new(runtime, registry.clone(), base, sources));
+    let deployer = Arc::new(Deployer::new(runtime, registry.clone(), base, sources).keep_in(&data_dir));
     let failures = deployer.load_all()?;
     if registry.snapshot().namespaces().next().is_none() && !failures.is_empty() {
         bail!("no module could be loaded ({} failed)", failures.len());

@@ -27,6 +27,9 @@ pub enum LoadError {
     /// The module imports a capability the namespace it is placed in does not grant.
     #[error("{message}")]
     NotGranted { message: String },
+    /// The deploy could not be written down in the data directory, so it was not made.
+    #[error("{name} was not deployed: it could not be kept in the data directory: {message}")]
+    NotKept { name: String, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]

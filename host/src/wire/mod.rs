@@ -49,6 +49,9 @@ pub enum Frame {
 /// these never shadow a function.
 pub const DEPLOY: &str = "__easyrpc_deploy__";
 pub const REMOVE: &str = "__easyrpc_remove__";
+/// Admin action (optional kwarg `namespace`): the modules each namespace holds, as a list of
+/// objects (namespace, name, hash, size, since, source).
+pub const MODULES: &str = "__easyrpc_modules__";
 /// Action of EasyRpc's extension between our hosts (kwarg-less, with `generator_id`): close a
 /// generator of this connection before its end. Never sent to Python hosts, which would drop
 /// the link on an action they do not know.

@@ -1,5 +1,5 @@
 //! The requests a session understands (list, call, generator next and close, deploy, remove,
-//! and the ping beside them), one file each: each is parsed from a request and
+//! modules, and the ping beside them), one file each: each is parsed from a request and
 //! applied to the session, giving a [`Reply`].
 //!
 //! [`Command::parse`] reads what every request shares (the encryption envelope, the action)
@@ -12,6 +12,7 @@ mod deploy;
 mod generator_close;
 mod generator_next;
 mod list;
+mod modules;
 pub mod ping;
 mod remove;
 
@@ -24,6 +25,7 @@ pub use deploy::Deploy;
 pub use generator_close::GeneratorClose;
 pub use generator_next::GeneratorNext;
 pub use list::List;
+pub use modules::Modules;
 pub use remove::Remove;
 
 /// One request, parsed.
@@ -40,6 +42,8 @@ pub enum Command {
     Deploy(Deploy),
     /// `__easyrpc_remove__`: an admin removes a module.
     Remove(Remove),
+    /// `__easyrpc_modules__`: an admin lists the modules each namespace holds.
+    Modules(Modules),
 }
 
 impl Command {
@@ -75,6 +79,7 @@ impl Command {
             wire::GENERATOR_CLOSE => Command::GeneratorClose(GeneratorClose::parse(call)),
             wire::DEPLOY => Command::Deploy(Deploy::parse(call)),
             wire::REMOVE => Command::Remove(Remove::parse(call)),
+            wire::MODULES => Command::Modules(Modules::parse(call)),
             _ => Command::Call(Call::parse(call, unsupported)),
         })
     }
@@ -88,6 +93,7 @@ impl Command {
             Command::GeneratorClose(close) => close.apply(session),
             Command::Deploy(deploy) => deploy.apply(session).await,
             Command::Remove(remove) => remove.apply(session).await,
+            Command::Modules(modules) => modules.apply(session),
         }
     }
 }

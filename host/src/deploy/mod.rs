@@ -13,10 +13,17 @@
 //!
 //! Directory layout of a module source: `DIR/*.wasm` go to the `DEFAULT` namespace and
 //! `DIR/<ns>/*.wasm` to namespace `<ns>`.
+//!
+//! With a data directory ([`Deployer::keep_in`]), deploys and removals survive restarts
+//! (`kept`): they are written down before they are published, and read back by
+//! [`Deployer::load_all`].
+
+pub mod kept;
 
 use crate::registry::{Registry, RegistrySnapshot, DEFAULT_NAMESPACE};
 use crate::runtime::{content_hash, LoadError, Module, Runtime};
 use anyhow::Context;
+use kept::{KeptDeploys, KeptModule, Manifest, Removal};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,9 +53,56 @@ struct State {
     /// Stamps seen at the previous look for files not yet (re)loaded.
     pending: HashMap<PathBuf, FileStamp>,
     /// Modules deployed over the wire, by (namespace, module name), in deploy order.
-    deployed: Vec<(String, Arc<Module>)>,
+    deployed: Vec<Deployment>,
+    /// Module files an admin removed from a namespace (until the file changes).
+    removed: Vec<Removal>,
     /// Every loaded module by content hash, to reuse instead of recompiling.
     by_hash: HashMap<String, Arc<Module>>,
+}
+
+/// A module deployed over the wire into a namespace.
+struct Deployment {
+    namespace: String,
+    module: Arc<Module>,
+    size: u64,
+    /// Seconds since the Unix epoch.
+    at: u64,
+}
+
+impl State {
+    /// What is kept of it: the deploys, in order, and the removals.
+    fn manifest(&self) -> Manifest {
+        let deployed = self
+            .deployed
+            .iter()
+            .map(|d| KeptModule {
+                namespace: d.namespace.clone(),
+                name: d.module.name().to_owned(),
+                hash: d.module.hash().to_owned(),
+                size: d.size,
+                deployed_at: d.at,
+            })
+            .collect();
+        Manifest { deployed, removed: self.removed.clone() }
+    }
+
+    /// Whether an admin removed `module` (this version of it) from `namespace`.
+    fn is_removed(&self, namespace: &str, module: &Module) -> bool {
+        self.removed.iter().any(|r| r.namespace == namespace && r.name == module.name() && r.hash == module.hash())
+    }
+}
+
+/// One module a namespace holds, and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModuleInfo {
+    pub namespace: String,
+    pub name: String,
+    pub hash: String,
+    pub size: u64,
+    /// When it was deployed, or its file last changed (seconds since the Unix epoch).
+    pub since: Option<u64>,
+    /// `deployed` (over the wire), or the file's path.
+    pub source: String,
 }
 
 /// One source of modules.
@@ -104,6 +158,8 @@ pub struct Deployer {
     base: RegistrySnapshot,
     sources: Vec<ModuleSource>,
     state: Mutex<State>,
+    /// Where deploys are kept across restarts (none: they last as long as the process).
+    kept: Option<KeptDeploys>,
 }
 
 /// Result of deploying one module.
@@ -116,7 +172,83 @@ pub struct Deployed {
 
 impl Deployer {
     pub fn new(runtime: Runtime, registry: Arc<Registry>, base: RegistrySnapshot, sources: Vec<ModuleSource>) -> Self {
-        Self { runtime, registry, base, sources, state: Mutex::new(State::default()) }
+        Self { runtime, registry, base, sources, state: Mutex::new(State::default()), kept: None }
+    }
+
+    /// Keeps deploys and removals in `data_dir`, so that a restart serves what was deployed.
+    pub fn keep_in(mut self, data_dir: &Path) -> Self {
+        self.kept = Some(KeptDeploys::new(data_dir));
+        self
+    }
+
+    /// Writes down `state`'s deploys and removals, if they are kept.
+    fn keep(&self, state: &State) -> anyhow::Result<()> {
+        match &self.kept {
+            Some(kept) => kept.write(&state.manifest()),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads back the kept deploys and removals into `state`; a kept module that no longer
+    /// loads (or whose namespace no longer grants what it imports) is reported and left out.
+    fn restore(&self, state: &mut State, failures: &mut Vec<String>) -> anyhow::Result<()> {
+        let Some(kept) = &self.kept else { return Ok(()) };
+        let manifest = kept.read()?;
+        state.removed = manifest.removed;
+        for entry in manifest.deployed {
+            let loaded = kept
+                .bytes(&entry.hash)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| self.load_bytes(state, &entry.name, &bytes).map_err(|e| e.to_string()))
+                .and_then(|module| self.base.check_grants(&entry.namespace, &module).map(|()| module));
+            match loaded {
+                Ok(module) => state.deployed.push(Deployment {
+                    namespace: entry.namespace,
+                    module,
+                    size: entry.size,
+                    at: entry.deployed_at,
+                }),
+                Err(error) => {
+                    tracing::error!(module = %entry.name, namespace = %entry.namespace, %error, "a kept deploy is not served");
+                    failures.push(format!("kept deploy {} in {}: {error}", entry.name, entry.namespace));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every module each namespace holds (or only `namespace`'s), files first, then deploys
+    /// in order: the order snapshots are built in.
+    pub fn modules(&self, namespace: Option<&str>) -> Vec<ModuleInfo> {
+        let state = self.state();
+        let wanted = |ns: &str| namespace.is_none_or(|n| n == ns);
+        let mut out = Vec::new();
+        for (path, ns) in placements(&self.sources).unwrap_or_default() {
+            if let (true, Some((stamp, Some(module)))) = (wanted(&ns), state.files.get(&path)) {
+                out.push(ModuleInfo {
+                    namespace: ns,
+                    name: module.name().to_owned(),
+                    hash: module.hash().to_owned(),
+                    size: stamp.len,
+                    since: stamp
+                        .modified
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs()),
+                    source: path.display().to_string(),
+                });
+            }
+        }
+        for d in state.deployed.iter().filter(|d| wanted(&d.namespace)) {
+            out.push(ModuleInfo {
+                namespace: d.namespace.clone(),
+                name: d.module.name().to_owned(),
+                hash: d.module.hash().to_owned(),
+                size: d.size,
+                since: Some(d.at),
+                source: "deployed".to_owned(),
+            });
+        }
+        out
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -127,13 +259,16 @@ impl Deployer {
     pub fn load_all(&self) -> anyhow::Result<Vec<String>> {
         let mut failures = Vec::new();
         let mut state = self.state();
+        if state.files.is_empty() && state.deployed.is_empty() {
+            self.restore(&mut state, &mut failures)?;
+        }
         for (path, namespace) in placements(&self.sources)? {
             if state.files.contains_key(&path) {
                 continue;
             }
             let Some(now) = stamp(&path) else { continue };
             let module = match self.load_for(&mut state, &path, &namespace) {
-                Ok(m) => Some(m),
+                Ok(m) => Self::unless_removed(&state, &namespace, m),
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e, "module not loaded");
                     failures.push(e.to_string());
@@ -151,6 +286,15 @@ impl Deployer {
         let module = self.load(state, path)?;
         self.base.check_grants(namespace, &module).map_err(|message| LoadError::NotGranted { message })?;
         Ok(module)
+    }
+
+    /// `module` unless an admin removed this version of it from `namespace`.
+    fn unless_removed(state: &State, namespace: &str, module: Arc<Module>) -> Option<Arc<Module>> {
+        if state.is_removed(namespace, &module) {
+            tracing::info!(module = %module.name(), %namespace, "module file not served: an admin removed it");
+            return None;
+        }
+        Some(module)
     }
 
     fn load(&self, state: &mut State, path: &PathBuf) -> Result<Arc<Module>, LoadError> {
@@ -194,10 +338,10 @@ impl Deployer {
                 continue;
             }
             state.pending.remove(&path);
-            match self.load_for(&mut state, &path, &namespace) {
+            match self.load_for(&mut state, &path, &namespace).map(|m| Self::unless_removed(&state, &namespace, m)) {
                 Ok(module) => {
-                    tracing::info!(file = %path.display(), hash = %module.hash(), "module file changed; swapping in the new version");
-                    state.files.insert(path, (now, Some(module)));
+                    tracing::info!(file = %path.display(), hash = ?module.as_ref().map(|m| m.hash()), "module file changed; swapping in the new version");
+                    state.files.insert(path, (now, module));
                     changed = true;
                 }
                 Err(e) => {
@@ -219,8 +363,27 @@ impl Deployer {
         let mut state = self.state();
         let module = self.load_bytes(&mut state, name, bytes)?;
         self.base.check_grants(namespace, &module).map_err(|message| LoadError::NotGranted { message })?;
-        state.deployed.retain(|(ns, m)| !(ns == namespace && m.name() == name));
-        state.deployed.push((namespace.to_owned(), module.clone()));
+        let not_kept = |e: anyhow::Error| LoadError::NotKept { name: name.to_owned(), message: format!("{e:#}") };
+        if let Some(kept) = &self.kept {
+            kept.keep_bytes(module.hash(), bytes).map_err(not_kept)?;
+        }
+        let previous = state.deployed.iter().position(|d| d.namespace == namespace && d.module.name() == name);
+        let replaced = previous.map(|i| state.deployed.remove(i));
+        let at = kept::now();
+        state.deployed.push(Deployment {
+            namespace: namespace.to_owned(),
+            module: module.clone(),
+            size: bytes.len() as u64,
+            at,
+        });
+        if let Err(e) = self.keep(&state) {
+            // Not written down: not deployed either.
+            state.deployed.pop();
+            if let (Some(i), Some(d)) = (previous, replaced) {
+                state.deployed.insert(i, d);
+            }
+            return Err(not_kept(e));
+        }
         self.publish(&state).map_err(|e| LoadError::Describe { name: name.to_owned(), message: e.to_string() })?;
         tracing::info!(module = %name, %namespace, hash = %module.hash(), "module deployed");
         Ok(Deployed {
@@ -235,23 +398,30 @@ impl Deployer {
     pub fn remove(&self, namespace: &str, name: &str) -> Result<(), String> {
         let mut state = self.state();
         let before = state.deployed.len();
-        state.deployed.retain(|(ns, m)| !(ns == namespace && m.name() == name));
+        state.deployed.retain(|d| !(d.namespace == namespace && d.module.name() == name));
         let mut removed = state.deployed.len() != before;
+        let mut removals = Vec::new();
         if let Ok(placed) = placements(&self.sources) {
             for (path, ns) in placed {
                 if ns == namespace {
                     if let Some((_, module)) = state.files.get_mut(&path) {
-                        if module.as_ref().is_some_and(|m| m.name() == name) {
-                            *module = None;
+                        if let Some(m) = module.take_if(|m| m.name() == name) {
+                            removals.push(Removal {
+                                namespace: ns.clone(),
+                                name: name.to_owned(),
+                                hash: m.hash().to_owned(),
+                            });
                             removed = true;
                         }
                     }
                 }
             }
         }
+        state.removed.extend(removals);
         if !removed {
             return Err(format!("no module {name} in namespace {namespace}"));
         }
+        self.keep(&state).map_err(|e| format!("the removal could not be written down in the data directory: {e:#}"))?;
         self.publish(&state).map_err(|e| e.to_string())?;
         tracing::info!(module = %name, %namespace, "module removed");
         Ok(())
@@ -265,8 +435,8 @@ impl Deployer {
                 snapshot.add_module(&namespace, module);
             }
         }
-        for (namespace, module) in &state.deployed {
-            snapshot.add_module(namespace, module);
+        for d in &state.deployed {
+            snapshot.add_module(&d.namespace, &d.module);
         }
         self.registry.publish(snapshot);
         Ok(())
