@@ -12,7 +12,8 @@
 //!    [lib]
 //!    crate-type = ["cdylib"]
 //!    [dependencies]
-//!    easyrpc-guest = { path = "../guest-sdk" }   # or the published version
+//!    easyrpc-guest = { path = "../easyrpc/guest-sdk" }   # not on crates.io yet: a path or
+//!    # easyrpc-guest = { git = "<this repository's URL>" }   a git dependency
 //!    ```
 //! 2. Copy EasyRpc's `wit/guest/types.wit` to `wit/deps/easyrpc-guest/types.wit` and write
 //!    `wit/world.wit`:
@@ -31,6 +32,7 @@
 //!        world: "hello",
 //!        path: "wit",
 //!        runtime_path: "easyrpc_guest::wit_bindgen::rt",
+//!        generate_all,   // the json type comes from the easyrpc:guest package
 //!    });
 //!    easyrpc_guest::embed_wit!(include_str!("../wit/world.wit"));
 //!
@@ -64,8 +66,15 @@
 //!      cargo build --release --target wasm32-unknown-unknown
 //!    ```
 //! 5. `easyrpc inspect target/wasm32-wasip2/release/hello.wasm` shows
-//!    `greet(name: string, greeting: string = "hello") -> string`; serve it with the host and a
-//!    Python caller sees `greet(name: str, greeting: str = 'hello') -> str`.
+//!    `greet(name: string, greeting: string = "hello") -> string`.
+//! 6. Serve and call it:
+//!    ```sh
+//!    easyrpc serve --secret s3cret target/wasm32-wasip2/release/hello.wasm   # namespace "hello"
+//!    easyrpc call --secret s3cret -n hello greet ada                          # "hello, ada!"
+//!    ```
+//!    or deploy it into a running host (admin secret): `easyrpc deploy --secret s3cret -n hello
+//!    target/wasm32-wasip2/release/hello.wasm`. A Python caller sees
+//!    `greet(name: str, greeting: str = 'hello') -> str`.
 //!
 //! ## Generators
 //! A function returning a resource that has a `next: func() -> option<T>` method is a

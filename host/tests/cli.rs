@@ -25,11 +25,15 @@ fn serve(dir: &Path) -> (Child, String) {
     serve_with(dir, &[])
 }
 
-/// [`serve`] with more flags.
+/// [`serve`] with more flags. The host keeps its state in `DIR.data` unless `extra` names a
+/// `--data-dir`: never in the user's own data directory.
 fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
+    let own_data = dir.with_extension("data");
+    let data: &[&str] = if extra.contains(&"--data-dir") { &[] } else { &["--data-dir", own_data.to_str().unwrap()] };
     let mut child = Command::new(EASYRPC)
         .args(["serve", "--secret", "cli-secret", "--port", "0", "--modules"])
         .arg(dir)
+        .args(data)
         .args(extra)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -104,6 +108,15 @@ fn serve_list_call_and_stop() {
     let out = easyrpc(&["call", "--url", &url, "--secret", "wrong", "-n", "peer", "add", "1"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("server_secret may not match"), "{}", text(&out.stderr));
+    // Negative numbers need no `--`; results print as indented JSON.
+    let out = easyrpc_owned("call", remote(&["-n", "peer", "add", "-1", "-2"]));
+    assert_eq!(text(&out.stdout), "-3\n", "{}", text(&out.stderr));
+    let out = easyrpc_owned("call", remote(&["-n", "peer", "echo", r#"{"a": [1, 2]}"#]));
+    assert_eq!(text(&out.stdout), "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n", "{}", text(&out.stderr));
+    // A namespace that lists nothing is an error, not an empty success.
+    let out = easyrpc_owned("list", remote(&["-n", "nowhere"]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("namespace nowhere has no functions"), "{}", text(&out.stderr));
 
     // Deploy and remove while serving (the server's secret is the admin secret).
     let v1 = xtask::module_path("swap_v1").unwrap();
@@ -141,6 +154,7 @@ fn serve_list_call_and_stop() {
     };
     assert!(exit.success(), "server exit status {exit}");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir.with_extension("data"));
 }
 
 #[test]

@@ -57,6 +57,9 @@ pub struct ListArgs {
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     let functions = args.connect.run(async |proxy| Ok(proxy.functions())).await?;
+    if functions.is_empty() {
+        bail!("namespace {} has no functions (is the name right?)", args.connect.namespace);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&*functions)?);
         return Ok(());
@@ -71,19 +74,56 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 }
 
 /// Call a function: `easyrpc call add 1 --kw b=5`. Arguments are JSON (a bare word that is not
-/// JSON is taken as a string); the result is printed as JSON, a generator's items one per line
-/// as they come.
+/// JSON is taken as a string); the result is printed as indented JSON, a generator's items one
+/// compact JSON value per line as they come.
 #[derive(clap::Args, Debug)]
 pub struct CallArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Function name.
     pub function: String,
-    /// Positional arguments, each a JSON value.
+    /// Positional arguments, each a JSON value (negative numbers need no `--`).
+    #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
     /// Keyword argument `name=<json>`; repeat for several.
     #[arg(long = "kw")]
     pub kwargs: Vec<String>,
+}
+
+/// `value` as JSON indented by two spaces per level (lists and objects over several lines);
+/// scalars as the compact JSON the host speaks (big integers exact, `NaN` as Python writes it).
+fn pretty(value: &Value) -> String {
+    fn write(out: &mut String, value: &Value, depth: usize) {
+        let indent = |out: &mut String, depth: usize| out.extend(std::iter::repeat_n("  ", depth));
+        match value {
+            Value::List(items) if !items.is_empty() => {
+                out.push_str("[\n");
+                for (i, item) in items.iter().enumerate() {
+                    indent(out, depth + 1);
+                    write(out, item, depth + 1);
+                    out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                indent(out, depth);
+                out.push(']');
+            }
+            Value::Dict(entries) if !entries.is_empty() => {
+                out.push_str("{\n");
+                for (i, (key, item)) in entries.iter().enumerate() {
+                    indent(out, depth + 1);
+                    json::write_str(out, key);
+                    out.push_str(": ");
+                    write(out, item, depth + 1);
+                    out.push_str(if i + 1 < entries.len() { ",\n" } else { "\n" });
+                }
+                indent(out, depth);
+                out.push('}');
+            }
+            scalar => out.push_str(&scalar.to_json()),
+        }
+    }
+    let mut out = String::new();
+    write(&mut out, value, 0);
+    out
 }
 
 fn parse_arg(text: &str) -> Value {
@@ -110,7 +150,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             let result = proxy.call(&args.function, positional, keywords).await?;
-            println!("{}", result.to_json());
+            println!("{}", pretty(&result));
             Ok(())
         })
         .await
@@ -229,6 +269,15 @@ fn utc(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn results_print_as_indented_json() {
+        use crate::value::Value;
+        let value = crate::value::json::parse(r#"{"a": [1, {"b": null}], "c": {}, "d": [], "e": "x\"y"}"#).unwrap();
+        let expected = "{\n  \"a\": [\n    1,\n    {\n      \"b\": null\n    }\n  ],\n  \"c\": {},\n  \"d\": [],\n  \"e\": \"x\\\"y\"\n}";
+        assert_eq!(super::pretty(&value), expected);
+        assert_eq!(super::pretty(&Value::Int(6)), "6");
+    }
+
     #[test]
     fn utc_times_read_as_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");

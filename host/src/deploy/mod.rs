@@ -345,8 +345,15 @@ impl Deployer {
                     changed = true;
                 }
                 Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e, "changed module does not load; the previous version keeps serving");
                     let previous = state.files.get(&path).and_then(|(_, m)| m.clone());
+                    match &previous {
+                        Some(_) => {
+                            tracing::error!(file = %path.display(), error = %e, "changed module does not load; the previous version keeps serving")
+                        }
+                        None => {
+                            tracing::error!(file = %path.display(), error = %e, "module file does not load; nothing of it is served")
+                        }
+                    }
                     state.files.insert(path, (now, previous));
                 }
             }
