@@ -17,6 +17,7 @@
 //!                               # start) and the embedded key-value store (optional; default
 //!                               # $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc)
 //! modules_dirs = ["modules"]    # scanned as with --modules (optional)
+//! metrics_addr = "127.0.0.1:9220"  # /metrics, /healthz, /readyz over HTTP (off by default)
 //!
 //! [[path]]                      # optional; default: /ws/easy with the top-level secret
 //! path = "/ws/easy"
@@ -103,6 +104,8 @@ pub struct ConfigFile {
     pub cache_dir: Option<PathBuf>,
     /// The host's own state: the embedded key-value store (see `capabilities`).
     pub data_dir: Option<PathBuf>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not at all).
+    pub metrics_addr: Option<String>,
     #[serde(default)]
     pub modules_dirs: Vec<PathBuf>,
     #[serde(default, rename = "path")]

@@ -8,6 +8,7 @@
 //! [`CallContext`] says who calls. It does not decode frames or write answers (`session`), and
 //! it does not know how a function runs (`registry::Callable`).
 
+use crate::metrics::{metrics, Held};
 use crate::registry::{Callable, Namespace, NamespacePolicy, Origin, RegistrySnapshot, Relay, ValueStream};
 use crate::runtime::CallError;
 use crate::signature::FunctionKind;
@@ -98,8 +99,11 @@ impl Resolved<'_> {
         let Resolved { mut context, function_name, member, namespace, function } = self;
         check_relay(context, function_name, function)?;
         bound_relay(&mut context, namespace, function);
-        // The clock is read only for the debug log (the call path reads it enough already).
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        // The clock is read only for the debug log and the metrics (the call path reads it
+        // enough already).
+        let recording = metrics().enabled();
+        let started = (recording || tracing::enabled!(tracing::Level::DEBUG)).then(Instant::now);
+        let _in_flight = Held::on(&metrics().calls_in_flight);
         let policy = &namespace.policy;
         let result = if context.relay.depth > 0 && context.relay.callers.contains(member) {
             // A guest's nested call into a namespace already on its chain of calls runs under
@@ -126,6 +130,10 @@ impl Resolved<'_> {
                 Err(busy) => Err(busy),
             }
         };
+        if recording {
+            let took = started.map(|s| s.elapsed()).unwrap_or_default();
+            metrics().record_call(member, function_name, took, result.as_ref().err().map(CallError::kind));
+        }
         match result {
             Ok(value) => {
                 tracing::debug!(
@@ -135,7 +143,8 @@ impl Resolved<'_> {
                 if let Some(stream) = function.adopt_generator(&value) {
                     let policy = namespace.policy.clone();
                     let slot = policy.admit_generator(member)?;
-                    return Ok(Called::Generator(Generator { stream: Some(stream), _slot: Some(slot), policy }));
+                    let _open = Held::on(&metrics().open_generators);
+                    return Ok(Called::Generator(Generator { stream: Some(stream), _slot: Some(slot), policy, _open }));
                 }
                 match reserved_marker(&value) {
                     None => Ok(Called::Value(value)),
@@ -167,7 +176,10 @@ impl Resolved<'_> {
             opening.await
         };
         match opened {
-            Ok(stream) => Ok(Generator { stream: Some(stream), _slot: Some(slot), policy }),
+            Ok(stream) => {
+                let _open = Held::on(&metrics().open_generators);
+                Ok(Generator { stream: Some(stream), _slot: Some(slot), policy, _open })
+            }
             Err(error) => {
                 tracing::info!(
                     namespace = %context.namespace, function = %function_name, request = %context.request_id,
@@ -193,6 +205,8 @@ pub struct Generator {
     /// Its place among its namespace's open generators; given back when it ends.
     _slot: Option<OwnedSemaphorePermit>,
     policy: Arc<NamespacePolicy>,
+    /// Its count among the host's open generators (in the metrics).
+    _open: Held,
 }
 
 impl Generator {
@@ -222,6 +236,7 @@ impl Generator {
     fn finish(&mut self) {
         self.stream = None;
         self._slot = None;
+        self._open = Held::default();
     }
 }
 

@@ -44,6 +44,8 @@
 //!   follow for its type.
 //! * [`value`]: the dynamic [`value::Value`] every argument and result passes through, and its
 //!   JSON text codec (Python's dialect: NaN, big integers).
+//! * [`metrics`]: the process's metrics and the HTTP port that serves them with the health
+//!   checks (a leaf: the modules that count call into it, it imports none of them).
 //! * [`client`]: the Rust client proxy, the same wire seen from outside: it uses `wire`,
 //!   `signature` and `value` only.
 
@@ -54,6 +56,7 @@ pub mod cluster;
 pub mod config;
 pub mod deploy;
 pub mod dispatch;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -414,3 +414,32 @@ fn modules_lists_what_each_namespace_holds_and_where_it_came_from() {
     server.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// GET `path` from `addr` over plain HTTP: the whole answer.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint listens");
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn serve_answers_health_and_metrics_on_metrics_addr() {
+    let dir = modules_dir("metrics");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let (mut server, url) = serve_with(&dir, &["--metrics-addr", &addr]);
+    assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
+    assert!(http_get(&addr, "/readyz").ends_with("ready\n"), "no links configured: ready once loaded");
+    let out = easyrpc(&["call", "--url", &url, "--secret", "cli-secret", "-n", "peer", "add", "1", "2"]);
+    assert_eq!(text(&out.stdout), "3\n", "{}", text(&out.stderr));
+    let metrics = http_get(&addr, "/metrics");
+    assert!(metrics.contains("content-type: application/openmetrics-text"), "{metrics}");
+    assert!(metrics.contains(r#"easyrpc_calls_total{namespace="peer",function="add"} 1"#), "{metrics}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir.with_extension("data"));
+}

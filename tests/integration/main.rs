@@ -24,6 +24,7 @@ mod guest_output;
 mod hostile_input;
 mod hotswap;
 mod layout;
+mod metrics;
 mod python_peer;
 mod runtime;
 mod sandbox;

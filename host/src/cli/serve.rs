@@ -5,6 +5,7 @@ use crate::capabilities::{self, CapabilitySources};
 use crate::config::ConfigFile;
 use crate::deploy::ModuleSource;
 use crate::deploy::{self, Deployer};
+use crate::metrics;
 use crate::registry::{PolicyConfig, Registry};
 use crate::runtime::{CallLimits, Runtime, RuntimeConfig};
 use crate::server::{self, ConnectionLimits, PathConfig, ServerConfig, DEFAULT_PATH, DEFAULT_PORT};
@@ -54,6 +55,10 @@ pub struct ServeArgs {
     /// (default: the config's data_dir, else $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this address, e.g.
+    /// 127.0.0.1:9220 (default: the config's metrics_addr, else off).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
     /// Compile every module at start instead of using the compile cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -129,6 +134,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         runtime_config.guest_memory = mib << 20;
     }
     let runtime = Runtime::new(runtime_config).context("starting the WASM runtime")?;
+    // Metrics first, so that /readyz answers (not ready) while the modules load.
+    let readiness = metrics::Readiness::new(links.len());
+    if let Some(addr) = args.metrics_addr.clone().or(file.metrics_addr.clone()) {
+        let listener =
+            tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening for metrics on {addr}"))?;
+        tracing::info!(at = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+        let sampled = runtime.clone();
+        metrics::metrics().sample_with(move |m| {
+            m.instances_ready.set(sampled.ready_sandboxes() as i64);
+            m.instances_warm.set(sampled.warm_instances() as i64);
+            m.guest_memory_bytes.set(sampled.memory_budget().used() as i64);
+        });
+        tokio::spawn(metrics::serve_http(listener, readiness.clone(), std::future::pending()));
+    }
     let mut limits = CallLimits::default();
     let mut connection_limits = ConnectionLimits::default();
     file.limits.apply(&mut connection_limits, &mut limits);
@@ -145,6 +164,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let base = file.prepare_snapshot(&default_policy, &capability_sources)?;
     let deployer = Arc::new(Deployer::new(runtime, registry.clone(), base, sources).keep_in(&data_dir));
     let failures = deployer.load_all()?;
+    readiness.modules_loaded();
     if registry.snapshot().namespaces().next().is_none() && !failures.is_empty() {
         bail!("no module could be loaded ({} failed)", failures.len());
     }

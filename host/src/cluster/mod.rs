@@ -115,6 +115,7 @@ async fn serve_link<S: Transport>(
     trigger: Option<String>,
 ) {
     let namespace = accepted.claims().namespace.clone();
+    let _up = crate::metrics::LinkUp::new(if trigger.is_some() { "parent" } else { "child" });
     let (link, part) = LinkHandle::new(peer, ours);
     let registry = shared.registry.clone();
     tracing::info!(link = link.id().id, %peer, %namespace, "link up");

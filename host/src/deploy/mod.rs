@@ -367,6 +367,12 @@ impl Deployer {
     /// Deploys `bytes` as module `name` into `namespace` (a group: every member), replacing a
     /// module of that name deployed there before. A module that does not load changes nothing.
     pub fn deploy(&self, namespace: &str, name: &str, bytes: &[u8]) -> Result<Deployed, LoadError> {
+        let deployed = self.deploy_unrecorded(namespace, name, bytes);
+        crate::metrics::metrics().record_deploy(if deployed.is_ok() { "deployed" } else { "failed" });
+        deployed
+    }
+
+    fn deploy_unrecorded(&self, namespace: &str, name: &str, bytes: &[u8]) -> Result<Deployed, LoadError> {
         let mut state = self.state();
         let module = self.load_bytes(&mut state, name, bytes)?;
         self.base.check_grants(namespace, &module).map_err(|message| LoadError::NotGranted { message })?;
@@ -429,6 +435,7 @@ impl Deployer {
             return Err(format!("no module {name} in namespace {namespace}"));
         }
         self.keep(&state).map_err(|e| format!("the removal could not be written down in the data directory: {e:#}"))?;
+        crate::metrics::metrics().record_deploy("removed");
         self.publish(&state).map_err(|e| e.to_string())?;
         tracing::info!(module = %name, %namespace, "module removed");
         Ok(())

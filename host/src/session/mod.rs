@@ -280,6 +280,7 @@ pub async fn run<S: Transport>(
     link: Option<LinkPart>,
 ) {
     let limits = shared.limits;
+    let _open = crate::metrics::Held::on(&crate::metrics::metrics().connections);
     let Accepted { ws, peer, path, setup: auth::Setup { claims, admin, secret } } = accepted;
     let (link_id, mut link_requests, relist, ours) = match link {
         Some(LinkPart { id, requests, relist, ours }) => (Some(id), Some(requests), Some(relist), Some(ours)),
