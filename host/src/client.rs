@@ -49,6 +49,8 @@ pub struct ClientConfig {
     pub call_timeout: Option<Duration>,
     /// The host path has easyrpc's `encryption_enabled`: wrap every request in a JWT.
     pub encryption: bool,
+    /// For `wss://`: certificates (PEM) to trust besides Mozilla's roots, e.g. a private CA's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -61,6 +63,7 @@ impl ClientConfig {
             connect_timeout: CONNECT_TIMEOUT,
             call_timeout: None,
             encryption: false,
+            ca_file: None,
         }
     }
 }
@@ -603,9 +606,11 @@ impl EasyRpcProxy {
         ws_config.read_buffer_size = READ_BUFFER;
         // TCP_NODELAY (the host sets it too): with Nagle's algorithm a request written while an
         // earlier one is unacknowledged waits for the host's delayed ACK, 40 ms on Linux.
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true)
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
+        let connector = wire::tls::client_connector(self.config.ca_file.as_deref()).map_err(connect_error)?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), Some(ws_config), true, connector)
+                .await
+                .map_err(|e| connect_error(e.to_string()))?;
         let claims = auth::SetupClaims {
             kind: auth::PROXY.to_owned(),
             id: uuid::Uuid::new_v4().to_string(),

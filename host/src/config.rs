@@ -18,6 +18,8 @@
 //!                               # $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc)
 //! modules_dirs = ["modules"]    # scanned as with --modules (optional)
 //! metrics_addr = "127.0.0.1:9220"  # /metrics, /healthz, /readyz over HTTP (off by default)
+//! tls_cert = "cert.pem"         # with tls_key: the port speaks wss:// only (PEM files;
+//! tls_key = "key.pem"           # also --tls-cert, --tls-key)
 //!
 //! [[path]]                      # optional; default: /ws/easy with the top-level secret
 //! path = "/ws/easy"
@@ -55,6 +57,7 @@
 //! url = "ws://10.0.0.5:8220/ws/easy"  # or a Python EasyRpcServer); one parent per namespace,
 //! secret = "parent-secret"      # any number of children; also --link URL#NAMESPACE
 //! namespace = "public"          # with --link-secret
+//! ca_file = "parent-ca.pem"     # for a wss:// parent with a private CA (optional)
 //!
 //! [[group]]                     # reached like a namespace; calls go to the first member
 //! name = "both"                 # (in this order) that has the function
@@ -106,6 +109,9 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not at all).
     pub metrics_addr: Option<String>,
+    /// The host's TLS certificate chain and key (PEM): its port then speaks `wss://` only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub modules_dirs: Vec<PathBuf>,
     #[serde(default, rename = "path")]
@@ -132,6 +138,8 @@ pub struct LinkEntry {
     /// The parent's secret for that path or namespace.
     pub secret: String,
     pub namespace: String,
+    /// For a `wss://` parent: certificates (PEM) to trust besides Mozilla's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The links to parent hosts: the config file's `[[link]]` entries and `--link URL#NAMESPACE`
@@ -139,13 +147,23 @@ pub struct LinkEntry {
 pub fn link_configs(entries: &[LinkEntry], flags: &[String], flag_secret: &str) -> anyhow::Result<Vec<LinkConfig>> {
     let mut links: Vec<LinkConfig> = entries
         .iter()
-        .map(|e| LinkConfig { url: e.url.clone(), secret: e.secret.clone(), namespace: e.namespace.clone() })
+        .map(|e| LinkConfig {
+            url: e.url.clone(),
+            secret: e.secret.clone(),
+            namespace: e.namespace.clone(),
+            ca_file: e.ca_file.clone(),
+        })
         .collect();
     for flag in flags {
         let Some((url, namespace)) = flag.rsplit_once('#').filter(|(url, ns)| !url.is_empty() && !ns.is_empty()) else {
             bail!("--link {flag}: write the parent's URL and this host's namespace as URL#NAMESPACE");
         };
-        links.push(LinkConfig { url: url.to_owned(), secret: flag_secret.to_owned(), namespace: namespace.to_owned() });
+        links.push(LinkConfig {
+            url: url.to_owned(),
+            secret: flag_secret.to_owned(),
+            namespace: namespace.to_owned(),
+            ca_file: None,
+        });
     }
     for link in &links {
         if !(link.url.starts_with("ws://") || link.url.starts_with("wss://")) {
@@ -349,6 +367,9 @@ impl ConfigFile {
         };
         config.cache_dir.iter_mut().for_each(rebase);
         config.data_dir.iter_mut().for_each(rebase);
+        config.tls_cert.iter_mut().for_each(rebase);
+        config.tls_key.iter_mut().for_each(rebase);
+        config.links.iter_mut().filter_map(|l| l.ca_file.as_mut()).for_each(rebase);
         config.modules_dirs.iter_mut().for_each(rebase);
         config.modules.iter_mut().for_each(|m| rebase(&mut m.file));
         Ok(config)

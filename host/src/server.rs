@@ -15,7 +15,7 @@ use crate::session::{self, Shared, Transport};
 use crate::wire;
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub server_id: String,
     /// Links to parent hosts, kept up while the server runs.
     pub links: Vec<cluster::parent::LinkConfig>,
+    /// The host's certificate and key: every connection is TLS (`wss://`). None: plain `ws://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -63,6 +65,7 @@ impl ServerConfig {
             limits: ConnectionLimits::default(),
             server_id: uuid::Uuid::new_v4().to_string(),
             links: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -95,6 +98,7 @@ pub async fn run_with_deployer(
     let mut turned_away = TurnedAway::default();
     let open_generators = Arc::new(Semaphore::new(config.limits.max_open_generators));
     let paths = Arc::new(config.paths);
+    let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
     let shared =
         Arc::new(Shared { limits: config.limits, server_id: config.server_id, registry, deployer, open_generators });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -132,11 +136,12 @@ pub async fn run_with_deployer(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let stream = PeerStream::new(stream);
-        let (shared, paths) = (shared.clone(), paths.clone());
+        let (shared, paths, tls) = (shared.clone(), paths.clone(), tls.clone());
         let stop_rx = stop_rx.clone();
         sessions.spawn(async move {
             let _permits = (permit, peer_slot);
+            let Some(socket) = secure(stream, tls.as_ref(), &shared.limits, peer).await else { return };
+            let stream = PeerStream::new(socket);
             let Some((ws, path)) = handshake(stream, &paths, &shared.limits).await else { return };
             let Some(accepted) = session::accept(ws, peer, path, &shared).await else { return };
             if accepted.claims().kind == wire::auth::SERVER {
@@ -268,17 +273,23 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
+/// A connection's socket: plain TCP, or TLS over it when the host has a certificate.
+enum Socket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 /// A connection's socket, counting what the peer sends until it is authenticated: past
 /// [`MAX_SETUP_BYTES`] reading fails, before tungstenite buffers a frame that large.
 struct PeerStream {
-    tcp: TcpStream,
+    socket: Socket,
     /// Bytes the peer may still send before it is authenticated; none once it is.
     unauthenticated_room: Option<usize>,
 }
 
 impl PeerStream {
-    fn new(tcp: TcpStream) -> Self {
-        Self { tcp, unauthenticated_room: Some(MAX_SETUP_BYTES) }
+    fn new(socket: Socket) -> Self {
+        Self { socket, unauthenticated_room: Some(MAX_SETUP_BYTES) }
     }
 }
 
@@ -289,11 +300,24 @@ impl Transport for PeerStream {
     }
 }
 
+/// Forwards a poll to the socket, whichever kind it is.
+macro_rules! on_socket {
+    ($self:expr, $s:ident => $poll:expr) => {
+        match &mut $self.get_mut().socket {
+            Socket::Plain($s) => $poll,
+            Socket::Tls($s) => $poll,
+        }
+    };
+}
+
 impl AsyncRead for PeerStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let read = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        let read = match &mut this.socket {
+            Socket::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
         if let (Poll::Ready(Ok(())), Some(room)) = (&read, this.unauthenticated_room.as_mut()) {
             let got = buf.filled().len() - before;
             *room = room.checked_sub(got).ok_or_else(|| {
@@ -309,23 +333,44 @@ impl AsyncRead for PeerStream {
 
 impl AsyncWrite for PeerStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, data)
+        on_socket!(self, s => Pin::new(s).poll_write(cx, data))
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        on_socket!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        match &self.socket {
+            Socket::Plain(s) => s.is_write_vectored(),
+            Socket::Tls(s) => s.is_write_vectored(),
+        }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        on_socket!(self, s => Pin::new(s).poll_flush(cx))
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        on_socket!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// The TLS handshake when the host has a certificate; bounded by the setup timeout.
+async fn secure(
+    tcp: TcpStream,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    limits: &ConnectionLimits,
+    peer: SocketAddr,
+) -> Option<Socket> {
+    let Some(acceptor) = tls else { return Some(Socket::Plain(tcp)) };
+    match tokio::time::timeout(limits.setup_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(Socket::Tls(Box::new(stream))),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
     }
 }
 

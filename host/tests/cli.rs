@@ -443,3 +443,37 @@ fn serve_answers_health_and_metrics_on_metrics_addr() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(dir.with_extension("data"));
 }
+
+#[test]
+fn serve_speaks_wss_with_a_certificate_and_call_trusts_a_ca_file() {
+    let dir = modules_dir("tls");
+    let certs = dir.with_extension("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = xtask::test_certificates(&certs).expect("test certificates");
+    let (mut server, url) =
+        serve_with(&dir, &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let wss = url.replacen("ws://", "wss://", 1);
+    let call = |extra: &[&str]| {
+        let mut args = vec!["call", "--url", &wss, "--secret", "cli-secret", "-n", "peer"];
+        args.extend_from_slice(extra);
+        easyrpc(&args)
+    };
+    let out = call(&["--ca-file", ca.to_str().unwrap(), "add", "1", "2"]);
+    assert_eq!(text(&out.stdout), "3\n", "{}", text(&out.stderr));
+    let out = call(&["add", "1", "2"]);
+    assert!(!out.status.success(), "a host whose CA is not trusted is refused");
+    assert!(text(&out.stderr).to_lowercase().contains("certificate"), "{}", text(&out.stderr));
+    // Half a TLS configuration is an error at start.
+    let out = Command::new(EASYRPC)
+        .args(["serve", "--secret", "s", "--port", "0", "--tls-cert", cert.to_str().unwrap(), "--modules"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("TLS needs both a certificate and its key"), "{}", text(&out.stderr));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for d in [dir.clone(), dir.with_extension("data"), certs] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

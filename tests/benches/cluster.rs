@@ -41,7 +41,12 @@ async fn host(module: &str, parent: Option<&TestServer>) -> TestServer {
     snapshot.add_module("peer", &easyrpc_tests::load(module));
     let mut config = ServerConfig::single(PATH, SECRET);
     if let Some(parent) = parent {
-        config.links.push(LinkConfig { url: parent.url(), secret: SECRET.into(), namespace: "peer".into() });
+        config.links.push(LinkConfig {
+            url: parent.url(),
+            secret: SECRET.into(),
+            namespace: "peer".into(),
+            ca_file: None,
+        });
     }
     TestServer::with_config(snapshot, config).await
 }

@@ -195,7 +195,7 @@ async fn a_child_host_s_functions_are_offered_relayed_and_taken_away_with_its_li
 
 /// A link of namespace `peer` to the `peer` of the host at `url`, signed with the tests' secret.
 fn peer_link(url: String) -> easyrpc::cluster::parent::LinkConfig {
-    easyrpc::cluster::parent::LinkConfig { url, secret: SECRET.into(), namespace: "peer".into() }
+    easyrpc::cluster::parent::LinkConfig { url, secret: SECRET.into(), namespace: "peer".into(), ca_file: None }
 }
 
 /// A host serving `module` in namespace `peer`, linked (when `parent` is given) to the
@@ -414,6 +414,7 @@ async fn a_link_reaches_only_the_namespace_its_secret_opens() {
         url: parent.url(),
         secret: "alpha-secret".into(),
         namespace: "alpha".into(),
+        ca_file: None,
     });
     let child = TestServer::with_config(child_snapshot, config).await;
     let started = Instant::now();
@@ -446,6 +447,7 @@ async fn a_link_reaches_only_the_namespace_its_secret_opens() {
         url: parent.url(),
         secret: "beta-secret".into(),
         namespace: "alpha".into(),
+        ca_file: None,
     });
     let mut intruder_snapshot = RegistrySnapshot::default();
     intruder_snapshot.add_module("alpha", &easyrpc_tests::load("hostile"));
@@ -623,6 +625,7 @@ async fn a_ring_of_groups_fails_over_when_a_link_drops() {
         url: url(to),
         secret: SECRET.into(),
         namespace: namespace.into(),
+        ca_file: None,
     };
     let (to_a_left, to_b_left, to_c_right) = (link(&la, "left"), link(&lb, "left"), link(&lc, "right"));
     let a = ring_host("peer", la, vec![to_c_right]).await;

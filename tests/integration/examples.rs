@@ -19,8 +19,13 @@ async fn serve_example(name: &str) -> (TestServer, String) {
     assert!(failures.is_empty(), "{failures:?}");
     let paths = file.path_configs(&secret);
     let path = paths[0].path.clone();
-    let config =
-        ServerConfig { paths, limits: ConnectionLimits::default(), server_id: "example".into(), links: Vec::new() };
+    let config = ServerConfig {
+        paths,
+        limits: ConnectionLimits::default(),
+        server_id: "example".into(),
+        links: Vec::new(),
+        tls: None,
+    };
     let server = TestServer::with_config(snapshot, config).await;
     let url = format!("ws://{}{path}", server.addr);
     (server, url)
@@ -140,6 +145,7 @@ async fn serve_cluster(topology: &str) -> Vec<(String, TestServer)> {
             limits: ConnectionLimits::default(),
             server_id: name.clone(),
             links,
+            tls: None,
         };
         let paths = if config.paths.is_empty() {
             ServerConfig::single(easyrpc_tests::PATH, &secret).paths

@@ -30,3 +30,4 @@ mod runtime;
 mod sandbox;
 mod server;
 mod tenancy;
+mod tls;

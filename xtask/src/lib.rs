@@ -198,6 +198,35 @@ pub fn example_path(name: &str) -> Result<PathBuf, String> {
     Ok(dir.join(format!("{name}.wasm")))
 }
 
+/// Files of a test CA and of a certificate for `127.0.0.1` and `localhost` it signed, written
+/// into `dir`: (CA certificate, host certificate, host key), all PEM. For TLS tests.
+pub fn test_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+    let e = |e: rcgen::Error| e.to_string();
+    // Distinct names: a certificate whose subject is its issuer's looks self-signed to OpenSSL.
+    let named = |name: &str| {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn
+    };
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name = named("easyrpc test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let host_key = KeyPair::generate().map_err(e)?;
+    let mut host_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).map_err(e)?;
+    host_params.distinguished_name = named("easyrpc test host");
+    let host_cert = host_params.signed_by(&host_key, &issuer).map_err(e)?;
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    let write = |path: &Path, text: String| std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()));
+    write(&ca, ca_cert.pem())?;
+    write(&cert, host_cert.pem())?;
+    write(&key, host_key.serialize_pem())?;
+    Ok((ca, cert, key))
+}
+
 /// Checks that the workspace and the fuzz crate are formatted as `rustfmt.toml` says
 /// (`cargo fmt --check`), installing rustfmt through rustup when the toolchain lacks it. The
 /// error holds the diff.

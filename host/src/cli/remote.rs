@@ -20,6 +20,9 @@ pub struct ConnectArgs {
     /// Use pickle frames instead of json.
     #[arg(long)]
     pub pickle: bool,
+    /// For a wss:// URL: certificates (PEM) to trust besides Mozilla's roots, e.g. a private CA.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ConnectArgs {
@@ -32,6 +35,7 @@ impl ConnectArgs {
         if self.pickle {
             config.serialization = Serialization::Pickle;
         }
+        config.ca_file = self.ca_file.clone();
         Ok(EasyRpcProxy::connect_with(config).await?)
     }
 
@@ -210,6 +214,9 @@ pub struct ModulesArgs {
     /// Only this namespace's modules.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
+    /// For a wss:// URL: certificates (PEM) to trust besides Mozilla's roots.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 pub async fn modules(args: ModulesArgs) -> anyhow::Result<()> {
@@ -218,6 +225,7 @@ pub async fn modules(args: ModulesArgs) -> anyhow::Result<()> {
         secret: args.secret,
         namespace: args.namespace.clone().unwrap_or_else(|| crate::registry::DEFAULT_NAMESPACE.to_owned()),
         pickle: false,
+        ca_file: args.ca_file,
     };
     let listing = connect.run(async |proxy| Ok(proxy.modules(args.namespace.as_deref()).await?)).await?;
     let Value::List(modules) = listing else { bail!("the host answered {}", listing.to_json()) };

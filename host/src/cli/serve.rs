@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// (default: the config's data_dir, else $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// TLS certificate chain (PEM): with --tls-key the port speaks wss:// only (default: the
+    /// config's tls_cert).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this address, e.g.
     /// 127.0.0.1:9220 (default: the config's metrics_addr, else off).
     #[arg(long)]
@@ -114,6 +121,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     // Checked before any module loads, so that a mistake in them fails at once.
     let links = crate::config::link_configs(&file.links, &args.links, args.link_secret.as_deref().unwrap_or(&secret))?;
+
+    let tls = match (args.tls_cert.clone().or(file.tls_cert.clone()), args.tls_key.clone().or(file.tls_key.clone())) {
+        (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(&cert, &key).map_err(anyhow::Error::msg)?),
+        (None, None) => None,
+        _ => bail!("TLS needs both a certificate and its key (tls_cert and tls_key, or --tls-cert and --tls-key)"),
+    };
+    if tls.is_some() {
+        tracing::info!("connections are TLS: clients connect with wss://");
+    }
 
     let mut sources = file.module_sources();
     sources.extend(args.modules_dirs.iter().cloned().map(ModuleSource::Dir));
@@ -176,7 +192,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("listening on {host}:{port}"))?;
-    let config = ServerConfig { paths, limits: connection_limits, server_id: uuid::Uuid::new_v4().to_string(), links };
+    let config =
+        ServerConfig { paths, limits: connection_limits, server_id: uuid::Uuid::new_v4().to_string(), links, tls };
     let served = server::run_with_deployer(listener, config, registry, Some(deployer), shutdown_signal()).await;
     watcher.abort();
     served

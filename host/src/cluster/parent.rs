@@ -30,6 +30,8 @@ pub struct LinkConfig {
     pub secret: String,
     /// The namespace (or group) of this host that joins the parent's namespace of that name.
     pub namespace: String,
+    /// For a `wss://` parent: certificates (PEM) to trust besides Mozilla's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Transport for MaybeTlsStream<tokio::net::TcpStream> {}
@@ -81,7 +83,9 @@ async fn dial(
     let mut ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     ws_config.max_message_size = Some(max_frame);
     ws_config.max_frame_size = Some(max_frame);
-    let connect = tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true);
+    let connector = crate::wire::tls::client_connector(config.ca_file.as_deref())?;
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(config.url.as_str(), Some(ws_config), true, connector);
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), connect)
         .await
         .map_err(|_| "no answer within 10 s".to_owned())?
@@ -112,7 +116,9 @@ async fn dial(
     }
     let peer = match ws.get_ref() {
         MaybeTlsStream::Plain(tcp) => tcp.peer_addr().map_err(|e| e.to_string())?,
-        _ => return Err("unsupported stream".to_owned()),
+        MaybeTlsStream::Rustls(tls) => tls.get_ref().0.peer_addr().map_err(|e| e.to_string())?,
+        // MaybeTlsStream is non-exhaustive; only the two kinds above are built here.
+        _ => return Err("the link's stream is of an unknown kind".to_owned()),
     };
     let path = Arc::new(PathConfig { path: url.path().to_owned(), secret: config.secret.clone(), encryption: false });
     let setup = auth::Setup { claims, admin: false, secret: config.secret.clone() };

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod listing;
 pub mod pickle;
+pub mod tls;
 
 use crate::value::{json, Value};
 
