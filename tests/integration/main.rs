@@ -14,6 +14,7 @@ static ALLOCATOR: harness::Counting = harness::Counting;
 mod attacks;
 mod capabilities;
 mod cluster;
+mod deployment;
 mod deploys_kept;
 mod examples;
 mod formatting;
