@@ -105,31 +105,30 @@ impl Resolved<'_> {
         let started = (recording || tracing::enabled!(tracing::Level::DEBUG)).then(Instant::now);
         let _in_flight = Held::on(&metrics().calls_in_flight);
         let policy = &namespace.policy;
-        let result = if context.relay.depth > 0 && context.relay.callers.contains(member) {
-            // A guest's nested call into a namespace already on its chain of calls runs under
-            // the admission and turns of the call there: waiting for a slot its own caller
-            // holds would never end.
-            function.call(args, kwargs, context.relay).await
-        } else if context.relay.depth > 0 {
-            // Into another namespace: a slot there if one is free now (never waiting while the
-            // caller holds its own), and that namespace's turns.
-            match policy.try_admit(member) {
-                Ok(_running) => policy.in_turns(function.call(args, kwargs, context.relay)).await,
-                Err(busy) => Err(busy),
-            }
-        } else {
-            match policy.admit(member).await {
-                Ok(_running) => {
-                    let call = policy.in_turns(function.call(args, kwargs, context.relay));
-                    if logs_guests(policy) {
-                        call.instrument(call_span(context, function_name)).await
-                    } else {
-                        call.await
-                    }
+        let span = call_span(context, function_name, logs_guests(policy));
+        let running = async {
+            if context.relay.depth > 0 && context.relay.callers.contains(member) {
+                // A guest's nested call into a namespace already on its chain of calls runs under
+                // the admission and turns of the call there: waiting for a slot its own caller
+                // holds would never end.
+                function.call(args, kwargs, context.relay).await
+            } else if context.relay.depth > 0 {
+                // Into another namespace: a slot there if one is free now (never waiting while
+                // the caller holds its own), and that namespace's turns.
+                match policy.try_admit(member) {
+                    Ok(_running) => policy.in_turns(function.call(args, kwargs, context.relay)).await,
+                    Err(busy) => Err(busy),
                 }
-                Err(busy) => Err(busy),
+            } else {
+                match policy.admit(member).await {
+                    Ok(_running) => policy.in_turns(function.call(args, kwargs, context.relay)).await,
+                    Err(busy) => Err(busy),
+                }
             }
         };
+        let result = running.instrument(span.clone()).await;
+        span.record("outcome", result.as_ref().map_or_else(CallError::kind, |_| "ok"));
+        let _in_span = span.enter();
         if recording {
             let took = started.map(|s| s.elapsed()).unwrap_or_default();
             metrics().record_call(member, function_name, took, result.as_ref().err().map(CallError::kind));
@@ -169,12 +168,10 @@ impl Resolved<'_> {
         bound_relay(&mut context, namespace, function);
         let policy = namespace.policy.clone();
         let slot = policy.admit_generator(member)?;
-        let opening = policy.in_turns(function.open(args, kwargs, context.relay));
-        let opened = if logs_guests(&policy) {
-            opening.instrument(call_span(context, function_name)).await
-        } else {
-            opening.await
-        };
+        let span = call_span(context, function_name, logs_guests(&policy));
+        let opened = policy.in_turns(function.open(args, kwargs, context.relay)).instrument(span.clone()).await;
+        span.record("outcome", opened.as_ref().map_or_else(CallError::kind, |_| "open"));
+        let _in_span = span.enter();
         match opened {
             Ok(stream) => {
                 let _open = Held::on(&metrics().open_generators);
@@ -269,14 +266,24 @@ fn bound_relay(context: &mut CallContext<'_>, namespace: &Namespace, function: &
     }
 }
 
-/// Whether the namespace's guests write to the host's log (`wasi:logging`): their calls then
-/// run in a span that gives each line the request id. Other calls skip the span's cost.
+/// Whether the namespace's guests write to the host's log (`wasi:logging`): their calls' spans
+/// are then at the info level, so that each guest line carries the request id.
 fn logs_guests(policy: &NamespacePolicy) -> bool {
     policy.config.capabilities.as_ref().is_some_and(|c| c.logging.is_some())
 }
 
-fn call_span(context: CallContext<'_>, function: &str) -> tracing::Span {
-    tracing::info_span!("call", namespace = %context.namespace, function = %function, request = %context.request_id)
+/// One call's span: namespace, function, request id and (once known) outcome (`ok`, `open`
+/// for a generator, or the error kind). At the debug level, where it costs nothing unless
+/// debug logging is on; at info for namespaces whose guests log. A nested call's span sits
+/// inside its caller's.
+fn call_span(context: CallContext<'_>, function: &str, guests_log: bool) -> tracing::Span {
+    let (namespace, request) = (context.namespace, context.request_id);
+    let outcome = tracing::field::Empty;
+    if guests_log {
+        tracing::info_span!("call", namespace = %namespace, function = %function, request = %request, outcome)
+    } else {
+        tracing::debug_span!("call", namespace = %namespace, function = %function, request = %request, outcome)
+    }
 }
 
 /// Results the Python client would misread as generator markers (quirk Q8).

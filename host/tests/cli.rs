@@ -244,6 +244,7 @@ fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc
         .expect("easyrpc serve starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut before = Vec::new();
     let address = loop {
         assert!(Instant::now() < deadline, "server did not report its address");
         let line = lines.next().expect("server still running").unwrap();
@@ -251,8 +252,9 @@ fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc
         if let Some(rest) = line.split("address=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
+        before.push(line);
     };
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(before));
     let kept = log.clone();
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| kept.lock().unwrap().push(line)));
     (child, format!("ws://{address}/ws/easy"), log)
@@ -305,7 +307,7 @@ fn embedded_state_survives_a_killed_host_and_guest_logs_reach_the_host_log() {
     let _ = std::fs::remove_dir_all(&data_dir);
     let config = stateful_config("state", &data_dir);
 
-    let (mut server, url, log) = serve_config(&config, &[]);
+    let (mut server, url, log) = serve_config(&config, &["--no-cache"]);
     for expected in ["1", "2", "3"] {
         assert_eq!(call_at(&url, "kv", &["incr", "visits"]).as_deref(), Ok(expected));
     }
@@ -330,6 +332,25 @@ fn embedded_state_survives_a_killed_host_and_guest_logs_reach_the_host_log() {
         assert!(line.contains(field), "{field} missing from the guest's log line: {line}");
     }
     assert!((1..=40).contains(&floods), "500 lines logged at once, {floods} reached the log (20 per second allowed)");
+
+    // Compiling said how long it took; a failed call's log line sits in the call's span, which
+    // names the request and the outcome.
+    assert!(call_at(&url, "kv", &["incr", "name"]).is_err(), "name holds text, not a counter");
+    let lines_with =
+        |needle: &str| log.lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect::<Vec<_>>();
+    let compiled = lines_with("compiled");
+    assert!(compiled.iter().any(|l| l.contains("module=stateful") && l.contains("took=")), "{compiled:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        if let Some(line) = lines_with("call failed").into_iter().find(|l| l.contains("function=incr")) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no call failed line");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for field in ["call{namespace=kv function=incr request=", "outcome=\"Error\"", "not a decimal integer"] {
+        assert!(failed.contains(field), "{field} missing: {failed}");
+    }
 
     // Killed, not stopped: every answered write is on disk.
     server.kill().unwrap();

@@ -54,7 +54,7 @@ impl ComponentCache {
         &self,
         engine: &Engine,
         hash: &str,
-        bytes: &[u8],
+        compile: impl FnOnce() -> anyhow::Result<Component>,
     ) -> anyhow::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(hash);
         // Read into memory rather than `deserialize_file`: a memory-mapped entry that someone
@@ -68,7 +68,7 @@ impl ComponentCache {
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cache entry"),
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile()?;
         match self.store(&path, &component) {
             Ok(()) => Ok((component, CacheOutcome::CompiledAndStored)),
             Err(e) => {

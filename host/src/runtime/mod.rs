@@ -305,9 +305,10 @@ impl Runtime {
         let hash = content_hash(bytes);
         let engine = &self.inner.engine;
         let started = Instant::now();
+        let compile = || compile_telling(engine, &name, bytes);
         let (component, cache_outcome) = match &self.inner.cache {
-            Some(cache) => cache.load_or_compile(engine, &hash, bytes),
-            None => Component::new(engine, bytes).map(|c| (c, CacheOutcome::Compiled)).map_err(anyhow::Error::from),
+            Some(cache) => cache.load_or_compile(engine, &hash, compile),
+            None => compile().map(|c| (c, CacheOutcome::Compiled)),
         }
         .map_err(|source| LoadError::Compile { name: name.clone(), source })?;
         let compile_time = started.elapsed();
@@ -367,6 +368,23 @@ impl Runtime {
             refilling: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
+}
+
+/// A module at least this large says so before it compiles: compiling takes a while (about a
+/// second per few MiB here), and the operator should see that the host is working.
+const LARGE_MODULE: usize = 1 << 20;
+
+/// Compiles a component, saying in the log how long it took (and, for a large one, that it
+/// started): the compile is the slow part of loading a module the cache has not seen.
+fn compile_telling(engine: &Engine, name: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+    let kib = bytes.len() / 1024;
+    if bytes.len() >= LARGE_MODULE {
+        tracing::info!(module = %name, kib, "compiling a large module; this takes a moment");
+    }
+    let started = Instant::now();
+    let component = Component::new(engine, bytes)?;
+    tracing::info!(module = %name, kib, took = ?started.elapsed(), "compiled");
+    Ok(component)
 }
 
 /// Long calls may use all cores but one (at least one).
