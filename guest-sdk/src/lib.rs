@@ -7,6 +7,8 @@
 //!
 //! ## From `cargo new` to a deployed function
 //!
+//! `easyrpc new NAME` writes steps 1 to 4 for you (and a generator, and a test); by hand:
+//!
 //! 1. `cargo new --lib hello && cd hello`, then in `Cargo.toml`:
 //!    ```toml
 //!    [lib]

@@ -498,3 +498,56 @@ fn serve_speaks_wss_with_a_certificate_and_call_trusts_a_ca_file() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn new_scaffolds_a_guest_that_builds_tests_serves_and_answers() {
+    let root = xtask::project_root();
+    let work = std::env::temp_dir().join(format!("easyrpc-cli-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let sdk = root.join("guest-sdk");
+    let out =
+        Command::new(EASYRPC).current_dir(&work).args(["new", "hello-world", "--sdk"]).arg(&sdk).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(EASYRPC).current_dir(&work).args(["new", "hello-world"]).output().unwrap();
+    assert!(!out.status.success() && text(&out.stderr).contains("exists already"), "{}", text(&out.stderr));
+    let out = Command::new(EASYRPC).current_dir(&work).args(["new", "Bad Name"]).output().unwrap();
+    assert!(!out.status.success());
+
+    // Built as the scaffold says (a target directory kept between runs of this test).
+    xtask::ensure_wasm_target(xtask::WASI_TARGET).expect("the wasm32-wasip2 target");
+    let crate_dir = work.join("hello-world");
+    let target_dir = root.join("target").join("scaffold-test");
+    let cargo = |args: &[&str]| {
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&crate_dir)
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "cargo {args:?}: {}", text(&out.stderr));
+        out
+    };
+    cargo(&["build", "--quiet", "--release", "--target", xtask::WASI_TARGET]);
+    let out = cargo(&["test", "--quiet", "--lib"]);
+    assert!(text(&out.stdout).contains("1 passed"), "the scaffold's own test: {}", text(&out.stdout));
+
+    let wasm = target_dir.join(xtask::WASI_TARGET).join("release").join("hello_world.wasm");
+    let modules = work.join("modules");
+    std::fs::create_dir_all(modules.join("hello")).unwrap();
+    std::fs::copy(&wasm, modules.join("hello").join("hello_world.wasm")).unwrap();
+    let (mut server, url) = serve_with(&modules, &[]);
+    let call = |args: &[&str]| {
+        let mut all = vec!["call", "--url", &url, "--secret", "cli-secret", "-n", "hello"];
+        all.extend_from_slice(args);
+        easyrpc(&all)
+    };
+    assert_eq!(text(&call(&["greet", "ada"]).stdout), "\"hello, ada!\"\n");
+    assert_eq!(text(&call(&["greet", "ada", "--kw", "greeting=\"hi\""]).stdout), "\"hi, ada!\"\n");
+    assert_eq!(text(&call(&["count", "3"]).stdout), "0\n1\n2\n");
+    assert_eq!(text(&call(&["echo", "[1, 2]"]).stdout), "[\n  1,\n  2\n]\n");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(modules.with_extension("data"));
+}

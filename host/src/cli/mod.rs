@@ -3,6 +3,7 @@
 //! Owns flag parsing and printing only; every subcommand calls into the library.
 
 mod inspect;
+mod new;
 mod remote;
 mod serve;
 
@@ -25,6 +26,7 @@ pub enum Command {
     Deploy(remote::DeployArgs),
     Remove(remote::RemoveArgs),
     Modules(remote::ModulesArgs),
+    New(new::NewArgs),
 }
 
 /// Runs the parsed command line.
@@ -37,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => remote::deploy(args).await,
         Command::Remove(args) => remote::remove(args).await,
         Command::Modules(args) => remote::modules(args).await,
+        Command::New(args) => new::run(args),
     }
 }
 
