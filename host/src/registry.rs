@@ -124,6 +124,8 @@ pub struct LocalFunction {
     warm: Option<Arc<WarmInstances>>,
     /// What the namespace grants its guests.
     capabilities: Option<Arc<GuestCapabilities>>,
+    /// The namespace it serves in (for the log lines of its calls' output).
+    namespace: Arc<str>,
 }
 
 impl LocalFunction {
@@ -131,10 +133,12 @@ impl LocalFunction {
     /// or (with `warm`) in the namespace's kept ones.
     pub fn all(
         module: &Arc<Module>,
+        namespace: &str,
         limits: CallLimits,
         warm: Option<Arc<WarmInstances>>,
         capabilities: Option<Arc<GuestCapabilities>>,
     ) -> Vec<Arc<dyn Callable>> {
+        let namespace: Arc<str> = namespace.into();
         module
             .descriptors()
             .enumerate()
@@ -147,6 +151,7 @@ impl LocalFunction {
                     limits,
                     warm: warm.clone(),
                     capabilities: capabilities.clone(),
+                    namespace: namespace.clone(),
                 };
                 Arc::new(f) as Arc<dyn Callable>
             })
@@ -165,7 +170,7 @@ impl Callable for LocalFunction {
     async fn call(&self, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Result<Value, CallError> {
         let limits = within(self.limits, relay);
         let env = self.env(relay);
-        self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, limits, &env).await
+        self.module.call_at(self.warm.as_deref(), self.position, args, kwargs, limits, &env, &self.namespace).await
     }
     async fn open(
         &self,
@@ -175,7 +180,8 @@ impl Callable for LocalFunction {
     ) -> Result<Box<dyn ValueStream>, CallError> {
         let limits = within(self.limits, relay);
         let env = self.env(relay);
-        let stream = self.module.open_generator(&self.descriptor.name, args, kwargs, limits, &env).await?;
+        let stream =
+            self.module.open_generator(&self.descriptor.name, args, kwargs, limits, &env, &self.namespace).await?;
         Ok(Box::new(stream))
     }
 }
@@ -587,7 +593,7 @@ impl RegistrySnapshot {
             let ns = self.namespace_mut(&target);
             let config = &ns.policy.config;
             let warm = carried.kept_set(&target, module, config.instances);
-            for f in LocalFunction::all(module, config.limits, warm, config.capabilities.clone()) {
+            for f in LocalFunction::all(module, &target, config.limits, warm, config.capabilities.clone()) {
                 ns.insert(f);
             }
         }
@@ -625,7 +631,7 @@ impl RegistrySnapshot {
     /// Adds `module` to `namespace` with explicit call limits (tests and tools).
     pub fn add_module_with_limits(&mut self, namespace: &str, module: &Arc<Module>, limits: CallLimits) {
         let ns = self.namespace_mut(namespace);
-        for f in LocalFunction::all(module, limits, None, None) {
+        for f in LocalFunction::all(module, namespace, limits, None, None) {
             ns.insert(f);
         }
     }

@@ -1,5 +1,5 @@
-//! Guest stdout/stderr: captured, bounded, and logged through tracing with the module and
-//! function. Its own test binary, so a process-wide log subscriber sees every event.
+//! Guest stdout/stderr: captured, bounded, and logged through tracing with the namespace,
+//! module and function. Its own test binary, so a process-wide log subscriber sees every event.
 
 use easyrpc::runtime::{CallLimits, Module};
 use easyrpc::value::Value;
@@ -43,4 +43,14 @@ async fn huge_output_is_captured_bounded_and_tagged() {
     assert!(stdout_line.contains(&format!("dropped_bytes={}", (4 << 20) - (16 << 10))), "{stdout_line}");
     assert!(text.len() < 3 * (16 << 10) + 4096, "log holds {} bytes", text.len());
     assert_eq!(call(&hostile, "ok", "[]", CallLimits::default()).await, Value::Str("ok".into()));
+
+    // Called in a namespace (as every call from a caller is), the lines name it.
+    let mut snapshot = easyrpc::registry::RegistrySnapshot::default();
+    snapshot.add_module_with_limits("loud", &hostile, limits);
+    let context = easyrpc::dispatch::CallContext { namespace: "loud", request_id: "r1", relay: Default::default() };
+    let resolved = easyrpc::dispatch::resolve(&snapshot, context, "shout").expect("shout in loud");
+    assert!(resolved.call(vec![Value::Int(1)], vec![]).await.is_ok());
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text.lines().rev().find(|l| l.contains("stream=\"stdout\"")).expect("stdout logged");
+    assert!(line.contains("namespace=loud module=hostile"), "{line}");
 }

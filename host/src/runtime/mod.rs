@@ -603,6 +603,7 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
         env: &CallEnv,
+        namespace: &Arc<str>,
     ) -> Result<GeneratorStream, CallError> {
         let index = self.index_of(name)?;
         let function = &self.functions[index];
@@ -615,8 +616,8 @@ impl Module {
         let params = self.prepare_at(index, args, kwargs)?;
         let mut sandbox = self.ready_sandbox(limits);
         sandbox.hold_for_generator()?;
-        let stream = sandbox.open(self, function, &params, env).await?;
-        Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream) })
+        let stream = sandbox.open(self, function, &params, env, namespace).await?;
+        Ok(GeneratorStream { module: self.clone(), index, sandbox, stream: Some(stream), namespace: namespace.clone() })
     }
 
     /// Calls `name` in a fresh sandboxed instance with `limits`.
@@ -641,12 +642,15 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
     ) -> Result<Value, CallError> {
-        self.call_at(warm, self.index_of(name)?, args, kwargs, limits, &CallEnv::default()).await
+        self.call_at(warm, self.index_of(name)?, args, kwargs, limits, &CallEnv::default(), "-").await
     }
 
     /// [`call_in`](Self::call_in) for the function at `index`, its position in
-    /// [`descriptors`](Self::descriptors), with what the call may reach (`env`): the
-    /// registry's functions call this way, so that their calls need no lookup by name.
+    /// [`descriptors`](Self::descriptors), with what the call may reach (`env`) and the
+    /// namespace it serves (for the log lines of its output): the registry's functions call
+    /// this way, so that their calls need no lookup by name.
+    // The registry's one call site passes each part of the call as it has it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call_at(
         self: &Arc<Self>,
         warm: Option<&WarmInstances>,
@@ -655,6 +659,7 @@ impl Module {
         kwargs: Vec<(String, Value)>,
         limits: CallLimits,
         env: &CallEnv,
+        namespace: &str,
     ) -> Result<Value, CallError> {
         if index >= self.functions.len() {
             return Err(CallError::UnknownFunction {
@@ -666,7 +671,7 @@ impl Module {
         let limits = self.capped(limits);
         let kept = warm.and_then(|w| w.take(self, limits));
         let mut sandbox = kept.unwrap_or_else(|| self.ready_sandbox(limits));
-        let result = sandbox.call(self, &self.functions[index], &params, env).await;
+        let result = sandbox.call(self, &self.functions[index], &params, env, namespace).await;
         let used = match warm {
             Some(warm) => warm.keep(self, sandbox),
             None => Some(sandbox),
@@ -784,6 +789,8 @@ pub struct GeneratorStream {
     sandbox: Sandbox,
     /// None once the stream ended or failed.
     stream: Option<wasmtime::component::ResourceAny>,
+    /// The namespace it was opened in, for the log lines of its steps.
+    namespace: Arc<str>,
 }
 
 impl GeneratorStream {
@@ -791,7 +798,7 @@ impl GeneratorStream {
     pub async fn next(&mut self) -> Result<Option<Value>, CallError> {
         let Some(stream) = self.stream else { return Ok(None) };
         let function = &self.module.functions[self.index];
-        match self.sandbox.next(&self.module, function, stream).await {
+        match self.sandbox.next(&self.module, function, stream, &self.namespace).await {
             Ok(Some(item)) => Ok(Some(item)),
             other => {
                 self.stream = None;

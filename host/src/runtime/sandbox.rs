@@ -385,10 +385,12 @@ impl Sandbox {
         function: &ExportedFunction,
         params: &[Val],
         env: &CallEnv,
+        namespace: &str,
     ) -> Result<Value, CallError> {
         self.store.data_mut().enter(env, module, function);
-        let results =
-            self.invoke_noted(module, function, function.export_index(), params, function.result_count).await?;
+        let results = self
+            .invoke_noted(module, function, function.export_index(), params, function.result_count, namespace)
+            .await?;
         self.convert_result(function, results)
     }
 
@@ -400,10 +402,11 @@ impl Sandbox {
         function: &ExportedFunction,
         params: &[Val],
         env: &CallEnv,
+        namespace: &str,
     ) -> Result<ResourceAny, CallError> {
         self.store.data_mut().enter(env, module, function);
         let name = &function.descriptor.name;
-        let mut results = self.invoke_noted(module, function, function.export_index(), params, 1).await?;
+        let mut results = self.invoke_noted(module, function, function.export_index(), params, 1, namespace).await?;
         match results.pop() {
             Some(Val::Resource(stream)) => Ok(stream),
             other => Err(CallError::BadResult {
@@ -422,13 +425,14 @@ impl Sandbox {
         module: &Module,
         function: &ExportedFunction,
         stream: ResourceAny,
+        namespace: &str,
     ) -> Result<Option<Value>, CallError> {
         let name = &function.descriptor.name;
         let next = function.next_index().ok_or_else(|| CallError::UnknownFunction {
             module: module.name().to_owned(),
             name: format!("{name} (not a generator)"),
         })?;
-        let mut results = self.invoke_noted(module, function, next, &[Val::Resource(stream)], 1).await?;
+        let mut results = self.invoke_noted(module, function, next, &[Val::Resource(stream)], 1, namespace).await?;
         let item_type = function.descriptor.result.as_ref();
         match (results.pop(), item_type) {
             (Some(Val::Option(None)), _) => Ok(None),
@@ -451,9 +455,10 @@ impl Sandbox {
         export: &Export,
         params: &[Val],
         result_count: usize,
+        namespace: &str,
     ) -> Result<Vec<Val>, CallError> {
-        let outcome =
-            self.invoke(module, &function.descriptor.name, export, params, result_count, function.runs_long()).await;
+        let name = &function.descriptor.name;
+        let outcome = self.invoke(module, name, export, params, result_count, function.runs_long(), namespace).await;
         // A call that trapped, ran out of memory or time (a poisoned sandbox) counts as long:
         // a function that keeps failing so is broken or hostile, and its failures (unwinding,
         // tearing down) cost the host as much as running.
@@ -464,6 +469,9 @@ impl Sandbox {
     /// Runs one export (instantiating first if needed) under the deadline; classifies failures.
     /// `start_long`: the call takes a long-lane slot before it runs and counts as long from
     /// the start.
+    // Each argument is its own part of one call (what, where, with what, how); a struct for
+    // them would be built and taken apart at the one call site.
+    #[allow(clippy::too_many_arguments)]
     async fn invoke(
         &mut self,
         module: &Module,
@@ -472,6 +480,7 @@ impl Sandbox {
         params: &[Val],
         result_count: usize,
         start_long: bool,
+        namespace: &str,
     ) -> Result<Vec<Val>, CallError> {
         if self.poisoned {
             return Err(CallError::Trap {
@@ -556,7 +565,7 @@ impl Sandbox {
             Ok(Err(e)) => Some(self.classify(name, e)),
             Err(_elapsed) => Some(CallError::Timeout { function: name.to_owned(), deadline: self.limits.deadline }),
         };
-        self.log_output(module, name);
+        self.log_output(module, name, namespace);
         match error {
             None => Ok(results),
             Some(error) => {
@@ -625,7 +634,7 @@ impl Sandbox {
                 Some(CallError::Timeout { function: "(instantiation)".to_owned(), deadline: self.limits.deadline })
             }
         };
-        self.log_output(module, "(instantiation)");
+        self.log_output(module, "(instantiation)", "-");
         match error {
             None => Ok(()),
             Some(error) => {
@@ -699,13 +708,16 @@ impl Sandbox {
     }
 
     /// Sends what the guest printed to the log, tagged with module and function.
-    fn log_output(&self, module: &Module, function: &str) {
+    /// Logs what the call wrote to stdout and stderr, with its namespace (`-` when the
+    /// sandbox is made ahead of any call), module and function.
+    fn log_output(&self, module: &Module, function: &str, namespace: &str) {
         let state = self.store.data();
         for (stream, capture) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
             let (text, dropped) = capture.take();
             if !text.is_empty() || dropped > 0 {
                 tracing::info!(
                     target: "easyrpc::guest",
+                    namespace = %namespace,
                     module = %module.name(),
                     function,
                     stream,
