@@ -233,10 +233,18 @@ fn serve_links_a_namespace_to_a_parent_host() {
 /// Starts `easyrpc serve --config FILE` (with `extra` flags) and returns it, its URL and the
 /// log lines it writes (collected as they come).
 fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    spawn_serve(&args, Path::new("."))
+}
+
+/// Starts `easyrpc serve --secret cli-secret --port 0 ARGS` in `dir` and returns it, its URL and
+/// the log lines it writes (collected as they come).
+fn spawn_serve(args: &[&str], dir: &Path) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let mut child = Command::new(EASYRPC)
-        .args(["serve", "--secret", "cli-secret", "--port", "0", "--config"])
-        .arg(config)
-        .args(extra)
+        .current_dir(dir)
+        .args(["serve", "--secret", "cli-secret", "--port", "0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -550,4 +558,22 @@ fn new_scaffolds_a_guest_that_builds_tests_serves_and_answers() {
     server.wait().unwrap();
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(modules.with_extension("data"));
+}
+
+#[test]
+fn the_bundled_modules_serve_with_their_grants() {
+    xtask::modules_dir().expect("modules build");
+    let data = std::env::temp_dir().join(format!("easyrpc-cli-bundled-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (mut server, url, log) = spawn_serve(&["--data-dir", data.to_str().unwrap()], &xtask::project_root());
+    let call = |namespace: &str, args: &[&str]| call_at(&url, namespace, args);
+    assert_eq!(call("stateful", &["incr", "visits"]).as_deref(), Ok("1"));
+    assert_eq!(call("stateful", &["setting", "greeting"]).as_deref(), Ok("\"hello from the bundled modules\""));
+    assert_eq!(call("chain", &["forward", "math", "add", "[20, 22]"]).as_deref(), Ok("42"));
+    let refused = call("chain", &["forward", "hostile", "ok", "[]"]).expect_err("hostile is not granted to chain");
+    assert!(refused.contains("NotGranted"), "{refused}");
+    assert!(!log.lock().unwrap().iter().any(|l| l.contains("ERROR")), "no module failed to load");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -19,6 +19,21 @@ pub const SECRET_ENV: &str = "EASYRPC_SECRET";
 pub const DEMO_SECRET: &str = "abcd1234";
 /// Where `cargo xtask modules` puts the bundled modules, relative to the project root.
 pub const BUNDLED_MODULES: &str = "modules/target/components";
+/// What the bundled modules' namespaces are granted when the host serves them (no modules
+/// given): `stateful` keeps state in the data directory, logs and reads its settings, `chain`
+/// calls the other bundled namespaces. A namespace the config configures itself keeps its own.
+const BUNDLED_GRANTS: &str = r#"
+[[namespace]]
+name = "stateful"
+grants = ["wasi:keyvalue", "wasi:logging", "wasi:config"]
+[namespace.config]
+greeting = "hello from the bundled modules"
+
+[[namespace]]
+name = "chain"
+grants = ["easyrpc:call"]
+call_namespaces = ["math", "peer", "stateful"]
+"#;
 
 /// Serve WebAssembly component functions to easyrpc clients.
 ///
@@ -96,7 +111,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
+    let mut file = match &args.config {
         Some(path) => ConfigFile::read(path)?,
         None => ConfigFile::default(),
     };
@@ -139,6 +154,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if sources.is_empty() {
         sources = bundled_modules()?;
+        let bundled: ConfigFile = toml::from_str(BUNDLED_GRANTS).context("the bundled modules' grants")?;
+        let unconfigured: Vec<_> = bundled
+            .namespaces
+            .into_iter()
+            .filter(|ns| !file.namespaces.iter().any(|own| own.name == ns.name))
+            .collect();
+        file.namespaces.extend(unconfigured);
     }
 
     let cache_dir = match args.no_cache {
