@@ -156,7 +156,7 @@ mod tail_first;
 mod host_bindings {
     wit_bindgen::generate!({
         world: "easyrpc:guest/capabilities",
-        path: "../wit/guest",
+        path: "wit",
         generate_all,
     });
 }

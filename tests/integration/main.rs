@@ -29,6 +29,7 @@ mod metrics;
 mod python_peer;
 mod runtime;
 mod sandbox;
+mod sdk;
 mod server;
 mod tenancy;
 mod tls;
