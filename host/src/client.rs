@@ -510,16 +510,8 @@ impl EasyRpcProxy {
     /// of objects with namespace, name, hash, size, since (seconds since the Unix epoch, or
     /// None) and source (`deployed` or the file's path).
     pub async fn modules(&self, namespace: Option<&str>) -> Result<Value, ClientError> {
-        let conn = self.connection().await?;
         let kwargs = namespace.map(|ns| ("namespace".to_owned(), Value::Str(ns.to_owned()))).into_iter().collect();
-        let request = Outgoing::Value(wire::call_object(wire::MODULES, vec![], kwargs));
-        let (value, is_error) = self.request(&conn, request).await?;
-        if is_error {
-            return Err(ClientError::Remote(
-                value.get("error").and_then(Value::as_str).map_or_else(|| value.to_json(), str::to_owned),
-            ));
-        }
-        Ok(value)
+        self.admin_request(wire::MODULES, kwargs).await
     }
 
     async fn admin(
@@ -529,12 +521,17 @@ impl EasyRpcProxy {
         name: &str,
         wasm: Option<Value>,
     ) -> Result<Value, ClientError> {
-        let conn = self.connection().await?;
         let mut kwargs = vec![
             ("namespace".to_owned(), Value::Str(namespace.to_owned())),
             ("name".to_owned(), Value::Str(name.to_owned())),
         ];
         kwargs.extend(wasm.map(|w| ("wasm".to_owned(), w)));
+        self.admin_request(action, kwargs).await
+    }
+
+    /// Sends admin `action` with `kwargs`; the host's error answer becomes `Remote`.
+    async fn admin_request(&self, action: &str, kwargs: Vec<(String, Value)>) -> Result<Value, ClientError> {
+        let conn = self.connection().await?;
         let (value, is_error) = self.request(&conn, Outgoing::Value(wire::call_object(action, vec![], kwargs))).await?;
         if is_error {
             return Err(ClientError::Remote(

@@ -210,13 +210,9 @@ async fn main() {
     let (registry, store) = host(&scratch, r#"backend = "embedded""#);
     keyvalue_figures("embedded store", &registry, &store).await;
 
-    let redis = std::env::var("EASYRPC_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let address = redis.trim_start_matches("redis://").split('/').next().unwrap_or_default().to_owned();
-    if std::net::TcpStream::connect(&address).is_ok() {
+    if let Some(redis) = easyrpc_tests::test_redis("the capabilities bench's Redis figures") {
         let (registry, store) = host(&scratch, &format!("backend = \"redis\"\nurl = \"{redis}\""));
         keyvalue_figures(&format!("Redis at {redis}"), &registry, &store).await;
-    } else {
-        println!("Redis: none answers at {redis}; its figures are skipped");
     }
 
     const N: usize = 5_000;

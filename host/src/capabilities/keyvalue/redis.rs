@@ -169,6 +169,14 @@ fn without_credentials(url: &str) -> String {
     }
 }
 
+/// `script` invoked on the keys every write script takes: the bucket, the namespace's usage
+/// counts, the bucket's sorted set of keys.
+fn writing<'a>(script: &'a Script, scope: &Scope, bucket: &str) -> redis::ScriptInvocation<'a> {
+    let mut invocation = script.key(bucket_key(scope, bucket));
+    invocation.key(usage_key(scope)).key(index_key(scope, bucket));
+    invocation
+}
+
 /// The Redis key of a namespace's bucket.
 fn bucket_key(scope: &Scope, bucket: &str) -> String {
     let ns = &scope.namespace;
@@ -196,11 +204,7 @@ impl Backend for RedisStore {
 
     async fn set(&self, scope: &Scope, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
         let mut con = self.connection().await?;
-        let (code, would): (i64, i64) = self
-            .set
-            .key(bucket_key(scope, bucket))
-            .key(usage_key(scope))
-            .key(index_key(scope, bucket))
+        let (code, would): (i64, i64) = writing(&self.set, scope, bucket)
             .arg(key)
             .arg(value)
             .arg(scope.quotas.max_keys)
@@ -213,15 +217,8 @@ impl Backend for RedisStore {
 
     async fn delete(&self, scope: &Scope, bucket: &str, key: &str) -> Result<(), KvError> {
         let mut con = self.connection().await?;
-        let _removed: i64 = self
-            .delete
-            .key(bucket_key(scope, bucket))
-            .key(usage_key(scope))
-            .key(index_key(scope, bucket))
-            .arg(key)
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| self.failed(e))?;
+        let _removed: i64 =
+            writing(&self.delete, scope, bucket).arg(key).invoke_async(&mut con).await.map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -248,11 +245,7 @@ impl Backend for RedisStore {
 
     async fn increment(&self, scope: &Scope, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         let mut con = self.connection().await?;
-        let answer: Result<(i64, redis::Value), _> = self
-            .increment
-            .key(bucket_key(scope, bucket))
-            .key(usage_key(scope))
-            .key(index_key(scope, bucket))
+        let answer: Result<(i64, redis::Value), _> = writing(&self.increment, scope, bucket)
             .arg(key)
             .arg(delta)
             .arg(scope.quotas.max_keys)
@@ -287,11 +280,7 @@ impl Backend for RedisStore {
     ) -> Result<Swapped, KvError> {
         let mut con = self.connection().await?;
         let present = if expected.is_some() { "1" } else { "0" };
-        let answer: Vec<redis::Value> = self
-            .compare_and_swap
-            .key(bucket_key(scope, bucket))
-            .key(usage_key(scope))
-            .key(index_key(scope, bucket))
+        let answer: Vec<redis::Value> = writing(&self.compare_and_swap, scope, bucket)
             .arg(key)
             .arg(present)
             .arg(expected.unwrap_or_default())
