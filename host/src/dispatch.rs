@@ -272,17 +272,18 @@ fn logs_guests(policy: &NamespacePolicy) -> bool {
     policy.config.capabilities.as_ref().is_some_and(|c| c.logging.is_some())
 }
 
-/// One call's span: namespace, function, request id and (once known) outcome (`ok`, `open`
+/// One call's span: namespace, function, request id, trace (the request id of the first
+/// caller, the same on every host a cluster call passes through) and (once known) outcome (`ok`, `open`
 /// for a generator, or the error kind). At the debug level, where it costs nothing unless
 /// debug logging is on; at info for namespaces whose guests log. A nested call's span sits
 /// inside its caller's.
 fn call_span(context: CallContext<'_>, function: &str, guests_log: bool) -> tracing::Span {
-    let (namespace, request) = (context.namespace, context.request_id);
+    let (namespace, request, trace) = (context.namespace, context.request_id, context.relay.trace);
     let outcome = tracing::field::Empty;
     if guests_log {
-        tracing::info_span!("call", namespace = %namespace, function = %function, request = %request, outcome)
+        tracing::info_span!("call", namespace = %namespace, function = %function, request = %request, %trace, outcome)
     } else {
-        tracing::debug_span!("call", namespace = %namespace, function = %function, request = %request, outcome)
+        tracing::debug_span!("call", namespace = %namespace, function = %function, request = %request, %trace, outcome)
     }
 }
 

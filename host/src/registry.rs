@@ -14,7 +14,7 @@
 
 use crate::runtime::{
     CallEnv, CallError, CallLimits, CallerChain, GeneratorStream, Grant, GuestCapabilities, InstanceReuse, Module,
-    WarmInstances,
+    TraceId, WarmInstances,
 };
 use crate::signature::FunctionDescriptor;
 use crate::value::Value;
@@ -75,6 +75,8 @@ pub struct Relay {
     pub depth: u8,
     /// The namespaces of the calls it is nested in (see [`CallerChain`]).
     pub callers: CallerChain,
+    /// The request id of the call's first caller (see [`TraceId`]).
+    pub trace: TraceId,
 }
 
 /// Something a namespace lists and calls.
@@ -194,6 +196,7 @@ impl LocalFunction {
             depth: relay.depth,
             hops: relay.hops,
             callers: relay.callers,
+            trace: relay.trace,
         }
     }
 }

@@ -230,6 +230,69 @@ fn serve_links_a_namespace_to_a_parent_host() {
     let _ = std::fs::remove_dir_all(&child_dir);
 }
 
+/// A call relayed over a link is one trace: the child's span and the parent's name the request
+/// id the caller sent to the child, though each hop sends its own request id.
+#[test]
+fn the_hops_of_a_relayed_call_share_the_first_caller_s_request_id_as_trace() {
+    let dir = modules_dir("trace");
+    let data = dir.with_extension("data");
+    let data = data.to_str().unwrap();
+    let (mut parent, parent_url, parent_log) =
+        spawn_serve_logging(&["--modules", ".", "--data-dir", data], &dir, "easyrpc=debug");
+    let child_dir = std::env::temp_dir().join(format!("easyrpc-cli-trace-child-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&child_dir);
+    std::fs::create_dir_all(child_dir.join("peer")).unwrap();
+    std::fs::copy(dir.join("math.wasm"), child_dir.join("peer").join("math.wasm")).unwrap();
+    let link = format!("{parent_url}#peer");
+    let child_data = child_dir.with_extension("data");
+    let child_args = ["--modules", ".", "--data-dir", child_data.to_str().unwrap(), "--link", &link];
+    let (mut child, child_url, child_log) = spawn_serve_logging(&child_args, &child_dir, "easyrpc=debug");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let answer = call_at(&child_url, "peer", &["echo", "\"traced\""]);
+        if answer.is_ok() || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer.as_deref(), Ok("\"traced\""));
+
+    // `call{namespace=peer function=echo request=R trace=T outcome=ok}`: on the child R = T,
+    // the id our client sent; on the parent R is the child's own id and T the same.
+    let field = |line: &str, name: &str| {
+        line.split(&format!(" {name}=")).nth(1).and_then(|rest| rest.split(['}', ' ']).next()).map(str::to_owned)
+    };
+    let spans = |log: &std::sync::Mutex<Vec<String>>| -> Vec<(String, String)> {
+        let lines = log.lock().unwrap();
+        lines
+            .iter()
+            .filter(|line| line.contains("call{namespace=peer function=echo"))
+            .filter_map(|line| Some((field(line, "request")?, field(line, "trace")?)))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (on_child, on_parent) = loop {
+        let (on_child, on_parent) = (spans(&child_log), spans(&parent_log));
+        if (!on_child.is_empty() && !on_parent.is_empty()) || Instant::now() > deadline {
+            break (on_child, on_parent);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (child_request, trace) = on_child.last().cloned().expect("the child logged the call's span");
+    assert_eq!(child_request, trace, "the first host's trace is its caller's request id");
+    assert!(
+        on_parent.iter().any(|(request, t)| t == &trace && request != &child_request),
+        "the parent's span names the same trace under the child's own request id: {on_parent:?}, trace {trace}"
+    );
+
+    for server in [&mut child, &mut parent] {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    let _ = std::fs::remove_dir_all(&child_dir);
+}
+
 /// Starts `easyrpc serve --config FILE` (with `extra` flags) and returns it, its URL and the
 /// log lines it writes (collected as they come).
 fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -241,11 +304,20 @@ fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc
 /// Starts `easyrpc serve --secret cli-secret --port 0 ARGS` in `dir` and returns it, its URL and
 /// the log lines it writes (collected as they come).
 fn spawn_serve(args: &[&str], dir: &Path) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    spawn_serve_logging(args, dir, "info")
+}
+
+/// [`spawn_serve`] with `RUST_LOG` set to `log`.
+fn spawn_serve_logging(
+    args: &[&str],
+    dir: &Path,
+    log: &str,
+) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let mut child = Command::new(EASYRPC)
         .current_dir(dir)
         .args(["serve", "--secret", "cli-secret", "--port", "0"])
         .args(args)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

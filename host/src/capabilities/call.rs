@@ -41,7 +41,7 @@ impl RegistryCaller {
 #[async_trait::async_trait]
 impl FunctionCaller for RegistryCaller {
     async fn call(&self, call: NestedCall) -> Result<String, NestedCallError> {
-        let NestedCall { namespace, function, args, kwargs, deadline, depth, hops, callers } = call;
+        let NestedCall { namespace, function, args, kwargs, deadline, depth, hops, callers, trace } = call;
         if !self.may_call(&namespace) {
             return Err(NestedCallError::NotGranted(format!(
                 "namespace {} may not call namespace {namespace} (its config's call_namespaces lists {})",
@@ -69,7 +69,7 @@ impl FunctionCaller for RegistryCaller {
         };
         let registry = self.registry.upgrade().ok_or_else(|| NestedCallError::Busy("the host is stopping".into()))?;
         let snapshot = registry.snapshot();
-        let relay = Relay { hops, deadline: Some(deadline), depth, callers };
+        let relay = Relay { hops, deadline: Some(deadline), depth, callers, trace };
         let context = CallContext { namespace: &namespace, request_id: NESTED_REQUEST, relay };
         let resolved = dispatch::resolve(&snapshot, context, &function).map_err(from_dispatch)?;
         if resolved.kind() == FunctionKind::Generator {

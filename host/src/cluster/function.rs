@@ -94,12 +94,13 @@ impl Callable for LinkFunction {
     }
 }
 
-/// The request object of a call passed on to the other host: one hop more, and the time its
-/// caller still waits.
+/// The request object of a call passed on to the other host: one hop more, its trace, and the
+/// time its caller still waits.
 fn relayed(function: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay: Relay) -> Value {
     let mut request = wire::call_object(function, args, kwargs);
     if let Value::Dict(fields) = &mut request {
         fields.push((wire::HOPS_KEY.to_owned(), Value::Int(i128::from(relay.hops.saturating_add(1)))));
+        fields.push((wire::TRACE_KEY.to_owned(), Value::Str(relay.trace.as_str().to_owned())));
         if let Some(deadline) = relay.deadline {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             fields.push((wire::DEADLINE_KEY.to_owned(), Value::Int(left.as_millis() as i128)));

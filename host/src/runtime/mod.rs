@@ -31,7 +31,7 @@ pub mod witdoc;
 pub use budget::{MemoryBudget, DEFAULT_GUEST_MEMORY, GENERATOR_SHARE_OF_BUDGET};
 pub use cache::{content_hash, CacheOutcome};
 pub use error::{CallError, LoadError, ValueError};
-pub use imports::{CallEnv, CallerChain, Grant, GuestCapabilities};
+pub use imports::{CallEnv, CallerChain, Grant, GuestCapabilities, TraceId};
 pub use reuse::{InstanceReuse, WarmInstances, DEFAULT_MAX_CALLS_PER_INSTANCE, MAX_WARM_MEMORY, WARM_PER_NAMESPACE};
 pub use sandbox::Sandbox;
 

@@ -412,14 +412,14 @@ fn read_call(cursor: &mut json::Cursor<'_>) -> Result<Call, Unusual> {
         },
         _ => Err(Unusual),
     })?;
-    let (hops, deadline_ms) = (0, None);
     Ok(Call {
         action,
         args: args.unwrap_or_default(),
         kwargs: kwargs.unwrap_or_default(),
         generator_id,
-        hops,
-        deadline_ms,
+        hops: 0,
+        deadline_ms: None,
+        trace: None,
     })
 }
 
@@ -435,6 +435,8 @@ pub struct Call {
     pub hops: u8,
     /// [`DEADLINE_KEY`]: milliseconds the caller still waits, if it said so.
     pub deadline_ms: Option<u64>,
+    /// [`TRACE_KEY`]: the request id of the call's first caller, if a host passed it on.
+    pub trace: Option<String>,
 }
 
 /// The request key of a relayed call that counts the hosts it passed through. Python hosts
@@ -442,6 +444,9 @@ pub struct Call {
 pub const HOPS_KEY: &str = "easyrpc_hops";
 /// The request key of a relayed call that says how many milliseconds its caller still waits.
 pub const DEADLINE_KEY: &str = "easyrpc_deadline_ms";
+/// The request key of a relayed call that names the request id its first caller sent, so that
+/// the logs and spans of every host it passes through name the same call.
+pub const TRACE_KEY: &str = "easyrpc_trace";
 
 /// A relay key's number: a non-negative int (anything else reads as absent).
 fn relay_number(value: Option<Value>) -> Option<u64> {
@@ -475,7 +480,11 @@ pub fn parse_call(request: Value) -> Result<Call, String> {
     };
     let hops = relay_number(take(&mut fields, HOPS_KEY)).map_or(0, |h| u8::try_from(h).unwrap_or(u8::MAX));
     let deadline_ms = relay_number(take(&mut fields, DEADLINE_KEY));
-    Ok(Call { action, args, kwargs, generator_id, hops, deadline_ms })
+    let trace = match take(&mut fields, TRACE_KEY) {
+        Some(Value::Str(trace)) => Some(trace),
+        _ => None,
+    };
+    Ok(Call { action, args, kwargs, generator_id, hops, deadline_ms, trace })
 }
 
 /// Encodes a response envelope. `is_error` adds `"error": true` inside `ws_action`, which the
@@ -655,6 +664,17 @@ mod tests {
         assert_eq!(call.action.as_deref(), Some("kwfunc"));
         assert_eq!(call.args.len(), 4);
         assert_eq!(call.kwargs[1], ("extra".to_owned(), Value::Int(5)));
+        assert_eq!((call.hops, call.deadline_ms, call.trace), (0, None, None));
+    }
+
+    #[test]
+    fn parses_the_relay_keys_of_a_call_another_host_passed_on() {
+        let text = r#"{"action": "echo", "args": [1], "easyrpc_hops": 2, "easyrpc_deadline_ms": 900, "easyrpc_trace": "abc-1"}"#;
+        let call = parse_call(json::parse(text).unwrap()).unwrap();
+        assert_eq!((call.hops, call.deadline_ms, call.trace.as_deref()), (2, Some(900), Some("abc-1")));
+        let odd = r#"{"action": "echo", "easyrpc_hops": -1, "easyrpc_deadline_ms": "soon", "easyrpc_trace": 7}"#;
+        let call = parse_call(json::parse(odd).unwrap()).unwrap();
+        assert_eq!((call.hops, call.deadline_ms, call.trace), (0, None, None));
     }
 
     #[test]

@@ -46,6 +46,82 @@ impl CallerChain {
     }
 }
 
+/// The request id a call's first caller sent, carried by every call it leads to: the calls
+/// its guest makes and the hops over cluster links. Logs and exported spans of every host name
+/// it as `trace`, which joins the pieces of one call. Fixed size, so that it travels by copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceId {
+    bytes: [u8; TraceId::MAX_LEN],
+    len: u8,
+}
+
+impl TraceId {
+    /// The longest request id kept as it is: a uuid (36 bytes) and then some.
+    pub const MAX_LEN: usize = 64;
+
+    /// `id` when it is 1 to [`Self::MAX_LEN`] visible ASCII characters (what clients send:
+    /// uuids), else none.
+    pub fn parse(id: &str) -> Option<Self> {
+        let fits = (1..=Self::MAX_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
+        fits.then(|| {
+            let mut bytes = [0; Self::MAX_LEN];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            Self { bytes, len: id.len() as u8 }
+        })
+    }
+
+    /// The trace of a call whose caller's request id is `request_id`: that id, or a fresh one
+    /// when the id is too long or holds characters a log line should not.
+    pub fn of_request(request_id: &str) -> Self {
+        Self::parse(request_id).unwrap_or_else(Self::fresh)
+    }
+
+    /// A new random id.
+    pub fn fresh() -> Self {
+        let mut id = [0u8; 36];
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+        Self::parse(text).unwrap_or_default()
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// 16 bytes naming the trace for OpenTelemetry, the same on every host: a uuid's own bytes,
+    /// else a 128-bit FNV-1a hash of the text.
+    pub fn otel_trace_id(&self) -> [u8; 16] {
+        if let Ok(uuid) = uuid::Uuid::try_parse(self.as_str()) {
+            return *uuid.as_bytes();
+        }
+        const PRIME: u128 = 0x0000000001000000000000000000013B;
+        let hash = self
+            .as_str()
+            .bytes()
+            .fold(0x6c62272e07bb014262b821756295c58d_u128, |hash, byte| (hash ^ u128::from(byte)).wrapping_mul(PRIME));
+        hash.to_be_bytes()
+    }
+}
+
+/// `-`: the trace of calls that come from no caller's request (warm-up, tests).
+impl Default for TraceId {
+    fn default() -> Self {
+        Self { bytes: [b'-'; Self::MAX_LEN], len: 1 }
+    }
+}
+
+impl std::fmt::Display for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TraceId({})", self.as_str())
+    }
+}
+
 /// One nested call as the guest asked for it.
 #[derive(Debug, Clone)]
 pub struct NestedCall {
@@ -63,6 +139,8 @@ pub struct NestedCall {
     pub hops: u8,
     /// The namespaces of the calls it is nested in, the calling one's last.
     pub callers: CallerChain,
+    /// The trace of the calling call.
+    pub trace: TraceId,
 }
 
 /// Why a nested call gave no result (the interface's `call-error` cases).
@@ -124,8 +202,17 @@ impl Host for CallState {
             ))));
         }
         let callers = env.callers.with(&caps.namespace);
-        let call =
-            NestedCall { namespace, function, args, kwargs, deadline: self.deadline(), depth, hops: env.hops, callers };
+        let call = NestedCall {
+            namespace,
+            function,
+            args,
+            kwargs,
+            deadline: self.deadline(),
+            depth,
+            hops: env.hops,
+            callers,
+            trace: env.trace,
+        };
         // The nested call runs on its own instance; this one waits without a core.
         self.leave_long_lane();
         Ok(caller.call(call).await.map_err(CallError::from))
@@ -134,7 +221,24 @@ impl Host for CallState {
 
 #[cfg(test)]
 mod tests {
-    use super::CallerChain;
+    use super::{CallerChain, TraceId};
+
+    #[test]
+    fn a_trace_keeps_a_request_id_that_fits_and_replaces_one_that_does_not() {
+        let uuid = "d2f95712-e78f-11f1-a490-02fc00000001";
+        assert_eq!(TraceId::of_request(uuid).as_str(), uuid);
+        assert_eq!(TraceId::parse(&"x".repeat(64)).map(|t| t.as_str().len()), Some(64));
+        for unfit in ["", &"x".repeat(65), "two words", "line\nbreak", "héllo"] {
+            assert!(TraceId::parse(unfit).is_none(), "{unfit:?}");
+            let fresh = TraceId::of_request(unfit);
+            assert!(uuid::Uuid::try_parse(fresh.as_str()).is_ok(), "{fresh}");
+        }
+        // The OpenTelemetry id of a uuid is the uuid; any other text hashes the same everywhere.
+        assert_eq!(TraceId::of_request(uuid).otel_trace_id(), *uuid::Uuid::try_parse(uuid).unwrap().as_bytes());
+        let a = TraceId::parse("request-1").unwrap().otel_trace_id();
+        assert_eq!(a, TraceId::parse("request-1").unwrap().otel_trace_id());
+        assert_ne!(a, TraceId::parse("request-2").unwrap().otel_trace_id());
+    }
 
     #[test]
     fn a_chain_knows_its_namespaces_and_stops_growing_when_full() {

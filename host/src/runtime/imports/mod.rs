@@ -16,7 +16,7 @@ mod host;
 mod keyvalue;
 mod logging;
 
-pub use call::{CallerChain, FunctionCaller, NestedCall, NestedCallError, MAX_CALL_DEPTH};
+pub use call::{CallerChain, FunctionCaller, NestedCall, NestedCallError, TraceId, MAX_CALL_DEPTH};
 pub use keyvalue::{
     Bucket, Cas, HandleBudget, KeyPage, KeyValue, KvError, Swapped, MAX_BATCH_BYTES, MAX_BATCH_KEYS, MAX_HANDLES,
     MAX_HANDLE_BYTES,
@@ -144,6 +144,8 @@ pub struct CallEnv {
     pub hops: u8,
     /// The namespaces of the calls this one is nested in.
     pub callers: CallerChain,
+    /// The request id of the call's first caller.
+    pub trace: TraceId,
 }
 
 impl CallEnv {

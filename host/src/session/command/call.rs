@@ -3,6 +3,7 @@
 
 use crate::dispatch::{self, CallContext, Called, GENERATOR_START};
 use crate::registry::Relay;
+use crate::runtime::TraceId;
 use crate::session::reply::Reply;
 use crate::session::{OpenGenerator, Session};
 use crate::signature::FunctionKind;
@@ -20,6 +21,8 @@ pub struct Call {
     kwargs: Vec<(String, Value)>,
     /// What the call carries from the hosts that passed it on (nothing from a client).
     relay: Relay,
+    /// The trace another host passed on with the call, if it is one.
+    trace: Option<TraceId>,
     /// A pickled Python object found in the arguments, by name.
     unsupported: Option<String>,
 }
@@ -29,11 +32,20 @@ impl Call {
         // A deadline past the clock's range is none.
         let deadline = call.deadline_ms.and_then(|ms| Instant::now().checked_add(std::time::Duration::from_millis(ms)));
         let relay = Relay { hops: call.hops, deadline, ..Relay::default() };
-        Self { function: call.action.unwrap_or_default(), args: call.args, kwargs: call.kwargs, relay, unsupported }
+        let trace = call.trace.as_deref().and_then(TraceId::parse);
+        Self {
+            function: call.action.unwrap_or_default(),
+            args: call.args,
+            kwargs: call.kwargs,
+            relay,
+            trace,
+            unsupported,
+        }
     }
 
     pub async fn apply(self, session: &Session, request_id: &str) -> Reply {
-        let Call { function, args, kwargs, relay, unsupported } = self;
+        let Call { function, args, kwargs, mut relay, trace, unsupported } = self;
+        relay.trace = trace.unwrap_or_else(|| TraceId::of_request(request_id));
         let snapshot = session.registry.snapshot();
         let context = CallContext { namespace: &session.namespace, request_id, relay };
         let resolved = match dispatch::resolve(&snapshot, context, &function) {
