@@ -19,10 +19,12 @@ pub struct Call {
     function: String,
     args: Vec<Value>,
     kwargs: Vec<(String, Value)>,
-    /// What the call carries from the hosts that passed it on (nothing from a client).
-    relay: Relay,
-    /// The trace another host passed on with the call, if it is one.
-    trace: Option<TraceId>,
+    /// How many hosts passed the call on (0 from a client).
+    hops: u8,
+    /// When the caller behind the hosts that passed it on stops waiting.
+    deadline: Option<Instant>,
+    /// The trace those hosts passed on with it, as sent.
+    trace: Option<String>,
     /// A pickled Python object found in the arguments, by name.
     unsupported: Option<String>,
 }
@@ -31,21 +33,15 @@ impl Call {
     pub fn parse(call: wire::Call, unsupported: Option<String>) -> Self {
         // A deadline past the clock's range is none.
         let deadline = call.deadline_ms.and_then(|ms| Instant::now().checked_add(std::time::Duration::from_millis(ms)));
-        let relay = Relay { hops: call.hops, deadline, ..Relay::default() };
-        let trace = call.trace.as_deref().and_then(TraceId::parse);
-        Self {
-            function: call.action.unwrap_or_default(),
-            args: call.args,
-            kwargs: call.kwargs,
-            relay,
-            trace,
-            unsupported,
-        }
+        let (function, args, kwargs) = (call.action.unwrap_or_default(), call.args, call.kwargs);
+        Self { function, args, kwargs, hops: call.hops, deadline, trace: call.trace, unsupported }
     }
 
     pub async fn apply(self, session: &Session, request_id: &str) -> Reply {
-        let Call { function, args, kwargs, mut relay, trace, unsupported } = self;
-        relay.trace = trace.unwrap_or_else(|| TraceId::of_request(request_id));
+        let Call { function, args, kwargs, hops, deadline, trace, unsupported } = self;
+        // The trace another host passed on, when it is one; else this caller's request id.
+        let trace = trace.as_deref().and_then(TraceId::parse).unwrap_or_else(|| TraceId::of_request(request_id));
+        let relay = Relay { hops, deadline, trace, ..Relay::default() };
         let snapshot = session.registry.snapshot();
         let context = CallContext { namespace: &session.namespace, request_id, relay };
         let resolved = match dispatch::resolve(&snapshot, context, &function) {
