@@ -18,6 +18,8 @@
 //!                               # $XDG_DATA_HOME/easyrpc or ~/.local/share/easyrpc)
 //! modules_dirs = ["modules"]    # scanned as with --modules (optional)
 //! metrics_addr = "127.0.0.1:9220"  # /metrics, /healthz, /readyz over HTTP (off by default)
+//! otlp_endpoint = "http://127.0.0.1:4318"  # export call spans to an OpenTelemetry collector
+//!                               # over OTLP/HTTP (off by default; also --otlp-endpoint)
 //! tls_cert = "cert.pem"         # with tls_key: the port speaks wss:// only (PEM files;
 //! tls_key = "key.pem"           # also --tls-cert, --tls-key)
 //!
@@ -109,6 +111,8 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not at all).
     pub metrics_addr: Option<String>,
+    /// The OpenTelemetry collector call spans are exported to over OTLP/HTTP (none: no export).
+    pub otlp_endpoint: Option<String>,
     /// The host's TLS certificate chain and key (PEM): its port then speaks `wss://` only.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

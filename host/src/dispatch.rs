@@ -127,7 +127,7 @@ impl Resolved<'_> {
             }
         };
         let result = running.instrument(span.clone()).await;
-        span.record("outcome", result.as_ref().map_or_else(CallError::kind, |_| "ok"));
+        record_outcome(&span, result.as_ref().map_or_else(CallError::kind, |_| "ok"));
         let _in_span = span.enter();
         if recording {
             let took = started.map(|s| s.elapsed()).unwrap_or_default();
@@ -170,7 +170,7 @@ impl Resolved<'_> {
         let slot = policy.admit_generator(member)?;
         let span = call_span(context, function_name, logs_guests(&policy));
         let opened = policy.in_turns(function.open(args, kwargs, context.relay)).instrument(span.clone()).await;
-        span.record("outcome", opened.as_ref().map_or_else(CallError::kind, |_| "open"));
+        record_outcome(&span, opened.as_ref().map_or_else(CallError::kind, |_| "open"));
         let _in_span = span.enter();
         match opened {
             Ok(stream) => {
@@ -279,11 +279,24 @@ fn logs_guests(policy: &NamespacePolicy) -> bool {
 /// inside its caller's.
 fn call_span(context: CallContext<'_>, function: &str, guests_log: bool) -> tracing::Span {
     let (namespace, request, trace) = (context.namespace, context.request_id, context.relay.trace);
-    let outcome = tracing::field::Empty;
-    if guests_log {
-        tracing::info_span!("call", namespace = %namespace, function = %function, request = %request, %trace, outcome)
+    let (outcome, status) = (tracing::field::Empty, tracing::field::Empty);
+    let span = if guests_log {
+        tracing::info_span!("call", namespace = %namespace, function = %function, request = %request, %trace, outcome, otel.status_code = status)
     } else {
-        tracing::debug_span!("call", namespace = %namespace, function = %function, request = %request, %trace, outcome)
+        tracing::debug_span!("call", namespace = %namespace, function = %function, request = %request, %trace, outcome, otel.status_code = status)
+    };
+    if let Some(parent) = context.relay.parent {
+        parent.adopt(&span);
+    }
+    span
+}
+
+/// Records how a call ended on its span: the outcome, and for exported spans an error status
+/// when it failed.
+fn record_outcome(span: &tracing::Span, outcome: &'static str) {
+    span.record("outcome", outcome);
+    if !matches!(outcome, "ok" | "open") {
+        span.record("otel.status_code", "error");
     }
 }
 

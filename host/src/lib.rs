@@ -46,6 +46,8 @@
 //!   JSON text codec (Python's dialect: NaN, big integers).
 //! * [`metrics`]: the process's metrics and the HTTP port that serves them with the health
 //!   checks (a leaf: the modules that count call into it, it imports none of them).
+//! * [`telemetry`]: the optional export of call spans over OTLP, and the span context a call
+//!   carries from host to host (a leaf, like `metrics`).
 //! * [`client`]: the Rust client proxy, the same wire seen from outside: it uses `wire`,
 //!   `signature` and `value` only.
 
@@ -62,5 +64,6 @@ pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod signature;
+pub mod telemetry;
 pub mod value;
 pub mod wire;

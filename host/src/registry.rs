@@ -77,6 +77,8 @@ pub struct Relay {
     pub callers: CallerChain,
     /// The request id of the call's first caller (see [`TraceId`]).
     pub trace: TraceId,
+    /// The exported span on the host that passed the call on, if that host exports spans.
+    pub parent: Option<crate::telemetry::RemoteParent>,
 }
 
 /// Something a namespace lists and calls.

@@ -293,6 +293,131 @@ fn the_hops_of_a_relayed_call_share_the_first_caller_s_request_id_as_trace() {
     let _ = std::fs::remove_dir_all(&child_dir);
 }
 
+/// A collector stand-in: takes OTLP/HTTP posts on a free port and keeps their JSON bodies.
+fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    kept.lock().unwrap().push(serde_json::from_slice(&body).expect("OTLP JSON"));
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, bodies)
+}
+
+/// The exported spans named `call` in `bodies`, each with its attributes as text.
+fn exported_calls(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut spans = Vec::new();
+    for body in bodies {
+        for resource in body["resourceSpans"].as_array().into_iter().flatten() {
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    if span["name"] == "call" {
+                        spans.push(span.clone());
+                    }
+                }
+            }
+        }
+    }
+    spans
+}
+
+fn attribute(span: &serde_json::Value, key: &str) -> Option<String> {
+    let found = span["attributes"].as_array()?.iter().find(|a| a["key"] == key)?;
+    found["value"]["stringValue"].as_str().map(str::to_owned)
+}
+
+/// `--otlp-endpoint`: both hosts of a relayed call export its spans to the collector, as one
+/// trace (the parent's span a child of the child host's), with namespace, function, trace and
+/// outcome; a failed call's span has an error status.
+#[test]
+fn serve_exports_call_spans_over_otlp_as_one_trace_across_a_link() {
+    let (collector, bodies) = otlp_receiver();
+    let dir = modules_dir("otlp");
+    let data = dir.with_extension("data");
+    let exporting = |args: &[&str], dir: &Path| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--otlp-endpoint", &collector]);
+        spawn_serve_with_env(&all, dir, &[("RUST_LOG", "info"), ("OTEL_BSP_SCHEDULE_DELAY", "100")])
+    };
+    let (mut parent, parent_url, _) = exporting(&["--modules", ".", "--data-dir", data.to_str().unwrap()], &dir);
+    let child_dir = std::env::temp_dir().join(format!("easyrpc-cli-otlp-child-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&child_dir);
+    std::fs::create_dir_all(child_dir.join("peer")).unwrap();
+    std::fs::copy(dir.join("math.wasm"), child_dir.join("peer").join("math.wasm")).unwrap();
+    let link = format!("{parent_url}#peer");
+    let child_data = child_dir.with_extension("data");
+    let (mut child, child_url, child_log) =
+        exporting(&["--modules", ".", "--data-dir", child_data.to_str().unwrap(), "--link", &link], &child_dir);
+    assert!(child_log.lock().unwrap().iter().any(|l| l.contains("exporting call spans over OTLP")));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while call_at(&child_url, "peer", &["echo", "\"exported\""]).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(call_at(&child_url, "peer", &["div", "1", "0"]).is_err(), "a call that fails");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans = exported_calls(&bodies.lock().unwrap());
+        let echoes = spans.iter().filter(|s| attribute(s, "function").as_deref() == Some("echo")).count();
+        let failed = spans.iter().any(|s| attribute(s, "function").as_deref() == Some("div"));
+        if (echoes >= 2 && failed) || Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let echoes: Vec<_> = spans.iter().filter(|s| attribute(s, "function").as_deref() == Some("echo")).collect();
+    let outer = echoes.iter().find(|s| s["parentSpanId"].as_str().unwrap_or("").is_empty()).expect("the child's span");
+    let inner = echoes.iter().find(|s| s["parentSpanId"] == outer["spanId"]).expect("the parent's span, below it");
+    assert_eq!(inner["traceId"], outer["traceId"], "one trace: {echoes:?}");
+    assert_eq!(attribute(inner, "trace"), attribute(outer, "trace"));
+    assert_eq!(attribute(outer, "namespace").as_deref(), Some("peer"));
+    assert_eq!(attribute(outer, "outcome").as_deref(), Some("ok"));
+    let failed = spans.iter().find(|s| attribute(s, "function").as_deref() == Some("div")).unwrap();
+    assert!(attribute(failed, "outcome").is_some_and(|o| o != "ok"), "{failed}");
+    let code = &failed["status"]["code"];
+    assert!(code == 2 || code == "STATUS_CODE_ERROR", "an error status: {failed}");
+
+    for server in [&mut child, &mut parent] {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    let _ = std::fs::remove_dir_all(&child_dir);
+}
+
 /// Starts `easyrpc serve --config FILE` (with `extra` flags) and returns it, its URL and the
 /// log lines it writes (collected as they come).
 fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -313,11 +438,20 @@ fn spawn_serve_logging(
     dir: &Path,
     log: &str,
 ) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    spawn_serve_with_env(args, dir, &[("RUST_LOG", log)])
+}
+
+/// [`spawn_serve`] with `env` set.
+fn spawn_serve_with_env(
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let mut child = Command::new(EASYRPC)
         .current_dir(dir)
         .args(["serve", "--secret", "cli-secret", "--port", "0"])
         .args(args)
-        .env("RUST_LOG", log)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

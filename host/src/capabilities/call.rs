@@ -69,7 +69,8 @@ impl FunctionCaller for RegistryCaller {
         };
         let registry = self.registry.upgrade().ok_or_else(|| NestedCallError::Busy("the host is stopping".into()))?;
         let snapshot = registry.snapshot();
-        let relay = Relay { hops, deadline: Some(deadline), depth, callers, trace };
+        // The caller's span is the current one: the nested call's span sits inside it.
+        let relay = Relay { hops, deadline: Some(deadline), depth, callers, trace, parent: None };
         let context = CallContext { namespace: &namespace, request_id: NESTED_REQUEST, relay };
         let resolved = dispatch::resolve(&snapshot, context, &function).map_err(from_dispatch)?;
         if resolved.kind() == FunctionKind::Generator {

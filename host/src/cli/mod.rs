@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Inspect(inspect::InspectArgs),
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     List(remote::ListArgs),
     Call(remote::CallArgs),
     Deploy(remote::DeployArgs),
@@ -43,10 +43,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: info).
-pub fn init_logging() {
+/// Logs to stderr, filtered by `RUST_LOG` (default: info), and for `serve` with an OTLP
+/// endpoint exports call spans there; keep the export until the process ends. Called before
+/// the async runtime starts (the exporter's client runs its own).
+pub fn init_logging(cli: &Cli) -> anyhow::Result<Option<crate::telemetry::SpanExport>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter);
+    let endpoint = match &cli.command {
+        Command::Serve(args) => serve::otlp_endpoint(args),
+        _ => None,
+    };
+    let (spans, export) = match &endpoint {
+        Some(endpoint) => {
+            let (layer, export) = crate::telemetry::export_to(endpoint)?;
+            (Some(layer), Some(export))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry().with(log).with(spans).try_init();
+    if let Some(endpoint) = endpoint {
+        tracing::info!(to = %crate::telemetry::traces_url(&endpoint), "exporting call spans over OTLP");
+    }
+    Ok(export)
 }

@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// 127.0.0.1:9220 (default: the config's metrics_addr, else off).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Export every call's span to the OpenTelemetry collector at this base URL over OTLP/HTTP,
+    /// e.g. http://127.0.0.1:4318 (default: the config's otlp_endpoint, else off).
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
     /// Compile every module at start instead of using the compile cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -110,7 +114,14 @@ pub struct ServeArgs {
     pub link_secret: Option<String>,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// The collector `serve` exports spans to: the flag's, else the config's. A config that cannot
+/// be read names none here; `run` reports it.
+pub fn otlp_endpoint(args: &ServeArgs) -> Option<String> {
+    let from_config = || args.config.as_deref().and_then(|path| ConfigFile::read(path).ok()?.otlp_endpoint);
+    args.otlp_endpoint.clone().or_else(from_config)
+}
+
+pub async fn run(args: Box<ServeArgs>) -> anyhow::Result<()> {
     let mut file = match &args.config {
         Some(path) => ConfigFile::read(path)?,
         None => ConfigFile::default(),

@@ -101,6 +101,10 @@ fn relayed(function: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>, relay
     if let Value::Dict(fields) = &mut request {
         fields.push((wire::HOPS_KEY.to_owned(), Value::Int(i128::from(relay.hops.saturating_add(1)))));
         fields.push((wire::TRACE_KEY.to_owned(), Value::Str(relay.trace.as_str().to_owned())));
+        // The caller's span: the call runs inside it.
+        if let Some(parent) = crate::telemetry::RemoteParent::of(&tracing::Span::current()) {
+            fields.push((wire::TRACEPARENT_KEY.to_owned(), Value::Str(parent.traceparent())));
+        }
         if let Some(deadline) = relay.deadline {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             fields.push((wire::DEADLINE_KEY.to_owned(), Value::Int(left.as_millis() as i128)));

@@ -420,6 +420,7 @@ fn read_call(cursor: &mut json::Cursor<'_>) -> Result<Call, Unusual> {
         hops: 0,
         deadline_ms: None,
         trace: None,
+        traceparent: None,
     })
 }
 
@@ -437,6 +438,8 @@ pub struct Call {
     pub deadline_ms: Option<u64>,
     /// [`TRACE_KEY`]: the request id of the call's first caller, if a host passed it on.
     pub trace: Option<String>,
+    /// [`TRACEPARENT_KEY`]: the exported span that passed the call on, if spans are exported.
+    pub traceparent: Option<String>,
 }
 
 /// The request key of a relayed call that counts the hosts it passed through. Python hosts
@@ -447,6 +450,9 @@ pub const DEADLINE_KEY: &str = "easyrpc_deadline_ms";
 /// The request key of a relayed call that names the request id its first caller sent, so that
 /// the logs and spans of every host it passes through name the same call.
 pub const TRACE_KEY: &str = "easyrpc_trace";
+/// The request key of a relayed call that names, as a W3C `traceparent`, the exported span of
+/// the host that passed it on (only while that host exports spans).
+pub const TRACEPARENT_KEY: &str = "easyrpc_traceparent";
 
 /// A relay key's number: a non-negative int (anything else reads as absent).
 fn relay_number(value: Option<Value>) -> Option<u64> {
@@ -480,11 +486,12 @@ pub fn parse_call(request: Value) -> Result<Call, String> {
     };
     let hops = relay_number(take(&mut fields, HOPS_KEY)).map_or(0, |h| u8::try_from(h).unwrap_or(u8::MAX));
     let deadline_ms = relay_number(take(&mut fields, DEADLINE_KEY));
-    let trace = match take(&mut fields, TRACE_KEY) {
-        Some(Value::Str(trace)) => Some(trace),
+    let mut text_of = |key| match take(&mut fields, key) {
+        Some(Value::Str(text)) => Some(text),
         _ => None,
     };
-    Ok(Call { action, args, kwargs, generator_id, hops, deadline_ms, trace })
+    let (trace, traceparent) = (text_of(TRACE_KEY), text_of(TRACEPARENT_KEY));
+    Ok(Call { action, args, kwargs, generator_id, hops, deadline_ms, trace, traceparent })
 }
 
 /// Encodes a response envelope. `is_error` adds `"error": true` inside `ws_action`, which the
@@ -664,7 +671,7 @@ mod tests {
         assert_eq!(call.action.as_deref(), Some("kwfunc"));
         assert_eq!(call.args.len(), 4);
         assert_eq!(call.kwargs[1], ("extra".to_owned(), Value::Int(5)));
-        assert_eq!((call.hops, call.deadline_ms, call.trace), (0, None, None));
+        assert_eq!((call.hops, call.deadline_ms, call.trace, call.traceparent), (0, None, None, None));
     }
 
     #[test]

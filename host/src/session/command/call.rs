@@ -7,6 +7,7 @@ use crate::runtime::TraceId;
 use crate::session::reply::Reply;
 use crate::session::{OpenGenerator, Session};
 use crate::signature::FunctionKind;
+use crate::telemetry::RemoteParent;
 use crate::value::Value;
 use crate::wire;
 use std::time::Instant;
@@ -25,6 +26,8 @@ pub struct Call {
     deadline: Option<Instant>,
     /// The trace those hosts passed on with it, as sent.
     trace: Option<String>,
+    /// The exported span that passed it on, as sent.
+    traceparent: Option<String>,
     /// A pickled Python object found in the arguments, by name.
     unsupported: Option<String>,
 }
@@ -34,14 +37,16 @@ impl Call {
         // A deadline past the clock's range is none.
         let deadline = call.deadline_ms.and_then(|ms| Instant::now().checked_add(std::time::Duration::from_millis(ms)));
         let (function, args, kwargs) = (call.action.unwrap_or_default(), call.args, call.kwargs);
-        Self { function, args, kwargs, hops: call.hops, deadline, trace: call.trace, unsupported }
+        let (trace, traceparent) = (call.trace, call.traceparent);
+        Self { function, args, kwargs, hops: call.hops, deadline, trace, traceparent, unsupported }
     }
 
     pub async fn apply(self, session: &Session, request_id: &str) -> Reply {
-        let Call { function, args, kwargs, hops, deadline, trace, unsupported } = self;
+        let Call { function, args, kwargs, hops, deadline, trace, traceparent, unsupported } = self;
         // The trace another host passed on, when it is one; else this caller's request id.
         let trace = trace.as_deref().and_then(TraceId::parse).unwrap_or_else(|| TraceId::of_request(request_id));
-        let relay = Relay { hops, deadline, trace, ..Relay::default() };
+        let parent = traceparent.as_deref().and_then(RemoteParent::parse);
+        let relay = Relay { hops, deadline, trace, parent, ..Relay::default() };
         let snapshot = session.registry.snapshot();
         let context = CallContext { namespace: &session.namespace, request_id, relay };
         let resolved = match dispatch::resolve(&snapshot, context, &function) {
