@@ -93,7 +93,7 @@
 //!
 //! **A counter** (grant `wasi:keyvalue`): `increment` is atomic, so concurrent callers never
 //! lose a count.
-//! ```ignore
+//! ```no_run
 //! use easyrpc_guest::keyvalue::{atomics, store};
 //! fn hit(page: String) -> Result<i64, String> {
 //!     let bucket = store::open("default").map_err(|e| format!("{e:?}"))?;
@@ -108,8 +108,13 @@
 //! calls that push and pop it finish (a producer that fails between numbering its item and
 //! storing it leaves a gap, reported to the worker that claims it). The whole guest is
 //! `modules/stateful` (`push`, `pop`); the heart of `pop`:
-//! ```ignore
+//! ```no_run
 //! use easyrpc_guest::keyvalue::atomics::{self, Cas, CasError};
+//! # use easyrpc_guest::keyvalue::store::Bucket;
+//! # fn number(text: Option<Vec<u8>>) -> u64 {
+//! #     text.and_then(|t| String::from_utf8(t).ok()?.parse().ok()).unwrap_or(0)
+//! # }
+//! # fn pop(bucket: &Bucket) -> Result<Option<u64>, String> {
 //! let mut cas = Cas::new(&bucket, "head").map_err(|e| format!("{e:?}"))?;
 //! let claimed = loop {
 //!     let head = number(cas.current().map_err(|e| format!("{e:?}"))?);
@@ -122,6 +127,8 @@
 //!         Err(CasError::StoreError(e)) => return Err(format!("{e:?}")),
 //!     }
 //! };
+//! # Ok(Some(claimed))
+//! # }
 //! ```
 //! Any number of workers call `pop` at once from any connection or host (with the Redis
 //! backend, hosts share the queue).
@@ -129,13 +136,16 @@
 //! **A chain of functions** (grant `easyrpc:call`, and `call_namespaces` for namespaces other
 //! than its own): arguments and result are JSON; the nested call ends by the caller's
 //! deadline and nests at most 8 deep. `modules/chain` is the whole guest.
-//! ```ignore
+//! ```no_run
+//! # fn total() -> Result<String, String> {
 //! let total = easyrpc_guest::call::call("billing", "total", r#"["order-17"]"#, "{}")
 //!     .map_err(|e| e.to_string())?;
+//! # Ok(total)
+//! # }
 //! ```
 //!
 //! **Logs and settings** (grants `wasi:logging`, `wasi:config`):
-//! ```ignore
+//! ```no_run
 //! use easyrpc_guest::logging::{log, Level};
 //! let greeting = easyrpc_guest::config::get("greeting").ok().flatten().unwrap_or_default();
 //! log(Level::Info, "greeter", &format!("greeting with {greeting:?}"));
@@ -175,10 +185,13 @@ pub fn sleep(duration: std::time::Duration) {
 /// namespaces opens two buckets. Values are bytes; `atomics::increment` keeps a counter as
 /// its decimal text, so `get` of a counter gives e.g. `b"42"`.
 ///
-/// ```ignore
+/// ```no_run
 /// use easyrpc_guest::keyvalue::{atomics, store};
+/// # fn hits() -> Result<i64, String> {
 /// let bucket = store::open("default").map_err(|e| format!("{e:?}"))?;
 /// let hits = atomics::increment(&bucket, "hits", 1).map_err(|e| format!("{e:?}"))?;
+/// # Ok(hits)
+/// # }
 /// ```
 pub mod keyvalue {
     pub use crate::host_bindings::wasi::keyvalue::{atomics, batch, store};
@@ -189,7 +202,7 @@ pub mod keyvalue {
 /// host, and a namespace logs at most so many lines per second (the rest are counted and
 /// dropped).
 ///
-/// ```ignore
+/// ```no_run
 /// use easyrpc_guest::logging::{log, Level};
 /// log(Level::Info, "orders", "order 17 accepted");
 /// ```
@@ -200,7 +213,7 @@ pub mod logging {
 /// The namespace's settings (`[namespace.config]` in the host's config): the standard
 /// `wasi:config/store@0.2.0-draft`. Needs the `wasi:config` grant.
 ///
-/// ```ignore
+/// ```no_run
 /// let greeting = easyrpc_guest::config::get("greeting").ok().flatten().unwrap_or_default();
 /// ```
 pub mod config {
@@ -211,9 +224,12 @@ pub mod config {
 /// (`easyrpc:guest/call`). Needs the `easyrpc:call` grant; besides its own namespace a
 /// function may call those its namespace's `call_namespaces` lists.
 ///
-/// ```ignore
+/// ```no_run
+/// # fn sum() -> Result<(), String> {
 /// let sum = easyrpc_guest::call::call("math", "add", "[1, 2]", "{}").map_err(|e| format!("{e:?}"))?;
 /// assert_eq!(sum, "3");
+/// # Ok(())
+/// # }
 /// ```
 pub mod call {
     pub use crate::host_bindings::easyrpc::guest::call::{call, CallError};
@@ -265,7 +281,13 @@ pub fn json_object<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) ->
 ///
 /// Rust:
 ///
-/// ```ignore
+/// ```no_run
+/// # easyrpc_guest::wit_bindgen::generate!({
+/// #     inline: "package me:demo; interface counting { resource numbers { next: func() -> option<s64>; }
+/// #              count: func(n: s64) -> numbers; } world demo { export counting; }",
+/// #     runtime_path: "easyrpc_guest::wit_bindgen::rt",
+/// # });
+/// # struct Demo;
 /// use exports::me::demo::counting::{Guest, GuestNumbers, Numbers};
 /// impl Guest for Demo {
 ///     type Numbers = easyrpc_guest::Generator<i64>;
@@ -274,6 +296,7 @@ pub fn json_object<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) ->
 /// impl GuestNumbers for easyrpc_guest::Generator<i64> {
 ///     fn next(&self) -> Option<i64> { self.next_item() }
 /// }
+/// # fn main() {}
 /// ```
 pub struct Generator<T> {
     items: std::cell::RefCell<Box<dyn Iterator<Item = T>>>,

@@ -22,6 +22,7 @@ mod fuzz_corpus;
 mod generator_memory;
 mod generators;
 mod guest_output;
+mod guide;
 mod hostile_input;
 mod hotswap;
 mod layout;

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 /// Where and how to connect.
 #[derive(clap::Args, Debug)]
 pub struct ConnectArgs {
-    /// Websocket URL of the host.
-    #[arg(long, default_value = "ws://127.0.0.1:8220/ws/easy")]
+    /// Websocket URL of the host (or the EASYRPC_URL environment variable).
+    #[arg(long, env = "EASYRPC_URL", default_value = "ws://127.0.0.1:8220/ws/easy")]
     pub url: String,
     /// Shared secret (or the EASYRPC_SECRET environment variable).
     #[arg(long)]
@@ -205,8 +205,8 @@ pub async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
 /// and where from (a file, or deployed over the wire). Needs the admin secret.
 #[derive(clap::Args, Debug)]
 pub struct ModulesArgs {
-    /// Websocket URL of the host.
-    #[arg(long, default_value = "ws://127.0.0.1:8220/ws/easy")]
+    /// Websocket URL of the host (or the EASYRPC_URL environment variable).
+    #[arg(long, env = "EASYRPC_URL", default_value = "ws://127.0.0.1:8220/ws/easy")]
     pub url: String,
     /// The host's admin secret (or the EASYRPC_SECRET environment variable).
     #[arg(long)]

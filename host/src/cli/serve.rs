@@ -37,8 +37,9 @@ call_namespaces = ["math", "peer", "stateful"]
 
 /// Serve WebAssembly component functions to easyrpc clients.
 ///
-/// With no --modules, --config modules or files, serves the bundled example modules (built by
-/// `cargo xtask modules`), each in a namespace named after it (math, peer, hostile, ...).
+/// With no --config, --modules or files, serves the bundled example modules (built by
+/// `cargo xtask modules`), each in a namespace named after it (math, peer, hostile, ...). A
+/// config without modules serves what is deployed to it.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -163,7 +164,8 @@ pub async fn run(args: Box<ServeArgs>) -> anyhow::Result<()> {
         let ns = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         sources.push(ModuleSource::File { path: f.clone(), namespaces: vec![ns] });
     }
-    if sources.is_empty() {
+    // A config with no modules serves what is deployed to it; only a bare `serve` falls back.
+    if sources.is_empty() && args.config.is_none() {
         sources = bundled_modules()?;
         let bundled: ConfigFile = toml::from_str(BUNDLED_GRANTS).context("the bundled modules' grants")?;
         let unconfigured: Vec<_> = bundled
