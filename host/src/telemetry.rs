@@ -72,7 +72,11 @@ where
         .with_endpoint(traces_url(endpoint))
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name("easyrpc").build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("easyrpc")
+        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(opentelemetry::KeyValue::new("service.instance.id", instance_id()))
+        .build();
     let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
     let tracer = provider.tracer("easyrpc");
     let calls_only =
@@ -80,6 +84,12 @@ where
     let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(calls_only);
     EXPORTING.store(true, Ordering::Relaxed);
     Ok((layer, SpanExport { provider }))
+}
+
+/// Which host exported a span: the machine's host name where the environment gives one (a pod's
+/// name on Kubernetes), else an id drawn for this process.
+fn instance_id() -> String {
+    std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// Whether spans are being exported.

@@ -230,27 +230,61 @@ fn serve_links_a_namespace_to_a_parent_host() {
     let _ = std::fs::remove_dir_all(&child_dir);
 }
 
+/// The log lines a host wrote, collected as they come.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Two hosts, linked: the parent serves `modules_dir(tag)` (peer in namespace `peer`); the
+/// child serves math in its own `peer`, linked to the parent's. Both stop when it is dropped.
+struct LinkedPair {
+    parent: Child,
+    child: Child,
+    child_url: String,
+    parent_log: Log,
+    child_log: Log,
+    child_dir: PathBuf,
+}
+
+impl LinkedPair {
+    /// Starts both with the flags `extra` and the environment `env`.
+    fn start(tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = modules_dir(tag);
+        let data = dir.with_extension("data");
+        let mut args = vec!["--modules", ".", "--data-dir", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (parent, parent_url, parent_log) = spawn_serve_with_env(&args, &dir, env);
+        let child_dir = std::env::temp_dir().join(format!("easyrpc-cli-{tag}-child-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&child_dir);
+        std::fs::create_dir_all(child_dir.join("peer")).unwrap();
+        std::fs::copy(dir.join("math.wasm"), child_dir.join("peer").join("math.wasm")).unwrap();
+        let link = format!("{parent_url}#peer");
+        let child_data = child_dir.with_extension("data");
+        let mut args = vec!["--modules", ".", "--data-dir", child_data.to_str().unwrap(), "--link", &link];
+        args.extend_from_slice(extra);
+        let (child, child_url, child_log) = spawn_serve_with_env(&args, &child_dir, env);
+        Self { parent, child, child_url, parent_log, child_log, child_dir }
+    }
+}
+
+impl Drop for LinkedPair {
+    fn drop(&mut self) {
+        for server in [&mut self.child, &mut self.parent] {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.child_dir);
+    }
+}
+
 /// A call relayed over a link is one trace: the child's span and the parent's name the request
 /// id the caller sent to the child, though each hop sends its own request id.
 #[test]
 fn the_hops_of_a_relayed_call_share_the_first_caller_s_request_id_as_trace() {
-    let dir = modules_dir("trace");
-    let data = dir.with_extension("data");
-    let data = data.to_str().unwrap();
-    let (mut parent, parent_url, parent_log) =
-        spawn_serve_logging(&["--modules", ".", "--data-dir", data], &dir, "easyrpc=debug");
-    let child_dir = std::env::temp_dir().join(format!("easyrpc-cli-trace-child-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&child_dir);
-    std::fs::create_dir_all(child_dir.join("peer")).unwrap();
-    std::fs::copy(dir.join("math.wasm"), child_dir.join("peer").join("math.wasm")).unwrap();
-    let link = format!("{parent_url}#peer");
-    let child_data = child_dir.with_extension("data");
-    let child_args = ["--modules", ".", "--data-dir", child_data.to_str().unwrap(), "--link", &link];
-    let (mut child, child_url, child_log) = spawn_serve_logging(&child_args, &child_dir, "easyrpc=debug");
+    let pair = LinkedPair::start("trace", &[], &[("RUST_LOG", "easyrpc=debug")]);
+    let (child_url, parent_log, child_log) = (&pair.child_url, &pair.parent_log, &pair.child_log);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let answer = loop {
-        let answer = call_at(&child_url, "peer", &["echo", "\"traced\""]);
+        let answer = call_at(child_url, "peer", &["echo", "\"traced\""]);
         if answer.is_ok() || Instant::now() > deadline {
             break answer;
         }
@@ -273,7 +307,7 @@ fn the_hops_of_a_relayed_call_share_the_first_caller_s_request_id_as_trace() {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     let (on_child, on_parent) = loop {
-        let (on_child, on_parent) = (spans(&child_log), spans(&parent_log));
+        let (on_child, on_parent) = (spans(child_log), spans(parent_log));
         if (!on_child.is_empty() && !on_parent.is_empty()) || Instant::now() > deadline {
             break (on_child, on_parent);
         }
@@ -285,12 +319,6 @@ fn the_hops_of_a_relayed_call_share_the_first_caller_s_request_id_as_trace() {
         on_parent.iter().any(|(request, t)| t == &trace && request != &child_request),
         "the parent's span names the same trace under the child's own request id: {on_parent:?}, trace {trace}"
     );
-
-    for server in [&mut child, &mut parent] {
-        let _ = server.kill();
-        let _ = server.wait();
-    }
-    let _ = std::fs::remove_dir_all(&child_dir);
 }
 
 /// A collector stand-in: takes OTLP/HTTP posts on a free port and keeps their JSON bodies.
@@ -365,29 +393,17 @@ fn attribute(span: &serde_json::Value, key: &str) -> Option<String> {
 #[test]
 fn serve_exports_call_spans_over_otlp_as_one_trace_across_a_link() {
     let (collector, bodies) = otlp_receiver();
-    let dir = modules_dir("otlp");
-    let data = dir.with_extension("data");
-    let exporting = |args: &[&str], dir: &Path| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--otlp-endpoint", &collector]);
-        spawn_serve_with_env(&all, dir, &[("RUST_LOG", "info"), ("OTEL_BSP_SCHEDULE_DELAY", "100")])
-    };
-    let (mut parent, parent_url, _) = exporting(&["--modules", ".", "--data-dir", data.to_str().unwrap()], &dir);
-    let child_dir = std::env::temp_dir().join(format!("easyrpc-cli-otlp-child-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&child_dir);
-    std::fs::create_dir_all(child_dir.join("peer")).unwrap();
-    std::fs::copy(dir.join("math.wasm"), child_dir.join("peer").join("math.wasm")).unwrap();
-    let link = format!("{parent_url}#peer");
-    let child_data = child_dir.with_extension("data");
-    let (mut child, child_url, child_log) =
-        exporting(&["--modules", ".", "--data-dir", child_data.to_str().unwrap(), "--link", &link], &child_dir);
-    assert!(child_log.lock().unwrap().iter().any(|l| l.contains("exporting call spans over OTLP")));
+    // No HOSTNAME: the two hosts of one machine tell themselves apart by the ids they draw.
+    let env = [("RUST_LOG", "info"), ("OTEL_BSP_SCHEDULE_DELAY", "100"), ("HOSTNAME", "")];
+    let pair = LinkedPair::start("otlp", &["--otlp-endpoint", &collector], &env);
+    let child_url = &pair.child_url;
+    assert!(pair.child_log.lock().unwrap().iter().any(|l| l.contains("exporting call spans over OTLP")));
 
     let deadline = Instant::now() + Duration::from_secs(20);
-    while call_at(&child_url, "peer", &["echo", "\"exported\""]).is_err() && Instant::now() < deadline {
+    while call_at(child_url, "peer", &["echo", "\"exported\""]).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(call_at(&child_url, "peer", &["div", "1", "0"]).is_err(), "a call that fails");
+    assert!(call_at(child_url, "peer", &["div", "1", "0"]).is_err(), "a call that fails");
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let spans = loop {
@@ -403,6 +419,14 @@ fn serve_exports_call_spans_over_otlp_as_one_trace_across_a_link() {
     let outer = echoes.iter().find(|s| s["parentSpanId"].as_str().unwrap_or("").is_empty()).expect("the child's span");
     let inner = echoes.iter().find(|s| s["parentSpanId"] == outer["spanId"]).expect("the parent's span, below it");
     assert_eq!(inner["traceId"], outer["traceId"], "one trace: {echoes:?}");
+    let instances: std::collections::HashSet<String> = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|body| body["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .filter_map(|resource| attribute(&resource["resource"], "service.instance.id"))
+        .collect();
+    assert_eq!(instances.len(), 2, "each host names itself: {instances:?}");
     assert_eq!(attribute(inner, "trace"), attribute(outer, "trace"));
     assert_eq!(attribute(outer, "namespace").as_deref(), Some("peer"));
     assert_eq!(attribute(outer, "outcome").as_deref(), Some("ok"));
@@ -410,17 +434,11 @@ fn serve_exports_call_spans_over_otlp_as_one_trace_across_a_link() {
     assert!(attribute(failed, "outcome").is_some_and(|o| o != "ok"), "{failed}");
     let code = &failed["status"]["code"];
     assert!(code == 2 || code == "STATUS_CODE_ERROR", "an error status: {failed}");
-
-    for server in [&mut child, &mut parent] {
-        let _ = server.kill();
-        let _ = server.wait();
-    }
-    let _ = std::fs::remove_dir_all(&child_dir);
 }
 
 /// Starts `easyrpc serve --config FILE` (with `extra` flags) and returns it, its URL and the
 /// log lines it writes (collected as they come).
-fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, Log) {
     let mut args = vec!["--config", config.to_str().unwrap()];
     args.extend_from_slice(extra);
     spawn_serve(&args, Path::new("."))
@@ -428,25 +446,12 @@ fn serve_config(config: &Path, extra: &[&str]) -> (Child, String, std::sync::Arc
 
 /// Starts `easyrpc serve --secret cli-secret --port 0 ARGS` in `dir` and returns it, its URL and
 /// the log lines it writes (collected as they come).
-fn spawn_serve(args: &[&str], dir: &Path) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    spawn_serve_logging(args, dir, "info")
-}
-
-/// [`spawn_serve`] with `RUST_LOG` set to `log`.
-fn spawn_serve_logging(
-    args: &[&str],
-    dir: &Path,
-    log: &str,
-) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    spawn_serve_with_env(args, dir, &[("RUST_LOG", log)])
+fn spawn_serve(args: &[&str], dir: &Path) -> (Child, String, Log) {
+    spawn_serve_with_env(args, dir, &[("RUST_LOG", "info")])
 }
 
 /// [`spawn_serve`] with `env` set.
-fn spawn_serve_with_env(
-    args: &[&str],
-    dir: &Path,
-    env: &[(&str, &str)],
-) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+fn spawn_serve_with_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Child, String, Log) {
     let mut child = Command::new(EASYRPC)
         .current_dir(dir)
         .args(["serve", "--secret", "cli-secret", "--port", "0"])
