@@ -273,10 +273,11 @@ fn logs_guests(policy: &NamespacePolicy) -> bool {
 }
 
 /// One call's span: namespace, function, request id, trace (the request id of the first
-/// caller, the same on every host a cluster call passes through) and (once known) outcome (`ok`, `open`
-/// for a generator, or the error kind). At the debug level, where it costs nothing unless
-/// debug logging is on; at info for namespaces whose guests log. A nested call's span sits
-/// inside its caller's.
+/// caller, the same on every host a cluster call passes through) and, once known, outcome
+/// (`ok`, `open` for a generator, or the error kind). At the debug level, where it costs
+/// nothing unless debug logging is on or spans are exported; at info for namespaces whose
+/// guests log. A nested call's span sits inside its caller's; a relayed call's, when spans
+/// are exported, below the span of the host that passed it on.
 fn call_span(context: CallContext<'_>, function: &str, guests_log: bool) -> tracing::Span {
     let (namespace, request, trace) = (context.namespace, context.request_id, context.relay.trace);
     let (outcome, status) = (tracing::field::Empty, tracing::field::Empty);

@@ -395,6 +395,8 @@ fn serve_exports_call_spans_over_otlp_as_one_trace_across_a_link() {
     let (collector, bodies) = otlp_receiver();
     // No HOSTNAME: the two hosts of one machine tell themselves apart by the ids they draw.
     let env = [("RUST_LOG", "info"), ("OTEL_BSP_SCHEDULE_DELAY", "100"), ("HOSTNAME", "")];
+    let refused = easyrpc(&["serve", "--secret", "s", "--port", "0", "--otlp-endpoint", "https://collector:4318"]);
+    assert!(!refused.status.success() && text(&refused.stderr).contains("plain http://"), "{}", text(&refused.stderr));
     let pair = LinkedPair::start("otlp", &["--otlp-endpoint", &collector], &env);
     let child_url = &pair.child_url;
     assert!(pair.child_log.lock().unwrap().iter().any(|l| l.contains("exporting call spans over OTLP")));

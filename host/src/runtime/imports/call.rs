@@ -87,20 +87,6 @@ impl TraceId {
         // Only visible ASCII is ever stored.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
-
-    /// 16 bytes naming the trace for OpenTelemetry, the same on every host: a uuid's own bytes,
-    /// else a 128-bit FNV-1a hash of the text.
-    pub fn otel_trace_id(&self) -> [u8; 16] {
-        if let Ok(uuid) = uuid::Uuid::try_parse(self.as_str()) {
-            return *uuid.as_bytes();
-        }
-        const PRIME: u128 = 0x0000000001000000000000000000013B;
-        let hash = self
-            .as_str()
-            .bytes()
-            .fold(0x6c62272e07bb014262b821756295c58d_u128, |hash, byte| (hash ^ u128::from(byte)).wrapping_mul(PRIME));
-        hash.to_be_bytes()
-    }
 }
 
 /// `-`: the trace of calls that come from no caller's request (warm-up, tests).
@@ -233,11 +219,6 @@ mod tests {
             let fresh = TraceId::of_request(unfit);
             assert!(uuid::Uuid::try_parse(fresh.as_str()).is_ok(), "{fresh}");
         }
-        // The OpenTelemetry id of a uuid is the uuid; any other text hashes the same everywhere.
-        assert_eq!(TraceId::of_request(uuid).otel_trace_id(), *uuid::Uuid::try_parse(uuid).unwrap().as_bytes());
-        let a = TraceId::parse("request-1").unwrap().otel_trace_id();
-        assert_eq!(a, TraceId::parse("request-1").unwrap().otel_trace_id());
-        assert_ne!(a, TraceId::parse("request-2").unwrap().otel_trace_id());
     }
 
     #[test]
