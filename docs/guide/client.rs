@@ -1,5 +1,5 @@
-//! The guide's Rust caller (docs/guide.md, "Call it from Rust"): greets, counts a visit, and
-//! reads the counter from a generator-free function, on the host at the URL it is given.
+//! The guide's Rust caller (docs/guide.md, "4. Call it"): greets, and counts a visit, on the
+//! host at the URL it is given.
 //! From the project root: `cargo run -p easyrpc-tests --example guide_client -- ws://127.0.0.1:8220/ws/easy`
 use easyrpc::client::EasyRpcProxy;
 

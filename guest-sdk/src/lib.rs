@@ -64,7 +64,7 @@
 //!    the first allocation, at a cost on every call). `cargo xtask modules` builds this way the
 //!    modules that `modules/Cargo.toml` does not list under `wasi`; by hand:
 //!    ```sh
-//!    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld \
+//!    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/host: //p')/bin/wasm-component-ld \
 //!      cargo build --release --target wasm32-unknown-unknown
 //!    ```
 //! 5. `easyrpc inspect target/wasm32-wasip2/release/hello.wasm` shows

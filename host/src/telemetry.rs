@@ -98,12 +98,12 @@ pub fn exporting() -> bool {
 }
 
 /// The span on another host that passed a call on: its trace and span id, from the call's
-/// `traceparent` (W3C Trace Context, version 00). Fixed size, so that it travels by copy.
+/// `traceparent` (W3C Trace Context, version 00). Fixed size, so that it travels by copy. Its
+/// sampled flag is read but not kept: every call's span here is exported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteParent {
     trace_id: [u8; 16],
     span_id: [u8; 8],
-    sampled: bool,
 }
 
 impl RemoteParent {
@@ -116,22 +116,14 @@ impl RemoteParent {
         }
         let trace_id = u128::from_str_radix(trace, 16).ok().filter(|_| trace.len() == 32 && is_hex(trace))?;
         let span_id = u64::from_str_radix(span, 16).ok().filter(|_| span.len() == 16 && is_hex(span))?;
-        let flags = u8::from_str_radix(flags, 16).ok().filter(|_| flags.len() == 2 && is_hex(flags))?;
-        (trace_id != 0 && span_id != 0).then(|| Self {
-            trace_id: trace_id.to_be_bytes(),
-            span_id: span_id.to_be_bytes(),
-            sampled: flags & 1 == 1,
-        })
+        let _flags = u8::from_str_radix(flags, 16).ok().filter(|_| flags.len() == 2 && is_hex(flags))?;
+        (trace_id != 0 && span_id != 0)
+            .then(|| Self { trace_id: trace_id.to_be_bytes(), span_id: span_id.to_be_bytes() })
     }
 
     /// The `traceparent` text of this parent.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            u128::from_be_bytes(self.trace_id),
-            u64::from_be_bytes(self.span_id),
-            u8::from(self.sampled)
-        )
+        format!("00-{:032x}-{:016x}-01", u128::from_be_bytes(self.trace_id), u64::from_be_bytes(self.span_id))
     }
 
     /// The exported span `span` is, when spans are exported.
@@ -141,11 +133,9 @@ impl RemoteParent {
         }
         let context = span.context();
         let span_context = context.span().span_context().clone();
-        span_context.is_valid().then(|| Self {
-            trace_id: span_context.trace_id().to_bytes(),
-            span_id: span_context.span_id().to_bytes(),
-            sampled: span_context.is_sampled(),
-        })
+        span_context
+            .is_valid()
+            .then(|| Self { trace_id: span_context.trace_id().to_bytes(), span_id: span_context.span_id().to_bytes() })
     }
 
     /// Makes `span` (not yet entered) a child of this parent in the exported trace.
@@ -153,11 +143,10 @@ impl RemoteParent {
         if !exporting() {
             return;
         }
-        let flags = if self.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
         let parent = SpanContext::new(
             TraceId::from_bytes(self.trace_id),
             SpanId::from_bytes(self.span_id),
-            flags,
+            TraceFlags::SAMPLED,
             true,
             TraceState::default(),
         );
@@ -179,6 +168,9 @@ mod tests {
         let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let parent = RemoteParent::parse(text).expect("a W3C example");
         assert_eq!(parent.traceparent(), text);
+        // Unsampled parents are read, and their children exported all the same.
+        let unsampled = RemoteParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        assert_eq!(unsampled, Some(parent));
         for bad in [
             "",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",

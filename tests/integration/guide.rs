@@ -17,8 +17,8 @@ const REPOSITORY: &str = "/path/to/easyrpc";
 const GUIDE_REDIS: &str = "redis://127.0.0.1:6379";
 /// The Redis database the guide's hosts share.
 const GUIDE_REDIS_DB: &str = "3";
-/// How long a failing command is tried again (links coming up).
-const RETRY_FOR: Duration = Duration::from_secs(20);
+/// How long one command may run (the guest's first build is the longest).
+const COMMAND_LIMIT: &str = "300";
 
 /// One fenced block: its info string and its text.
 struct Block {
@@ -94,9 +94,15 @@ fn free_port() -> String {
     listener.local_addr().unwrap().port().to_string()
 }
 
+/// The `host:port` of a Redis URL (`redis://[user:password@]host:port[/db]`).
+fn redis_address(url: &str) -> &str {
+    let authority = url.trim_start_matches("redis://").split(['/', '?']).next().unwrap_or_default();
+    authority.rsplit('@').next().unwrap_or_default()
+}
+
 /// Empties database `db` of the Redis at `url` (RESP spoken by hand: `SELECT`, `FLUSHDB`).
 fn empty_redis_db(url: &str, db: &str) {
-    let address = url.trim_start_matches("redis://").split(['/', '?']).next().unwrap_or_default();
+    let address = redis_address(url);
     let mut redis = std::net::TcpStream::connect(address).expect("Redis answers");
     redis.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let request = format!("*2\r\n$6\r\nSELECT\r\n${}\r\n{db}\r\n*1\r\n$7\r\nFLUSHDB\r\n", db.len());
@@ -117,11 +123,17 @@ fn the_guide_runs_as_written() {
     let root = xtask::project_root();
     let guide = std::fs::read_to_string(root.join("docs").join("guide.md")).expect("docs/guide.md");
     let mut guide = guide.replace(REPOSITORY, root.to_str().unwrap());
+    // Through placeholders, so that a free port never holds a port the guide names.
     let ports: Vec<String> = GUIDE_PORTS.iter().map(|_| free_port()).collect();
-    for (named, free) in GUIDE_PORTS.iter().zip(&ports) {
-        guide = guide.replace(named, free);
+    for (i, named) in GUIDE_PORTS.iter().enumerate() {
+        guide = guide.replace(named, &format!("\u{0}port{i}\u{0}"));
     }
-    guide = guide.replace(GUIDE_REDIS, redis.trim_end_matches('/'));
+    for (i, free) in ports.iter().enumerate() {
+        guide = guide.replace(&format!("\u{0}port{i}\u{0}"), free);
+    }
+    let suite_redis = redis.split_once("://").map_or(redis.as_str(), |(_, rest)| rest);
+    let suite_redis = format!("redis://{}", suite_redis.split(['/', '?']).next().unwrap_or_default());
+    guide = guide.replace(GUIDE_REDIS, &suite_redis);
     empty_redis_db(&redis, GUIDE_REDIS_DB);
 
     // `easyrpc` is the binary this suite built; `python3` and `pip` the suite's virtualenv.
@@ -180,8 +192,8 @@ fn the_guide_runs_as_written() {
                 std::os::unix::fs::symlink(&kept, cwd.join("target")).unwrap();
             }
             let bash = |command: &str| {
-                let mut bash = Command::new("bash");
-                bash.args(["-o", "pipefail", "-c", command])
+                let mut bash = Command::new("timeout");
+                bash.args([COMMAND_LIMIT, "bash", "-o", "pipefail", "-c", command])
                     .current_dir(&cwd)
                     .env("PATH", &path)
                     .env("EASYRPC_URL", &default_url)
@@ -192,8 +204,18 @@ fn the_guide_runs_as_written() {
                 bash
             };
             if let Some(background) = command.strip_suffix('&') {
-                let mut child =
-                    bash(background.trim()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("bash runs");
+                // exec: the host is the process the test stops; no time limit.
+                let mut child = Command::new("bash")
+                    .args(["-c", &format!("exec {}", background.trim())])
+                    .current_dir(&cwd)
+                    .env("PATH", &path)
+                    .env("XDG_DATA_HOME", home.join("data"))
+                    .env("XDG_CACHE_HOME", home.join("cache"))
+                    .env("RUST_LOG", "info")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("bash runs");
                 let log = Arc::new(Mutex::new(Vec::new()));
                 let (kept, stderr) = (log.clone(), child.stderr.take().unwrap());
                 std::thread::spawn(move || {
@@ -212,15 +234,7 @@ fn the_guide_runs_as_written() {
                 }
                 continue;
             }
-            let deadline = Instant::now() + RETRY_FOR;
-            let out = loop {
-                let out = bash(&command).output().expect("bash runs");
-                let retry = !out.status.success() && !matches!(expect, Expect::FailsWith(_));
-                if !retry || Instant::now() > deadline {
-                    break out;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            };
+            let out = bash(&command).output().expect("bash runs");
             let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             let context =
                 || format!("`{command}` in {}\nstdout: {stdout}\nstderr: {stderr}\n{}", cwd.display(), hosts.logs());

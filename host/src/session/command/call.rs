@@ -43,7 +43,9 @@ impl Call {
 
     pub async fn apply(self, session: &Session, request_id: &str) -> Reply {
         let Call { function, args, kwargs, hops, deadline, trace, traceparent, unsupported } = self;
-        // The trace another host passed on, when it is one; else this caller's request id.
+        // The trace and span another host passed on, over a link only: a client names neither
+        // (nor hides its calls from the export with an unsampled parent).
+        let (trace, traceparent) = if session.link.is_some() { (trace, traceparent) } else { (None, None) };
         let trace = trace.as_deref().and_then(TraceId::parse).unwrap_or_else(|| TraceId::of_request(request_id));
         let parent = traceparent.as_deref().and_then(RemoteParent::parse);
         let relay = Relay { hops, deadline, trace, parent, ..Relay::default() };
