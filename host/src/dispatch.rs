@@ -12,6 +12,7 @@ use crate::metrics::{metrics, Held};
 use crate::registry::{Callable, Namespace, NamespacePolicy, Origin, RegistrySnapshot, Relay, ValueStream};
 use crate::runtime::CallError;
 use crate::signature::FunctionKind;
+use crate::telemetry::LogSafe;
 use crate::value::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,7 +137,7 @@ impl Resolved<'_> {
         match result {
             Ok(value) => {
                 tracing::debug!(
-                    namespace = %context.namespace, function = %function_name, request = %context.request_id,
+                    namespace = %context.namespace, function = %function_name, request = %LogSafe(context.request_id),
                     took = ?started.map(|s| s.elapsed()), "call"
                 );
                 if let Some(stream) = function.adopt_generator(&value) {
@@ -152,7 +153,7 @@ impl Resolved<'_> {
             }
             Err(error) => {
                 tracing::info!(
-                    namespace = %context.namespace, function = %function_name, request = %context.request_id,
+                    namespace = %context.namespace, function = %function_name, request = %LogSafe(context.request_id),
                     kind = error.kind(), %error, "call failed"
                 );
                 Err(error.into())
@@ -179,7 +180,7 @@ impl Resolved<'_> {
             }
             Err(error) => {
                 tracing::info!(
-                    namespace = %context.namespace, function = %function_name, request = %context.request_id,
+                    namespace = %context.namespace, function = %function_name, request = %LogSafe(context.request_id),
                     kind = error.kind(), %error, "generator failed to open"
                 );
                 Err(error.into())
@@ -279,7 +280,7 @@ fn logs_guests(policy: &NamespacePolicy) -> bool {
 /// guests log. A nested call's span sits inside its caller's; a relayed call's, when spans
 /// are exported, below the span of the host that passed it on.
 fn call_span(context: CallContext<'_>, function: &str, guests_log: bool) -> tracing::Span {
-    let (namespace, request, trace) = (context.namespace, context.request_id, context.relay.trace);
+    let (namespace, request, trace) = (context.namespace, LogSafe(context.request_id), context.relay.trace);
     let (outcome, status) = (tracing::field::Empty, tracing::field::Empty);
     let span = if guests_log {
         tracing::info_span!("call", namespace = %namespace, function = %function, request = %request, %trace, outcome, otel.status_code = status)

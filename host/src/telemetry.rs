@@ -6,7 +6,8 @@
 //! W3C `traceparent` of the span that passed it on). It exports only the `call` spans the
 //! dispatcher opens, with their fields as attributes, in batches from the SDK's own thread, so
 //! a slow or absent collector never holds a call up (a full queue drops spans). It imports
-//! nothing else of the host: the dispatcher and the cluster links call into it.
+//! nothing else of the host: the dispatcher and the cluster links call into it. [`LogSafe`]
+//! shows a caller's text (a request id) in logs and spans without letting it forge lines.
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider};
 use opentelemetry_otlp::WithExportConfig;
@@ -155,13 +156,49 @@ impl RemoteParent {
     }
 }
 
+/// A caller's text (a request id) as logs and spans show it: visible ASCII as it is, anything
+/// else escaped, and at most [`LogSafe::MAX_CHARS`] characters, so that a caller can neither
+/// forge log lines nor fill the log.
+pub struct LogSafe<'a>(pub &'a str);
+
+impl LogSafe<'_> {
+    pub const MAX_CHARS: usize = 128;
+}
+
+impl std::fmt::Display for LogSafe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(Self::MAX_CHARS) {
+            if c.is_ascii_graphic() {
+                write!(f, "{c}")?;
+            } else {
+                write!(f, "{}", c.escape_unicode())?;
+            }
+        }
+        let rest = chars.as_str().len();
+        if rest > 0 {
+            write!(f, "...(+{rest} bytes)")?;
+        }
+        Ok(())
+    }
+}
+
 fn is_hex(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{traces_url, RemoteParent};
+    use super::{traces_url, LogSafe, RemoteParent};
+
+    #[test]
+    fn a_caller_s_text_shows_in_logs_on_one_line_and_bounded() {
+        let uuid = "d2f95712-e78f-11f1-a490-02fc00000001";
+        assert_eq!(LogSafe(uuid).to_string(), uuid);
+        assert_eq!(LogSafe("a b\nc=é").to_string(), "a\\u{20}b\\u{a}c=\\u{e9}");
+        let long = "x".repeat(1 << 20);
+        assert_eq!(LogSafe(&long).to_string(), format!("{}...(+{} bytes)", "x".repeat(128), (1 << 20) - 128));
+    }
 
     #[test]
     fn a_traceparent_reads_back_as_written_and_nothing_else_reads() {

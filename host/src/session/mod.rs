@@ -587,7 +587,7 @@ impl<S: Transport> Connection<S> {
         let (message, unsupported) = match decoded {
             Ok(d) => d,
             Err(wire::Undecodable { reason, request_id: Some(id) }) => {
-                tracing::debug!(%peer, error = %reason, request = %id, "undecodable request");
+                tracing::debug!(%peer, error = %reason, request = %crate::telemetry::LogSafe(&id), "undecodable request");
                 let reply = Reply::error(&format!("cannot decode the request: {reason}"));
                 return self.write(reply.encode(ser, &id, self.session.max_response_frame)).await;
             }
