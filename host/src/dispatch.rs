@@ -12,7 +12,7 @@ use crate::metrics::{metrics, Held};
 use crate::registry::{Callable, Namespace, NamespacePolicy, Origin, RegistrySnapshot, Relay, ValueStream};
 use crate::runtime::CallError;
 use crate::signature::FunctionKind;
-use crate::telemetry::LogSafe;
+use crate::telemetry::{LogSafe, LogText};
 use crate::value::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -154,7 +154,7 @@ impl Resolved<'_> {
             Err(error) => {
                 tracing::info!(
                     namespace = %context.namespace, function = %function_name, request = %LogSafe(context.request_id),
-                    kind = error.kind(), %error, "call failed"
+                    kind = error.kind(), error = %LogText(&error.to_string()), "call failed"
                 );
                 Err(error.into())
             }
@@ -181,7 +181,7 @@ impl Resolved<'_> {
             Err(error) => {
                 tracing::info!(
                     namespace = %context.namespace, function = %function_name, request = %LogSafe(context.request_id),
-                    kind = error.kind(), %error, "generator failed to open"
+                    kind = error.kind(), error = %LogText(&error.to_string()), "generator failed to open"
                 );
                 Err(error.into())
             }

@@ -7,7 +7,8 @@
 //! dispatcher opens, with their fields as attributes, in batches from the SDK's own thread, so
 //! a slow or absent collector never holds a call up (a full queue drops spans). It imports
 //! nothing else of the host: the dispatcher and the cluster links call into it. [`LogSafe`]
-//! shows a caller's text (a request id) in logs and spans without letting it forge lines.
+//! and [`LogText`] show a caller's or a guest's text (a request id, an error, a guest's log
+//! line) in logs and spans without letting it forge lines.
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider};
 use opentelemetry_otlp::WithExportConfig;
@@ -183,13 +184,40 @@ impl std::fmt::Display for LogSafe<'_> {
     }
 }
 
+/// A caller's or a guest's message (an error, a guest's log line or output) as logs show it:
+/// as it is, but for control characters, escaped (`\n`, `\u{1b}`), so that it stays on its own
+/// log line and sends no escape codes to an operator's terminal. Bounding it is the caller's.
+pub struct LogText<'a>(pub &'a str);
+
+impl std::fmt::Display for LogText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(char::is_control) {
+            f.write_str(&rest[..at])?;
+            let control = rest[at..].chars().next().unwrap_or_default();
+            write!(f, "{}", control.escape_default())?;
+            rest = &rest[at + control.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
+
 fn is_hex(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{traces_url, LogSafe, RemoteParent};
+    use super::{traces_url, LogSafe, LogText, RemoteParent};
+
+    #[test]
+    fn a_message_keeps_its_text_and_loses_its_control_characters() {
+        assert_eq!(LogText("plain text, é ☃").to_string(), "plain text, é ☃");
+        let forged = "boom\n2026-12-07T00:00:00Z  INFO easyrpc::session: admin logged in\u{1b}[2J\r";
+        let shown = LogText(forged).to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert_eq!(shown, "boom\\n2026-12-07T00:00:00Z  INFO easyrpc::session: admin logged in\\u{1b}[2J\\r");
+    }
 
     #[test]
     fn a_caller_s_text_shows_in_logs_on_one_line_and_bounded() {

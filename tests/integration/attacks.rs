@@ -15,8 +15,8 @@ use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The tests run one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests run one at a time, and never beside a test's cargo build.
+use easyrpc_tests::NO_BUILDS_BESIDE as SERIAL;
 
 /// The process's resident memory in bytes.
 fn resident() -> usize {

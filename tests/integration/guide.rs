@@ -120,6 +120,7 @@ fn empty_redis_db(url: &str, db: &str) {
 #[test]
 fn the_guide_runs_as_written() {
     let Some(redis) = test_redis("the guide's cluster shares state in Redis") else { return };
+    let _builds = easyrpc_tests::NO_BUILDS_BESIDE.blocking_lock();
     let root = xtask::project_root();
     let guide = std::fs::read_to_string(root.join("docs").join("guide.md")).expect("docs/guide.md");
     let mut guide = guide.replace(REPOSITORY, root.to_str().unwrap());

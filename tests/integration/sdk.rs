@@ -3,6 +3,7 @@
 
 #[test]
 fn the_guest_sdk_packages_and_builds_as_published() {
+    let _builds = easyrpc_tests::NO_BUILDS_BESIDE.blocking_lock();
     let root = xtask::project_root();
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["publish", "--dry-run", "--allow-dirty", "--quiet", "--manifest-path"])
@@ -19,6 +20,7 @@ fn the_guest_sdk_packages_and_builds_as_published() {
 /// bindings compile but are not run).
 #[test]
 fn the_guest_sdk_s_doc_snippets_compile() {
+    let _builds = easyrpc_tests::NO_BUILDS_BESIDE.blocking_lock();
     let root = xtask::project_root();
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["test", "--doc", "--quiet", "--manifest-path"])
@@ -38,6 +40,7 @@ fn the_guest_sdk_s_doc_snippets_compile() {
 /// wasm32-wasip2, inspected, served and called with the commands it gives.
 #[test]
 fn the_guest_sdk_s_walk_from_cargo_new_builds_serves_and_answers() {
+    let _builds = easyrpc_tests::NO_BUILDS_BESIDE.blocking_lock();
     let root = xtask::project_root();
     let docs: String = std::fs::read_to_string(root.join("guest-sdk").join("src").join("lib.rs"))
         .unwrap()

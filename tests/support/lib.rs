@@ -5,6 +5,12 @@ use easyrpc::runtime::{Module, Runtime, RuntimeConfig};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+/// Held by the tests whose waits are tight (the attack rows) and by the tests that run cargo
+/// builds of their own (the guide, the SDK's snippets and walk): on two cores a build can starve
+/// a host under test past those waits. Async tests `.lock().await` it, the others
+/// `blocking_lock()` it.
+pub static NO_BUILDS_BESIDE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Path of a module built from `modules/` (built on first use).
 pub fn module_path(name: &str) -> PathBuf {
     xtask::module_path(name).unwrap_or_else(|e| panic!("cannot build the guest modules: {e}"))

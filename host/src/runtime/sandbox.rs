@@ -723,7 +723,7 @@ impl Sandbox {
                     stream,
                     dropped_bytes = dropped,
                     "{}",
-                    text.trim_end()
+                    crate::telemetry::LogText(text.trim_end())
                 );
             }
         }

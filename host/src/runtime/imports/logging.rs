@@ -5,6 +5,7 @@
 use super::wasi::logging::logging::{Host, Level};
 use super::Grant;
 use crate::runtime::sandbox::{lock, CallState};
+use crate::telemetry::LogText;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -106,7 +107,8 @@ impl Host for CallState {
             ($level:expr) => {
                 tracing::event!(
                     target: "easyrpc::guest", $level,
-                    namespace = %namespace, module = %module, function = %function, context = %context, "{message}"
+                    namespace = %namespace, module = %module, function = %function, context = %LogText(context),
+                    "{}", LogText(&message)
                 )
             };
         }
@@ -118,8 +120,8 @@ impl Host for CallState {
             Level::Error => emit!(tracing::Level::ERROR),
             Level::Critical => tracing::error!(
                 target: "easyrpc::guest",
-                namespace = %namespace, module = %module, function = %function, context = %context, critical = true,
-                "{message}"
+                namespace = %namespace, module = %module, function = %function, context = %LogText(context),
+                critical = true, "{}", LogText(&message)
             ),
         }
         Ok(())
