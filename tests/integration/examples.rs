@@ -9,8 +9,11 @@ use easyrpc_tests::{python_with_easyrpc, runtime, TestServer};
 use std::path::PathBuf;
 
 async fn serve_example(name: &str) -> (TestServer, String) {
-    xtask::build_examples().expect("example guests build");
-    xtask::build_modules().expect("bundled modules build");
+    {
+        let _builds = easyrpc_tests::NO_BUILDS_BESIDE.lock().await;
+        xtask::build_examples().expect("example guests build");
+        xtask::build_modules().expect("bundled modules build");
+    }
     let config_path = xtask::project_root().join("examples").join(name).join("easyrpc.toml");
     let file = ConfigFile::read(&config_path).expect("example config reads");
     let secret = file.secret.clone().expect("example config has its secret");
