@@ -36,9 +36,7 @@ async fn serve_example(name: &str) -> (TestServer, String) {
 
 /// The example binary cargo built beside this test (`target/<profile>/examples/<name>`).
 fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
-    let path = profile_dir.join("examples").join(name);
+    let path = easyrpc_tests::target_profile_dir().join("examples").join(name);
     assert!(path.exists(), "{} is not built: `cargo test` builds it (a single `--test` does not: run `cargo build -p easyrpc-tests --examples` first)", path.display());
     path
 }

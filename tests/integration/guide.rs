@@ -2,9 +2,9 @@
 //! in order, each printed result it states checked. The rules are the guide's own last section
 //! ("How this guide is tested").
 
-use easyrpc_tests::{python_with_easyrpc, test_redis, ScratchDir};
+use easyrpc_tests::{built_easyrpc, fenced_blocks, python_with_easyrpc, test_redis, ScratchDir};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,29 +19,6 @@ const GUIDE_REDIS: &str = "redis://127.0.0.1:6379";
 const GUIDE_REDIS_DB: &str = "3";
 /// How long one command may run (the guest's first build is the longest).
 const COMMAND_LIMIT: &str = "300";
-
-/// One fenced block: its info string and its text.
-struct Block {
-    info: String,
-    text: String,
-}
-
-fn blocks(markdown: &str) -> Vec<Block> {
-    let mut blocks = Vec::new();
-    let mut open: Option<Block> = None;
-    for line in markdown.lines() {
-        match (&mut open, line.strip_prefix("```")) {
-            (None, Some(info)) => open = Some(Block { info: info.trim().to_owned(), text: String::new() }),
-            (Some(_), Some(_)) => blocks.extend(open.take()),
-            (Some(block), None) => {
-                block.text.push_str(line);
-                block.text.push('\n');
-            }
-            (None, None) => {}
-        }
-    }
-    blocks
-}
 
 /// A host the guide started: its command line, its process and the lines it logged.
 type Host = (String, Child, Arc<Mutex<Vec<String>>>);
@@ -138,9 +115,7 @@ fn the_guide_runs_as_written() {
     empty_redis_db(&redis, GUIDE_REDIS_DB);
 
     // `easyrpc` is the binary this suite built; `python3` and `pip` the suite's virtualenv.
-    let exe = std::env::current_exe().unwrap();
-    let built = exe.parent().and_then(Path::parent).expect("target/<profile>").join("easyrpc");
-    assert!(built.exists(), "{} is not built: `cargo test --workspace` builds it", built.display());
+    let built = built_easyrpc();
     let work = ScratchDir::new("guide");
     let bin = work.0.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -155,7 +130,7 @@ fn the_guide_runs_as_written() {
     let mut hosts = Hosts::default();
     let mut cwd: PathBuf = work.0.clone();
     let mut ran = 0;
-    for block in blocks(&guide) {
+    for block in fenced_blocks(&guide) {
         let mut info = block.info.split_whitespace();
         let language = info.next().unwrap_or_default();
         if let Some(file) = info.find_map(|word| word.strip_prefix("file=")) {
@@ -192,9 +167,11 @@ fn the_guide_runs_as_written() {
                 std::fs::create_dir_all(&kept).unwrap();
                 std::os::unix::fs::symlink(&kept, cwd.join("target")).unwrap();
             }
-            let bash = |command: &str| {
-                let mut bash = Command::new("timeout");
-                bash.args([COMMAND_LIMIT, "bash", "-o", "pipefail", "-c", command])
+            // A shell in the reader's directory, with the reader's environment.
+            let shell = |program: &str, args: &[&str]| {
+                let mut shell = Command::new(program);
+                shell
+                    .args(args)
                     .current_dir(&cwd)
                     .env("PATH", &path)
                     .env("EASYRPC_URL", &default_url)
@@ -202,17 +179,11 @@ fn the_guide_runs_as_written() {
                     .env("XDG_DATA_HOME", home.join("data"))
                     .env("XDG_CACHE_HOME", home.join("cache"))
                     .env("RUST_LOG", "info");
-                bash
+                shell
             };
             if let Some(background) = command.strip_suffix('&') {
                 // exec: the host is the process the test stops; no time limit.
-                let mut child = Command::new("bash")
-                    .args(["-c", &format!("exec {}", background.trim())])
-                    .current_dir(&cwd)
-                    .env("PATH", &path)
-                    .env("XDG_DATA_HOME", home.join("data"))
-                    .env("XDG_CACHE_HOME", home.join("cache"))
-                    .env("RUST_LOG", "info")
+                let mut child = shell("bash", &["-c", &format!("exec {}", background.trim())])
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -235,7 +206,9 @@ fn the_guide_runs_as_written() {
                 }
                 continue;
             }
-            let out = bash(&command).output().expect("bash runs");
+            let out = shell("timeout", &[COMMAND_LIMIT, "bash", "-o", "pipefail", "-c", &command])
+                .output()
+                .expect("bash runs");
             let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             let context =
                 || format!("`{command}` in {}\nstdout: {stdout}\nstderr: {stderr}\n{}", cwd.display(), hosts.logs());

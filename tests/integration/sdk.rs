@@ -52,16 +52,8 @@ fn the_guest_sdk_s_walk_from_cargo_new_builds_serves_and_answers() {
         })
         .collect();
     let walk = docs.split("## From `cargo new`").nth(1).and_then(|rest| rest.split("## Generators").next()).unwrap();
-    let mut blocks = Vec::new();
-    let mut open: Option<(String, String)> = None;
-    for line in walk.lines() {
-        match (&mut open, line.trim_start().strip_prefix("```")) {
-            (None, Some(info)) => open = Some((info.to_owned(), String::new())),
-            (Some(_), Some(_)) => blocks.extend(open.take()),
-            (Some((_, text)), None) => text.push_str(&format!("{line}\n")),
-            (None, None) => {}
-        }
-    }
+    let blocks: Vec<(String, String)> =
+        easyrpc_tests::fenced_blocks(walk).into_iter().map(|block| (block.info, block.text)).collect();
     let kinds: Vec<&str> = blocks.iter().map(|(info, _)| info.as_str()).collect();
     assert_eq!(kinds, ["toml", "wit", "ignore", "toml", "sh", "sh"], "the walk's steps");
 
@@ -103,8 +95,7 @@ fn the_guest_sdk_s_walk_from_cargo_new_builds_serves_and_answers() {
     run(&crate_dir, "bash", &["-c", blocks[4].1.trim()], &[]);
 
     // Step 5: what inspect prints; step 6: serve and call as shown (on a free port).
-    let exe = std::env::current_exe().unwrap();
-    let easyrpc = exe.parent().and_then(std::path::Path::parent).unwrap().join("easyrpc");
+    let easyrpc = easyrpc_tests::built_easyrpc();
     let easyrpc = easyrpc.to_str().unwrap();
     let inspected = run(&crate_dir, easyrpc, &["inspect", "target/wasm32-wasip2/release/hello.wasm"], &[]);
     assert!(inspected.contains(r#"greet(name: string, greeting: string = "hello") -> string"#), "{inspected}");

@@ -439,3 +439,40 @@ pub async fn websocket_echo_server() -> std::net::SocketAddr {
     });
     addr
 }
+
+/// `target/<profile>`: where cargo put the binaries built beside this test's.
+pub fn target_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").to_path_buf()
+}
+
+/// The `easyrpc` binary `cargo test --workspace` built from this source.
+pub fn built_easyrpc() -> PathBuf {
+    let built = target_profile_dir().join("easyrpc");
+    assert!(built.exists(), "{} is not built: `cargo test --workspace` builds it", built.display());
+    built
+}
+
+/// One fenced block of a markdown text: its info string (`toml file=a.toml`) and its lines.
+pub struct FencedBlock {
+    pub info: String,
+    pub text: String,
+}
+
+/// The fenced blocks of `markdown`, in order; a fence may be indented (a list item's block).
+pub fn fenced_blocks(markdown: &str) -> Vec<FencedBlock> {
+    let mut blocks = Vec::new();
+    let mut open: Option<FencedBlock> = None;
+    for line in markdown.lines() {
+        match (&mut open, line.trim_start().strip_prefix("```")) {
+            (None, Some(info)) => open = Some(FencedBlock { info: info.trim().to_owned(), text: String::new() }),
+            (Some(_), Some(_)) => blocks.extend(open.take()),
+            (Some(block), None) => {
+                block.text.push_str(line);
+                block.text.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    blocks
+}
